@@ -1,0 +1,81 @@
+"""The RabbitMQ management HTTP API: virtual hosts and queue figures (stdlib only)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from broker.errors import AdminError
+
+
+class Admin:
+    """A small client of the management API, e.g. `http://guest:guest@127.0.0.1:15672/api`."""
+
+    def __init__(self, api_url: str, timeout: float = 10.0) -> None:
+        parts = urllib.parse.urlsplit(api_url)
+        self._base = urllib.parse.urlunsplit(
+            (parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
+             parts.path.rstrip("/"), "", "")
+        ) if parts.hostname else api_url.rstrip("/")
+        user = urllib.parse.unquote(parts.username or "guest")
+        password = urllib.parse.unquote(parts.password or "guest")
+        self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._timeout = timeout
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self._base + path,
+            data=data,
+            method=method,
+            headers={"Authorization": self._auth, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            if method == "DELETE" and exc.code == 404:
+                return None
+            raise AdminError(f"{method} {path}: HTTP {exc.code}") from exc
+        except OSError as exc:
+            raise AdminError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        return json.loads(raw) if raw else None
+
+    @staticmethod
+    def _q(name: str) -> str:
+        return urllib.parse.quote(name, safe="")
+
+    def create_vhost(self, vhost: str, user: str = "guest") -> None:
+        """Create a virtual host (idempotent) and give `user` full rights in it."""
+        self._call("PUT", f"/vhosts/{self._q(vhost)}", {})
+        self._call(
+            "PUT",
+            f"/permissions/{self._q(vhost)}/{self._q(user)}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+
+    def delete_vhost(self, vhost: str) -> None:
+        """Delete a virtual host with everything in it (absent is fine)."""
+        self._call("DELETE", f"/vhosts/{self._q(vhost)}")
+
+    def queue(self, vhost: str, name: str) -> dict[str, Any]:
+        """Figures of one queue (messages, consumers, ...)."""
+        result: dict[str, Any] = self._call("GET", f"/queues/{self._q(vhost)}/{self._q(name)}")
+        return result
+
+    def queues(self, vhost: str) -> list[dict[str, Any]]:
+        """Figures of every queue of a virtual host."""
+        result: list[dict[str, Any]] = self._call("GET", f"/queues/{self._q(vhost)}")
+        return result
+
+
+def with_vhost(amqp_url: str, vhost: str) -> str:
+    """The same AMQP URL pointing at another virtual host."""
+    parts = urllib.parse.urlsplit(amqp_url)
+    return urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, "/" + urllib.parse.quote(vhost, safe=""), parts.query, "")
+    )

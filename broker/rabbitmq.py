@@ -1,0 +1,306 @@
+"""The AMQP adapter: the only module that imports the AMQP client (pika).
+
+pika's BlockingConnection is not thread-safe: a connection and its channels belong to the
+thread that opened them. Other threads hand work back with `call_threadsafe`. Heartbeats
+flow only while the owning thread runs `pump` (or consumes), so a long handler runs in
+another thread while the owner keeps pumping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from broker import topology
+from broker.errors import (
+    BrokerUnavailable,
+    ConnectionLost,
+    PublishNotConfirmed,
+    Unroutable,
+)
+from broker.messages import Envelope, encode
+
+
+_LOST = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.ConnectionWrongStateError,
+    ConnectionResetError,
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One received message, not yet settled."""
+
+    body: bytes
+    delivery_tag: int
+    redelivered: bool
+    routing_key: str
+    exchange: str
+    message_id: str
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def delivery_count(self) -> int:
+        """How often a quorum queue delivered this message before (0 the first time)."""
+        value = self.headers.get("x-delivery-count", 0)
+        return int(value) if isinstance(value, int) else 0
+
+    @property
+    def death(self) -> Mapping[str, Any] | None:
+        """The first x-death entry when the message was dead-lettered, else None."""
+        deaths = self.headers.get("x-death")
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+            return deaths[0]
+        return None
+
+
+def _delivery(method: Any, props: Any, body: bytes) -> Delivery:
+    return Delivery(
+        body=body,
+        delivery_tag=method.delivery_tag,
+        redelivered=bool(method.redelivered),
+        routing_key=method.routing_key,
+        exchange=method.exchange,
+        message_id=props.message_id or "",
+        headers=dict(props.headers or {}),
+    )
+
+
+class Channel:
+    """A channel: declare, publish with confirms and `mandatory`, consume with manual acks."""
+
+    def __init__(self, channel: BlockingChannel, confirm: bool) -> None:
+        self._ch = channel
+        self._confirm = confirm
+        self._tags: list[str] = []
+
+    # -- topology -------------------------------------------------------------------
+    def declare_control(self, topo: topology.Topology) -> None:
+        """Declare the control exchange, its partitions and the dead-letter path."""
+        with _mapped():
+            self._ch.exchange_declare(
+                topology.CONTROL_EXCHANGE, topology.CONTROL_EXCHANGE_TYPE, durable=True
+            )
+            self._ch.exchange_declare(topology.WORK_EXCHANGE, "topic", durable=True)
+            self._ch.exchange_declare(topology.DEAD_EXCHANGE, "fanout", durable=True)
+            # Exchange-to-exchange: a dead-lettered task keeps its `office.dossier`
+            # routing key and so lands in its own dossier's partition.
+            self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "")
+            for name in topo.partition_queues():
+                self._ch.queue_declare(
+                    name, durable=True, arguments=topology.partition_arguments()
+                )
+                self._ch.queue_bind(
+                    name, topology.CONTROL_EXCHANGE, routing_key=str(topology.PARTITION_WEIGHT)
+                )
+
+    def declare_work_queue(self, office: str, topo: topology.Topology) -> str:
+        """Declare an office's work queue and its binding; return the queue name."""
+        name = topology.work_queue(office)
+        with _mapped():
+            self._ch.queue_declare(
+                name, durable=True, arguments=topology.work_arguments(topo.delivery_limit)
+            )
+            self._ch.queue_bind(name, topology.WORK_EXCHANGE, topology.work_binding(office))
+        return name
+
+    # -- publishing -----------------------------------------------------------------
+    def publish(
+        self,
+        exchange: str,
+        envelope: Envelope,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Publish persistently and mandatorily; with confirms, return once stored."""
+        self.publish_raw(
+            exchange,
+            envelope.routing_key,
+            encode(envelope),
+            message_id=envelope.id,
+            message_type=envelope.type.value,
+            headers={"office": envelope.office, "dossier": envelope.dossier, **(headers or {})},
+        )
+
+    def publish_raw(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        message_type: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        expiration_ms: int | None = None,
+    ) -> None:
+        """Publish bytes as they are (tests use it for poison messages)."""
+        props = pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=message_id,
+            type=message_type,
+            headers=dict(headers or {}),
+            expiration=str(expiration_ms) if expiration_ms is not None else None,
+        )
+        try:
+            self._ch.basic_publish(exchange, routing_key, body, props, mandatory=True)
+        except pika.exceptions.UnroutableError as exc:
+            raise Unroutable(f"no queue took {routing_key!r} on {exchange!r}") from exc
+        except pika.exceptions.NackError as exc:
+            raise PublishNotConfirmed(f"broker nacked {routing_key!r} on {exchange!r}") from exc
+        except _LOST as exc:
+            raise ConnectionLost(f"publish failed: {type(exc).__name__}") from exc
+
+    # -- consuming ------------------------------------------------------------------
+    def consume(
+        self, queue: str, on_message: Callable[[Delivery], None], prefetch: int
+    ) -> str:
+        """Register a callback consumer with manual acks; return its tag."""
+        with _mapped():
+            self._ch.basic_qos(prefetch_count=prefetch)
+            tag: str = self._ch.basic_consume(
+                queue,
+                lambda _ch, method, props, body: on_message(_delivery(method, props, body)),
+                auto_ack=False,
+            )
+        self._tags.append(tag)
+        return tag
+
+    def deliveries(
+        self, queue: str, prefetch: int, idle_seconds: float
+    ) -> Iterator[Delivery | None]:
+        """Yield deliveries one by one, or None after `idle_seconds` without one."""
+        with _mapped():
+            self._ch.basic_qos(prefetch_count=prefetch)
+            for method, props, body in self._ch.consume(
+                queue, auto_ack=False, inactivity_timeout=idle_seconds
+            ):
+                if method is None:
+                    yield None
+                else:
+                    yield _delivery(method, props, body)
+
+    def stop_consuming(self) -> None:
+        """Cancel every consumer of this channel; unacked messages stay unacked."""
+        with _mapped():
+            for tag in self._tags:
+                self._ch.basic_cancel(tag)
+            self._tags.clear()
+            if self._ch.is_open:
+                self._ch.cancel()
+
+    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        """Acknowledge: the message is handled and may be removed."""
+        with _mapped():
+            self._ch.basic_ack(delivery_tag, multiple=multiple)
+
+    def reject(self, delivery_tag: int, requeue: bool) -> None:
+        """Reject: requeue for another try, or dead-letter when `requeue` is false."""
+        with _mapped():
+            self._ch.basic_reject(delivery_tag, requeue=requeue)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the channel can still be used."""
+        return bool(self._ch.is_open)
+
+
+class _mapped:
+    """Context manager translating pika exceptions into broker errors."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and isinstance(exc, _LOST):
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+
+
+class Connection:
+    """One AMQP connection, owned by the thread that opened it."""
+
+    def __init__(self, conn: BlockingConnection) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        name: str,
+        heartbeat: int = 30,
+        attempts: int = 8,
+        max_wait: float = 5.0,
+    ) -> Connection:
+        """Connect with bounded exponential retries; BrokerUnavailable when they run out."""
+        params = pika.URLParameters(url)
+        params.heartbeat = heartbeat
+        params.blocked_connection_timeout = 60
+        params.client_properties = {"connection_name": name}
+        params.connection_attempts = 1
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(attempts),
+                wait=wait_exponential(multiplier=0.2, max=max_wait),
+                retry=retry_if_exception_type(pika.exceptions.AMQPConnectionError),
+                reraise=False,
+            ):
+                with attempt:
+                    return cls(pika.BlockingConnection(params))
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            raise BrokerUnavailable(f"cannot reach broker: {type(cause).__name__}") from cause
+        except pika.exceptions.ProbableAuthenticationError as exc:
+            raise BrokerUnavailable("broker refused the credentials") from exc
+        raise BrokerUnavailable("unreachable")  # pragma: no cover - loop always returns
+
+    def channel(self, *, confirm: bool = True) -> Channel:
+        """Open a channel; with `confirm`, every publish waits for the broker's confirm."""
+        with _mapped():
+            ch = self._conn.channel()
+            if confirm:
+                ch.confirm_delivery()
+        return Channel(ch, confirm)
+
+    def pump(self, seconds: float) -> None:
+        """Process I/O (heartbeats, deliveries, callbacks) for up to `seconds`."""
+        with _mapped():
+            self._conn.process_data_events(time_limit=seconds)
+
+    def call_threadsafe(self, fn: Callable[[], None]) -> None:
+        """Run `fn` in the owning thread at its next pump (the only cross-thread call)."""
+        with _mapped():
+            self._conn.add_callback_threadsafe(fn)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait while keeping the connection alive."""
+        with _mapped():
+            self._conn.sleep(seconds)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection is usable."""
+        return bool(self._conn.is_open)
+
+    def close(self) -> None:
+        """Close, ignoring a connection that is already gone."""
+        try:
+            if self._conn.is_open:
+                self._conn.close()
+        except _LOST:
+            pass

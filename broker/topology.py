@@ -1,0 +1,79 @@
+"""Every exchange and queue of dossierflow: names and arguments, each with its reason.
+
+Declaring is idempotent: every process declares what it uses at start-up with the same
+arguments. Changing an argument of an existing queue is refused by RabbitMQ
+(PRECONDITION_FAILED); in production change such limits with a policy instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Commands and events of all dossiers. Consistent hashing on the routing key
+# (`office.dossier`) sends everything about one dossier to one partition, so one
+# sequencer handles a dossier's messages one after the other.
+CONTROL_EXCHANGE = "dossierflow.control"
+CONTROL_EXCHANGE_TYPE = "x-consistent-hash"
+# Ring points per partition binding: with one point per queue the spread over a few
+# partitions is very uneven; tens of points even it out.
+PARTITION_WEIGHT = 20
+
+# Work released by the sequencer, routed to the office's queue by the `office.*` pattern.
+WORK_EXCHANGE = "dossierflow.work"
+# Work that failed for good or could not be handled: fed back into the control exchange
+# (exchange-to-exchange binding) so the dossier's own partition records the failure.
+DEAD_EXCHANGE = "dossierflow.dead"
+
+
+def partition_queue(index: int) -> str:
+    """Name of control partition `index`."""
+    return f"dossierflow.control.p{index:02d}"
+
+
+def work_queue(office: str) -> str:
+    """Name of the work queue of one office (per-office broker users reach only this)."""
+    return f"dossierflow.work.{office}"
+
+
+def work_binding(office: str) -> str:
+    """Binding pattern that brings an office's work (`office.dossier`) to its queue."""
+    return f"{office}.*"
+
+
+def partition_arguments() -> dict[str, Any]:
+    """Arguments of a control partition queue."""
+    return {
+        # Replicated and durable: a lost command would leave a task stored but never run.
+        "x-queue-type": "quorum",
+        # One active consumer per partition keeps one writer per dossier; the others are
+        # hot standbys that RabbitMQ activates when the active one goes away.
+        "x-single-active-consumer": True,
+    }
+
+
+def work_arguments(delivery_limit: int) -> dict[str, Any]:
+    """Arguments of an office work queue."""
+    return {
+        "x-queue-type": "quorum",
+        # Explicit on purpose: RabbitMQ 3.x has no limit by default and 4.x defaults to
+        # 20. A message that keeps killing connectors is dead-lettered after this many.
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": DEAD_EXCHANGE,
+        # At-least-once dead-lettering (RabbitMQ >= 3.10) so a dead-lettered task cannot
+        # vanish between the work queue and the control partition; it needs reject-publish.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The shape of the broker for one deployment."""
+
+    partitions: int = 8
+    delivery_limit: int = 5
+
+    def partition_queues(self) -> list[str]:
+        """All control partition queue names."""
+        return [partition_queue(i) for i in range(self.partitions)]

@@ -1,0 +1,1 @@
+"""The control plane: the submit client, the sequencer, the sweeper and the CLI."""

@@ -1,0 +1,129 @@
+"""`dossierflow`: the single composition root. Reads settings once and wires the parts."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+import structlog
+
+from dispatcher import logs
+from dispatcher.settings import Settings, SettingsError
+
+log = structlog.get_logger("dossierflow")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: finish the current work, take no new one."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal.received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
+    """Run the sequencer partitions and the sweeper."""
+    from dispatcher.service import Dispatcher
+    from store import Store
+
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    Dispatcher(settings, store, _stop_on_signals()).run()
+    store.close()
+    return 0
+
+
+def package_factory(settings: Settings, adapter: str) -> Callable[[], object]:
+    """The accounting-package adapter named on the command line."""
+    from workers.accounting.noop import NoopPackage
+    from workers.accounting.simulated import SimulatedPackage
+
+    if adapter == "noop":
+        return NoopPackage
+    settings.simpackage_path.parent.mkdir(parents=True, exist_ok=True)
+    return lambda: SimulatedPackage(settings.simpackage_path, latency=settings.latency_range)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run a connector for one office."""
+    from broker.messages import valid_id
+    from workers.runner import Worker, WorkerConfig
+
+    if not valid_id(args.office):
+        print(f"dossierflow worker: bad office id {args.office!r}", file=sys.stderr)
+        return 2
+    config = WorkerConfig(
+        amqp_url=settings.amqp_url,
+        office=args.office,
+        concurrency=args.concurrency or settings.worker_concurrency,
+        heartbeat_s=settings.heartbeat_s,
+        delivery_limit=settings.delivery_limit,
+        partitions=settings.partitions,
+    )
+    Worker(config, package_factory(settings, args.adapter), _stop_on_signals()).run()  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the whole system on a demo workload and check the outcome."""
+    from dispatcher.demo import run_demo
+
+    return run_demo(settings, tasks=args.tasks, dossiers_count=args.dossiers)
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """Measure throughput and submit-to-start latency with a no-op package."""
+    from dispatcher.bench import run_bench
+
+    return run_bench(settings, tasks=args.tasks, dossiers=args.dossiers, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="dossierflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dispatcher", help="run the sequencer and sweeper (several may run)")
+    worker = sub.add_parser("worker", help="run a connector for one office")
+    worker.add_argument("--office", required=True)
+    worker.add_argument("--concurrency", type=int, default=0, help="parallel slots")
+    worker.add_argument("--adapter", choices=["simulated", "noop"], default="simulated")
+    demo = sub.add_parser("demo", help="the whole system on a demo workload")
+    demo.add_argument("--tasks", type=int, default=2000)
+    demo.add_argument("--dossiers", type=int, default=100)
+    bench = sub.add_parser("bench", help="throughput and latency with a no-op package")
+    bench.add_argument("--tasks", type=int, default=5000)
+    bench.add_argument("--dossiers", type=int, default=500)
+    bench.add_argument("--workers", type=int, default=4)
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "dispatcher": cmd_dispatcher,
+    "worker": cmd_worker,
+    "demo": cmd_demo,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dossierflow` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"dossierflow: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+    return COMMANDS[args.command](settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The `dossierflow dispatcher` process: sequencer consumers plus the outbox sweeper."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import structlog
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from broker import topology
+from broker.errors import DecodeError, Unroutable
+from broker.messages import Envelope, MessageType, decode, utcnow
+from broker.rabbitmq import Channel, Connection, Delivery
+from dispatcher.sequencer import DeadLetter, Sequencer
+from dispatcher.settings import Settings
+from store import Store, StoreUnavailable
+
+log = structlog.get_logger("dossierflow.dispatcher")
+
+
+class WorkPublisher:
+    """Publishes released tasks to the work exchange, declaring office queues on demand."""
+
+    def __init__(self, channel: Channel, topo: topology.Topology) -> None:
+        self._ch = channel
+        self._topo = topo
+        self._declared: set[str] = set()
+
+    def __call__(self, env: Envelope) -> None:
+        if env.office not in self._declared:
+            self._ch.declare_work_queue(env.office, self._topo)
+            self._declared.add(env.office)
+        try:
+            self._ch.publish(topology.WORK_EXCHANGE, env)
+        except Unroutable:
+            # The office queue was deleted behind our back: declare it and publish again.
+            self._ch.declare_work_queue(env.office, self._topo)
+            self._ch.publish(topology.WORK_EXCHANGE, env)
+
+
+def _dead_letter(delivery: Delivery) -> DeadLetter | None:
+    death = delivery.death
+    if death is None or delivery.exchange != topology.DEAD_EXCHANGE:
+        return None
+    return DeadLetter(
+        reason=str(death.get("reason", "")),
+        queue=str(death.get("queue", "")),
+        count=int(death.get("count", 1) or 1),
+    )
+
+
+class Dispatcher:
+    """Consumes every control partition (standby where another process is active)."""
+
+    def __init__(self, settings: Settings, store: Store, stop: threading.Event) -> None:
+        self._settings = settings
+        self._store = store
+        self._stop = stop
+        self._topo = topology.Topology(settings.partitions, settings.delivery_limit)
+        self._name = f"dispatcher@{socket.gethostname()}:{os.getpid()}"
+
+    def run(self) -> None:
+        """Run until `stop` is set; returns after closing the connection."""
+        self._store.ensure_indexes()
+        conn = Connection.open(
+            self._settings.amqp_url, name=self._name, heartbeat=self._settings.heartbeat_s
+        )
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+            log.info("dispatcher.stopped", name=self._name)
+
+    def _serve(self, conn: Connection) -> None:
+        publish_ch = conn.channel(confirm=True)
+        publish_ch.declare_control(self._topo)
+        self._publish_ch = publish_ch
+        sequencer = Sequencer(self._store, WorkPublisher(publish_ch, self._topo))
+        consume_ch = conn.channel(confirm=False)
+
+        def on_message(delivery: Delivery) -> None:
+            self._handle(sequencer, delivery)
+            consume_ch.ack(delivery.delivery_tag)
+
+        for queue in self._topo.partition_queues():
+            consume_ch.consume(queue, on_message, prefetch=self._settings.sequencer_prefetch)
+        log.info("dispatcher.started", name=self._name, partitions=self._topo.partitions)
+        next_sweep = time.monotonic() + self._settings.sweep_interval_s
+        while not self._stop.is_set():
+            conn.pump(0.5)
+            if time.monotonic() >= next_sweep:
+                self.sweep()
+                next_sweep = time.monotonic() + self._settings.sweep_interval_s
+
+    def _handle(self, sequencer: Sequencer, delivery: Delivery) -> None:
+        try:
+            env = decode(delivery.body, delivery.message_id)
+        except DecodeError as exc:
+            # Only our own processes publish here; an unreadable control message cannot
+            # be tied to a task. It is logged and dropped (a dead-lettered task always
+            # arrives with the dossier key and task id of its original envelope).
+            log.error("control.unreadable", reason=exc.reason, routing_key=delivery.routing_key)
+            return
+        # The database may be briefly unreachable (replica set election): retry in place
+        # so the order of this partition is kept, then give up and let a standby take over.
+        for attempt in Retrying(
+            stop=stop_after_delay(60),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception_type(StoreUnavailable),
+            reraise=True,
+        ):
+            with attempt:
+                sequencer.handle(env, _dead_letter(delivery))
+
+    def sweep(self) -> int:
+        """Publish again the command of every task the sequencer has not accepted in time."""
+        cutoff = utcnow() - timedelta(seconds=self._settings.sweep_grace_s)
+        stale = self._store.stale_submitted(cutoff)
+        for task in stale:
+            self._publish_ch.publish(
+                topology.CONTROL_EXCHANGE,
+                Envelope(
+                    type=MessageType.SUBMITTED,
+                    task_id=task.id,
+                    office=task.office,
+                    dossier=task.dossier,
+                    at=task.submitted_at,
+                ),
+            )
+        if stale:
+            log.warning("sweeper.republished", count=len(stale))
+        return len(stale)

@@ -1,0 +1,87 @@
+"""Settings from `DOSSIERFLOW_*` environment variables, read once by the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PREFIX = "DOSSIERFLOW_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value of the wrong form."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting with its default; the defaults reach the local services."""
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    rabbitmq_api: str = "http://guest:guest@127.0.0.1:15672/api"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "dossierflow"
+    # Control partitions: the unit of parallelism of the sequencer. Changing it moves
+    # dossiers between partitions: drain the control queues first.
+    partitions: int = 8
+    delivery_limit: int = 5
+    heartbeat_s: int = 30
+    sequencer_prefetch: int = 64
+    # A submitted task not accepted by the sequencer after this long is published again.
+    sweep_grace_s: float = 30.0
+    sweep_interval_s: float = 10.0
+    worker_concurrency: int = 1
+    simpackage_path: Path = Path(".dossierflow/simulated-package.sqlite3")
+    simpackage_latency_ms: str = "0,0"
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every `DOSSIERFLOW_<NAME>` variable; unknown values raise SettingsError."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, raw, type(getattr(cls(), f.name)))
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse settings no deployment can run with."""
+        if self.partitions < 1 or self.partitions > 99:
+            raise SettingsError("DOSSIERFLOW_PARTITIONS must be between 1 and 99")
+        if self.delivery_limit < 1:
+            raise SettingsError("DOSSIERFLOW_DELIVERY_LIMIT must be at least 1")
+        if self.heartbeat_s < 1:
+            raise SettingsError("DOSSIERFLOW_HEARTBEAT_S must be at least 1")
+        if self.log_format not in ("auto", "json", "console"):
+            raise SettingsError("DOSSIERFLOW_LOG_FORMAT must be auto, json or console")
+
+    @property
+    def latency_range(self) -> tuple[float, float]:
+        """Simulated package latency range in seconds."""
+        low, _, high = self.simpackage_latency_ms.partition(",")
+        try:
+            lo = float(low) / 1000
+            hi = float(high or low) / 1000
+        except ValueError as exc:
+            raise SettingsError("DOSSIERFLOW_SIMPACKAGE_LATENCY_MS must be 'min,max'") from exc
+        return lo, max(lo, hi)
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if issubclass(kind, Path):
+            return Path(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not a {kind.__name__}") from exc
+    return raw

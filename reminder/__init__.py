@@ -1,0 +1,1 @@
+"""Notifications: instruction mails and the bi-weekly reminder digest (see issue 4)."""

@@ -1,0 +1,277 @@
+"""The MongoDB adapter: the only module that imports pymongo.
+
+The sequencer's hot path reads and writes single documents by `_id`; the few queries on
+other fields (sweeper, monitoring) have indexes on MongoDB and stay within what the
+FerretDB test server evaluates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import pymongo
+import pymongo.errors
+from pymongo import MongoClient
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from store.errors import Conflict, StoreError, StoreUnavailable
+from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
+
+Doc = dict[str, Any]
+
+TASKS, DOSSIERS, SLOTS, OFFICES, USERS = "tasks", "dossiers", "slots", "offices", "users"
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except pymongo.errors.DuplicateKeyError as exc:
+        raise Conflict(str(exc.details.get("errmsg", "duplicate key")) if exc.details else "dup") from exc
+    except (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError) as exc:
+        raise StoreUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+    except pymongo.errors.PyMongoError as exc:
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _task(doc: Mapping[str, Any]) -> TaskRecord:
+    return TaskRecord(
+        id=doc["_id"],
+        office=doc["office"],
+        dossier=doc["dossier"],
+        kind=doc["kind"],
+        payload=doc.get("payload") or {},
+        status=TaskStatus(doc["status"]),
+        submitted_at=doc["submitted_at"],
+        seq=doc.get("seq"),
+        accepted_at=doc.get("accepted_at"),
+        queued_at=doc.get("queued_at"),
+        started_at=doc.get("started_at"),
+        finished_at=doc.get("finished_at"),
+        attempts=doc.get("attempts", 0),
+        worker=doc.get("worker"),
+        result=doc.get("result"),
+        error=doc.get("error"),
+        history=[
+            HistoryEntry(at=h["at"], status=TaskStatus(h["status"]), note=h.get("note", ""))
+            for h in doc.get("history", [])
+        ],
+    )
+
+
+def _dossier(doc: Mapping[str, Any]) -> DossierRecord:
+    return DossierRecord(
+        key=doc["_id"],
+        office=doc["office"],
+        dossier=doc["dossier"],
+        next_seq=doc.get("next_seq", 0),
+        head=doc.get("head", 0),
+        active=doc.get("active"),
+        blocked=doc.get("blocked", False),
+        updated_at=doc.get("updated_at"),
+    )
+
+
+class Store:
+    """Collections of dossierflow in one database."""
+
+    def __init__(self, client: MongoClient[Doc], database: str) -> None:
+        self._client = client
+        self._db: Database[Doc] = client[database]
+        self.tasks: Collection[Doc] = self._db[TASKS]
+        self.dossiers: Collection[Doc] = self._db[DOSSIERS]
+        self.slots: Collection[Doc] = self._db[SLOTS]
+        self.offices: Collection[Doc] = self._db[OFFICES]
+        self.users: Collection[Doc] = self._db[USERS]
+
+    @classmethod
+    def connect(cls, url: str, database: str, timeout_ms: int = 10_000) -> Store:
+        """Open a client (lazy: the first operation connects) with UTC-aware datetimes."""
+        client: MongoClient[Doc] = MongoClient(
+            url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            retryWrites=True,
+            appname="dossierflow",
+        )
+        return cls(client, database)
+
+    def ping(self) -> None:
+        """Fail with StoreUnavailable unless the server answers."""
+        with _mapped():
+            self._client.admin.command("ping")
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes (idempotent); called by every process at start-up."""
+        with _mapped():
+            self.tasks.create_index(
+                [("office", 1), ("dossier", 1), ("status", 1)], name="office_dossier_status"
+            )
+            self.tasks.create_index([("status", 1), ("submitted_at", 1)], name="status_submitted")
+            self.dossiers.create_index([("office", 1)], name="office")
+            self.users.create_index([("office", 1)], name="office")
+
+    def drop(self) -> None:
+        """Drop the whole database (tests and the demo)."""
+        with _mapped():
+            self._client.drop_database(self._db.name)
+
+    def close(self) -> None:
+        """Close the client."""
+        self._client.close()
+
+    # -- tasks ----------------------------------------------------------------------
+    def insert_task(self, task: TaskRecord) -> None:
+        """Store a new task; Conflict if its id exists."""
+        doc: Doc = {
+            "_id": task.id,
+            "office": task.office,
+            "dossier": task.dossier,
+            "kind": task.kind,
+            "payload": task.payload,
+            "status": task.status.value,
+            "submitted_at": task.submitted_at,
+            "attempts": 0,
+            "history": [{"at": task.submitted_at, "status": task.status.value, "note": ""}],
+        }
+        with _mapped():
+            self.tasks.insert_one(doc)
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        """One task by id."""
+        with _mapped():
+            doc = self.tasks.find_one({"_id": task_id})
+        return _task(doc) if doc else None
+
+    def update_task(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        at: datetime,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        note: str = "",
+        only_from: Sequence[TaskStatus] | None = None,
+        inc: Mapping[str, int] | None = None,
+    ) -> bool:
+        """Move a task to `status` (recorded in its history); False if `only_from` failed."""
+        query: Doc = {"_id": task_id}
+        if only_from is not None:
+            query["status"] = {"$in": [s.value for s in only_from]}
+        update: Doc = {
+            "$set": {"status": status.value, **(fields or {})},
+            "$push": {"history": {"at": at, "status": status.value, "note": note}},
+        }
+        if inc:
+            update["$inc"] = dict(inc)
+        with _mapped():
+            return self.tasks.update_one(query, update).matched_count == 1
+
+    def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
+        """Tasks still `submitted` since before `before` (the sweeper republishes them)."""
+        with _mapped():
+            cursor = self.tasks.find(
+                {"status": TaskStatus.SUBMITTED.value, "submitted_at": {"$lt": before}},
+                limit=limit,
+            )
+            return [_task(d) for d in cursor]
+
+    def find_tasks(
+        self,
+        *,
+        office: str | None = None,
+        dossier: str | None = None,
+        statuses: Sequence[TaskStatus] | None = None,
+        limit: int = 0,
+    ) -> list[TaskRecord]:
+        """Tasks matching every filter given, in submission order."""
+        query: Doc = {}
+        if office is not None:
+            query["office"] = office
+        if dossier is not None:
+            query["dossier"] = dossier
+        if statuses is not None:
+            query["status"] = {"$in": [s.value for s in statuses]}
+        with _mapped():
+            cursor = self.tasks.find(query, limit=limit).sort(
+                [("submitted_at", 1), ("_id", 1)]
+            )
+            return [_task(d) for d in cursor]
+
+    def count_tasks(self, statuses: Sequence[TaskStatus] | None = None) -> dict[str, int]:
+        """Number of tasks per status (only the statuses asked, else all)."""
+        query: Doc = {}
+        if statuses is not None:
+            query["status"] = {"$in": [s.value for s in statuses]}
+        with _mapped():
+            rows = self.tasks.aggregate(
+                [{"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+            )
+            return {str(r["_id"]): int(r["n"]) for r in rows}
+
+    # -- dossiers -------------------------------------------------------------------
+    def dossier(self, key: str) -> DossierRecord | None:
+        """A dossier's sequencing state by key."""
+        with _mapped():
+            doc = self.dossiers.find_one({"_id": key})
+        return _dossier(doc) if doc else None
+
+    def ensure_dossier(self, office: str, dossier: str, at: datetime) -> DossierRecord:
+        """The dossier's state, created empty on first use."""
+        key = f"{office}.{dossier}"
+        with _mapped():
+            self.dossiers.update_one(
+                {"_id": key},
+                {
+                    "$setOnInsert": {
+                        "office": office,
+                        "dossier": dossier,
+                        "next_seq": 0,
+                        "head": 0,
+                        "active": None,
+                        "blocked": False,
+                        "updated_at": at,
+                    }
+                },
+                upsert=True,
+            )
+            doc = self.dossiers.find_one({"_id": key})
+        assert doc is not None
+        return _dossier(doc)
+
+    def set_dossier(self, key: str, at: datetime, **fields: Any) -> None:
+        """Set fields of a dossier's state."""
+        with _mapped():
+            self.dossiers.update_one({"_id": key}, {"$set": {**fields, "updated_at": at}})
+
+    def raise_next_seq(self, key: str, at_least: int) -> None:
+        """Make `next_seq` at least `at_least` (idempotent, unlike an increment)."""
+        with _mapped():
+            self.dossiers.update_one({"_id": key}, {"$max": {"next_seq": at_least}})
+
+    # -- slots: sequence number -> task, per dossier ------------------------------------
+    @staticmethod
+    def _slot_id(key: str, seq: int) -> str:
+        return f"{key}/{seq:012d}"
+
+    def claim_slot(self, key: str, seq: int, task_id: str) -> str:
+        """Give sequence `seq` of a dossier to `task_id`; return the task that holds it."""
+        try:
+            with _mapped():
+                self.slots.insert_one({"_id": self._slot_id(key, seq), "task": task_id})
+        except Conflict:
+            holder = self.slot(key, seq)
+            assert holder is not None
+            return holder
+        return task_id
+
+    def slot(self, key: str, seq: int) -> str | None:
+        """The task holding sequence `seq` of a dossier, if any."""
+        with _mapped():
+            doc = self.slots.find_one({"_id": self._slot_id(key, seq)})
+        return str(doc["task"]) if doc else None

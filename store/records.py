@@ -1,0 +1,112 @@
+"""Records of the store: dataclasses and str enums, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    """Where a task is in its life."""
+
+    SUBMITTED = "submitted"  # stored by the API, not yet seen by the sequencer
+    WAITING = "waiting"  # ordered in its dossier, waits for the tasks before it
+    QUEUED = "queued"  # released to the office's work queue
+    RUNNING = "running"  # a connector started an attempt
+    DONE = "done"
+    FAILED = "failed"  # failed for good: the dossier is blocked
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing more will happen to the task by itself."""
+        return self in (TaskStatus.DONE, TaskStatus.CANCELLED)
+
+
+class Role(StrEnum):
+    """What a user may see and do."""
+
+    ADMIN = "admin"
+    DOSSIER_MANAGER = "dossier_manager"
+    SUPPORT = "support"
+    PLATFORM = "platform"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One step of a task's life."""
+
+    at: datetime
+    status: TaskStatus
+    note: str = ""
+
+
+@dataclass
+class TaskRecord:
+    """A task as stored; `_id` is the task id."""
+
+    id: str
+    office: str
+    dossier: str
+    kind: str
+    payload: dict[str, Any]
+    status: TaskStatus
+    submitted_at: datetime
+    seq: int | None = None
+    accepted_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    worker: str | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The dossier key `office.dossier`."""
+        return f"{self.office}.{self.dossier}"
+
+
+@dataclass
+class DossierRecord:
+    """A dossier's sequencing state, written only by the sequencer; `_id` is its key.
+
+    Tasks get consecutive sequence numbers from `next_seq`; `head` is the sequence of the
+    front task (running, blocking or next to release); `active` is the task released and
+    not yet finished, or the failed task that blocks the dossier.
+    """
+
+    key: str
+    office: str
+    dossier: str
+    next_seq: int = 0
+    head: int = 0
+    active: str | None = None
+    blocked: bool = False
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OfficeRecord:
+    """A tenant: an accountancy office."""
+
+    id: str
+    name: str
+    timezone: str = "Europe/Brussels"
+    language: str = "nl"
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A person or machine acting on one office (support: on all)."""
+
+    id: str
+    office: str | None
+    role: Role
+    email: str = ""
+    language: str = "nl"
+    dossiers: tuple[str, ...] = ()

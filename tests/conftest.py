@@ -1,0 +1,71 @@
+"""Fixtures on the real services: a virtual host and a database of its own per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from broker.admin import Admin, with_vhost
+from dispatcher.cluster import Cluster
+from dispatcher.settings import Settings
+from store import Store
+from tests.services import Endpoints, endpoints
+
+
+@pytest.fixture(scope="session")
+def services() -> Endpoints:
+    """The real RabbitMQ and MongoDB-compatible server (fails if there are none)."""
+    return endpoints()
+
+
+@pytest.fixture
+def name() -> str:
+    """A name unique to this test, for its virtual host and database."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(services: Endpoints, name: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings of this test: its own virtual host, database and simulated package."""
+    admin = Admin(services.rabbitmq_api)
+    admin.create_vhost(name)
+    base = Settings.from_env()
+    yield replace(
+        base,
+        amqp_url=with_vhost(services.amqp_url, name),
+        rabbitmq_api=services.rabbitmq_api,
+        mongo_url=services.mongo_url,
+        mongo_db=name,
+        partitions=4,
+        simpackage_path=tmp_path / "package.sqlite3",
+        sweep_interval_s=1.0,
+        log_level="debug",
+    )
+    admin.delete_vhost(name)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """This test's database, dropped afterwards."""
+    db = Store.connect(settings.mongo_url, settings.mongo_db)
+    db.ensure_indexes()
+    yield db
+    db.drop()
+    db.close()
+
+
+@pytest.fixture
+def cluster(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Real dossierflow processes in this test's virtual host; stopped afterwards.
+
+    Their logs are kept under test-artifacts/<test name>/ for diagnosis.
+    """
+    logs = Path("test-artifacts") / request.node.name
+    running = Cluster(settings, vhost=settings.mongo_db, database=settings.mongo_db, log_dir=logs)
+    running.log_dir.mkdir(parents=True, exist_ok=True)
+    yield running
+    running.stop(timeout=20)

@@ -1,0 +1,1 @@
+"""Connector workers: run tasks against an accounting package and report the result."""

@@ -1,0 +1,167 @@
+"""The connector loop: receive → decode → run → report → settle.
+
+Each slot owns one AMQP connection with prefetch 1 and runs its handler in a helper
+thread while the slot thread keeps pumping the connection, so heartbeats keep flowing
+during a task of many minutes. The result event is published (and confirmed) before the
+work message is acknowledged: a connector that dies in between makes the task run again,
+which the idempotency key makes harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from broker import topology
+from broker.errors import BrokerError, DecodeError
+from broker.messages import Envelope, MessageType, decode, utcnow
+from broker.rabbitmq import Channel, Connection, Delivery
+from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
+from workers.accounting.port import AccountingPackage, TaskRef
+from workers.errors import InvalidSubmission, TransientError, classify
+from workers.kinds import spec_for
+
+log = structlog.get_logger("dossierflow.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a connector needs: its office's broker access, never database credentials."""
+
+    amqp_url: str
+    office: str
+    concurrency: int = 1
+    heartbeat_s: int = 30
+    delivery_limit: int = 5
+    partitions: int = 8
+    quick_retries: int = 3
+    name: str = ""
+
+
+class Worker:
+    """A connector process: `concurrency` slots competing on the office's work queue."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        package_factory: Callable[[], AccountingPackage],
+        stop: threading.Event,
+    ) -> None:
+        self._config = config
+        self._factory = package_factory
+        self._stop = stop
+        self.name = config.name or f"worker@{socket.gethostname()}:{os.getpid()}"
+
+    def run(self) -> None:
+        """Run every slot until `stop` is set and each has finished its current task."""
+        slots = [
+            threading.Thread(target=self._slot, args=(i,), name=f"slot-{i}", daemon=True)
+            for i in range(self._config.concurrency)
+        ]
+        for slot in slots:
+            slot.start()
+        for slot in slots:
+            slot.join()
+        log.info("worker.stopped", name=self.name, office=self._config.office)
+
+    def _slot(self, index: int) -> None:
+        while not self._stop.is_set():
+            try:
+                _Slot(self, f"{self.name}/{index}").serve()
+            except BrokerError as exc:
+                log.warning("worker.connection_lost", name=self.name, error=str(exc))
+                self._stop.wait(1.0)
+
+
+class _Slot:
+    """One connection, one task at a time."""
+
+    def __init__(self, worker: Worker, name: str) -> None:
+        self._w = worker
+        self._cfg = worker._config
+        self._name = name
+        self._package = worker._factory()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def serve(self) -> None:
+        conn = Connection.open(self._cfg.amqp_url, name=self._name, heartbeat=self._cfg.heartbeat_s)
+        try:
+            ch = conn.channel(confirm=True)
+            topo = topology.Topology(self._cfg.partitions, self._cfg.delivery_limit)
+            queue = ch.declare_work_queue(self._cfg.office, topo)
+            log.info("worker.ready", name=self._name, queue=queue)
+            for delivery in ch.deliveries(queue, prefetch=1, idle_seconds=0.5):
+                if delivery is not None:
+                    self._process(conn, ch, delivery)
+                if self._w._stop.is_set():
+                    break
+            ch.stop_consuming()
+        finally:
+            conn.close()
+            self._pool.shutdown(wait=False)
+            self._package.close()
+
+    def _process(self, conn: Connection, ch: Channel, delivery: Delivery) -> None:
+        try:
+            env = decode(delivery.body, delivery.message_id)
+            spec = spec_for(str(env.data.get("kind", "")))
+            payload = spec.payload_model.model_validate(env.data.get("payload", {}))
+        except (DecodeError, InvalidSubmission, ValueError) as exc:
+            # Cannot run: dead-letter it; the sequencer turns it into a red instruction.
+            log.error("work.unreadable", error=type(exc).__name__, routing_key=delivery.routing_key)
+            ch.reject(delivery.delivery_tag, requeue=False)
+            return
+        attempt = delivery.delivery_count + 1
+        ref = TaskRef(env.task_id, env.office, env.dossier, spec.kind, attempt)
+        bound = log.bind(
+            office=env.office,
+            dossier=env.dossier,
+            task_id=env.task_id,
+            kind=spec.kind,
+            attempt=attempt,
+        )
+        self._report(ch, env, MessageType.STARTED, {"attempt": attempt, "worker": self._name})
+        bound.debug("task.started")
+        future: Future[dict[str, Any]] = self._pool.submit(
+            self._run_with_retries, spec.handler, ref, payload
+        )
+        future.add_done_callback(lambda _f: conn.call_threadsafe(lambda: None))
+        while not future.done():
+            conn.pump(1.0)
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified event
+            failure = classify(exc)
+            bound.warning("task.failed", code=failure.code.value, transient=failure.transient)
+            self._report(
+                ch, env, MessageType.FAILED, {"attempt": attempt, "error": failure.to_dict()}
+            )
+        else:
+            bound.debug("task.done")
+            self._report(ch, env, MessageType.DONE, {"attempt": attempt, "result": result})
+        ch.ack(delivery.delivery_tag)
+
+    def _run_with_retries(self, handler: Any, ref: TaskRef, payload: Any) -> dict[str, Any]:
+        for attempt in Retrying(
+            stop=stop_after_attempt(self._cfg.quick_retries),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        ):
+            with attempt:
+                result: dict[str, Any] = handler(ref, payload, self._package)
+        return result
+
+    def _report(self, ch: Channel, env: Envelope, kind: MessageType, data: dict[str, Any]) -> None:
+        ch.publish(
+            topology.CONTROL_EXCHANGE,
+            Envelope(kind, env.task_id, env.office, env.dossier, at=utcnow(), data=data),
+        )
