@@ -113,7 +113,7 @@ class _Slot:
         try:
             env = decode(delivery.body, delivery.message_id)
             spec = spec_for(str(env.data.get("kind", "")))
-            payload = spec.payload_model.model_validate(env.data.get("payload", {}))
+            payload = spec.validate(env.data.get("payload", {}))
         except (DecodeError, InvalidSubmission, ValueError) as exc:
             # Cannot run: dead-letter it; the sequencer turns it into a red instruction.
             log.error("work.unreadable", error=type(exc).__name__, routing_key=delivery.routing_key)
