@@ -17,10 +17,19 @@ class Admin:
 
     def __init__(self, api_url: str, timeout: float = 10.0) -> None:
         parts = urllib.parse.urlsplit(api_url)
-        self._base = urllib.parse.urlunsplit(
-            (parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
-             parts.path.rstrip("/"), "", "")
-        ) if parts.hostname else api_url.rstrip("/")
+        self._base = (
+            urllib.parse.urlunsplit(
+                (
+                    parts.scheme,
+                    parts.hostname + (f":{parts.port}" if parts.port else ""),
+                    parts.path.rstrip("/"),
+                    "",
+                    "",
+                )
+            )
+            if parts.hostname
+            else api_url.rstrip("/")
+        )
         user = urllib.parse.unquote(parts.username or "guest")
         password = urllib.parse.unquote(parts.password or "guest")
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

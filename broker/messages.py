@@ -55,7 +55,8 @@ def utcnow() -> datetime:
 
 def format_ts(value: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a Z, the only timestamp form on the wire."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def parse_ts(value: str) -> datetime:
@@ -100,10 +101,10 @@ def encode(envelope: Envelope) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _require_str(body: Mapping[str, Any], name: str) -> str:
+def _require_str(body: Mapping[str, Any], name: str, kept: bytes) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
-        raise DecodeError(f"field {name!r} missing or not a string")
+        raise DecodeError(f"field {name!r} missing or not a string", kept)
     return value
 
 
@@ -119,19 +120,19 @@ def decode(raw: bytes, message_id: str = "") -> Envelope:
     if body.get("v") != VERSION:
         raise DecodeError(f"unknown envelope version {body.get('v')!r}", kept)
     try:
-        kind = MessageType(body.get("type"))
-        at = parse_ts(_require_str(body, "at"))
-    except (ValueError, DecodeError) as exc:
+        kind = MessageType(str(body.get("type")))
+        at = parse_ts(_require_str(body, "at", kept))
+    except ValueError as exc:
         raise DecodeError(f"bad type or timestamp: {exc}", kept) from exc
     data = body.get("data", {})
     if not isinstance(data, dict):
         raise DecodeError("field 'data' is not an object", kept)
-    office, dossier = _require_str(body, "office"), _require_str(body, "dossier")
+    office, dossier = _require_str(body, "office", kept), _require_str(body, "dossier", kept)
     if not (valid_id(office) and valid_id(dossier)):
         raise DecodeError("office or dossier id has characters outside [A-Za-z0-9_-]", kept)
     return Envelope(
         type=kind,
-        task_id=_require_str(body, "task_id"),
+        task_id=_require_str(body, "task_id", kept),
         office=office,
         dossier=dossier,
         at=at,

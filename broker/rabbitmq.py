@@ -32,7 +32,6 @@ from broker.errors import (
 )
 from broker.messages import Envelope, encode
 
-
 _LOST = (
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.AMQPChannelError,
@@ -103,9 +102,7 @@ class Channel:
             # routing key and so lands in its own dossier's partition.
             self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "")
             for name in topo.partition_queues():
-                self._ch.queue_declare(
-                    name, durable=True, arguments=topology.partition_arguments()
-                )
+                self._ch.queue_declare(name, durable=True, arguments=topology.partition_arguments())
                 self._ch.queue_bind(
                     name, topology.CONTROL_EXCHANGE, routing_key=str(topology.PARTITION_WEIGHT)
                 )
@@ -167,9 +164,7 @@ class Channel:
             raise ConnectionLost(f"publish failed: {type(exc).__name__}") from exc
 
     # -- consuming ------------------------------------------------------------------
-    def consume(
-        self, queue: str, on_message: Callable[[Delivery], None], prefetch: int
-    ) -> str:
+    def consume(self, queue: str, on_message: Callable[[Delivery], None], prefetch: int) -> str:
         """Register a callback consumer with manual acks; return its tag."""
         with _mapped():
             self._ch.basic_qos(prefetch_count=prefetch)
@@ -193,7 +188,7 @@ class Channel:
                 if method is None:
                     yield None
                 else:
-                    yield _delivery(method, props, body)
+                    yield _delivery(method, props, body or b"")
 
     def stop_consuming(self) -> None:
         """Cancel every consumer of this channel; unacked messages stay unacked."""

@@ -64,12 +64,18 @@ def run_bench(settings: Settings, tasks: int, dossiers: int, workers: int) -> in
     ]
     finished = sum(counts.get(s.value, 0) for s in TERMINAL)
     print(f"  {tasks} tasks over {dossiers} dossiers, {workers} connectors (no-op package)")
-    print(f"  submitted in {submit_s:.1f} s ({tasks / submit_s:.0f}/s), "
-          f"all finished in {elapsed:.1f} s, finished {finished}")
+    print(
+        f"  submitted in {submit_s:.1f} s ({tasks / submit_s:.0f}/s), "
+        f"all finished in {elapsed:.1f} s, finished {finished}"
+    )
     if latencies:
-        print(f"  submit-to-start ms: mean {statistics.fmean(latencies):.1f}, "
-              f"max {max(latencies):.1f}")
-    print(f"dossierflow bench: {finished / elapsed:.0f} tasks/s, "
-          f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms")
+        print(
+            f"  submit-to-start ms: mean {statistics.fmean(latencies):.1f}, "
+            f"max {max(latencies):.1f}"
+        )
+    print(
+        f"dossierflow bench: {finished / elapsed:.0f} tasks/s, "
+        f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms"
+    )
     store.drop()
     return 0 if finished == tasks else 1

@@ -83,8 +83,14 @@ class Cluster:
     ) -> subprocess.Popen[bytes]:
         """Start a connector of `office`."""
         return self.start(
-            name, "worker", "--office", office, "--adapter", adapter,
-            "--concurrency", str(concurrency),
+            name,
+            "worker",
+            "--office",
+            office,
+            "--adapter",
+            adapter,
+            "--concurrency",
+            str(concurrency),
         )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

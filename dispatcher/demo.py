@@ -41,10 +41,14 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
     for office, dossier in dossiers(OFFICES, dossiers_count):
         package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
 
-    print(f"dossierflow demo: {len(OFFICES)} offices, {dossiers_count} dossiers, "
-          f"{CONNECTORS_PER_OFFICE} connectors per office, {tasks} tasks")
-    print(f"  logs in {cluster.log_dir}/, RabbitMQ console http://127.0.0.1:15672 "
-          f"(guest/guest, vhost {cluster.vhost})")
+    print(
+        f"dossierflow demo: {len(OFFICES)} offices, {dossiers_count} dossiers, "
+        f"{CONNECTORS_PER_OFFICE} connectors per office, {tasks} tasks"
+    )
+    print(
+        f"  logs in {cluster.log_dir}/, RabbitMQ console http://127.0.0.1:15672 "
+        f"(guest/guest, vhost {cluster.vhost})"
+    )
     cluster.start_dispatcher("dispatcher-1")
     cluster.start_dispatcher("dispatcher-2")
     for office in OFFICES:
@@ -76,11 +80,15 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
     done, failed = counts.get("done", 0), counts.get("failed", 0)
     print(f"  executions across dossiers overlapping in time: {report.overlaps_across_dossiers}")
     print(f"  executions inside one dossier overlapping: {report.overlaps_within_dossier}")
-    print(f"  bookings in the simulated package: {len(package.bookings(include_deleted=True))}, "
-          f"double-booked keys: {report.double_booked}")
+    print(
+        f"  bookings in the simulated package: {len(package.bookings(include_deleted=True))}, "
+        f"double-booked keys: {report.double_booked}"
+    )
     print(f"  process exit codes: {sorted(set(codes.values()))}")
-    print(f"dossierflow demo: {done} done, {failed} failed, {lost} lost, "
-          f"{report.out_of_order} out of order in {elapsed:.1f} s")
+    print(
+        f"dossierflow demo: {done} done, {failed} failed, {lost} lost, "
+        f"{report.out_of_order} out of order in {elapsed:.1f} s"
+    )
     return 0 if lost == 0 and report.out_of_order == 0 else 1
 
 

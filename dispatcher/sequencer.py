@@ -112,7 +112,11 @@ class Sequencer:
         if worker := env.data.get("worker"):
             fields["worker"] = str(worker)
         self._store.update_task(
-            env.task_id, TaskStatus.RUNNING, self._now(), fields, only_from=IN_FLIGHT,
+            env.task_id,
+            TaskStatus.RUNNING,
+            self._now(),
+            fields,
+            only_from=IN_FLIGHT,
             note=f"attempt {attempt}",
         )
 

@@ -68,7 +68,11 @@ def booking(code: str, proposal: str, rng: random.Random) -> dict[str, Any]:
         "period": rng.choice(PERIODS),
         "journal": rng.choice(JOURNALS),
         "lines": [
-            {"account": "600000", "amount": f"{amount / 100:.2f}", "vat_code": rng.choice(VAT_CODES)},
+            {
+                "account": "600000",
+                "amount": f"{amount / 100:.2f}",
+                "vat_code": rng.choice(VAT_CODES),
+            },
             {"account": "440000", "amount": f"{-amount / 100:.2f}", "vat_code": "V0"},
         ],
     }

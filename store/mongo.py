@@ -7,6 +7,7 @@ FerretDB test server evaluates.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,6 +25,9 @@ from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
 Doc = dict[str, Any]
 
 TASKS, DOSSIERS, SLOTS, OFFICES, USERS = "tasks", "dossiers", "slots", "offices", "users"
+# Append-only log of every task transition: inserts only, so the hot path never rewrites a
+# growing history array inside the task document.
+TASK_EVENTS = "task_events"
 
 
 @contextmanager
@@ -31,7 +35,9 @@ def _mapped() -> Iterator[None]:
     try:
         yield
     except pymongo.errors.DuplicateKeyError as exc:
-        raise Conflict(str(exc.details.get("errmsg", "duplicate key")) if exc.details else "dup") from exc
+        raise Conflict(
+            str(exc.details.get("errmsg", "duplicate key")) if exc.details else "dup"
+        ) from exc
     except (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError) as exc:
         raise StoreUnavailable(f"database unreachable: {type(exc).__name__}") from exc
     except pymongo.errors.PyMongoError as exc:
@@ -56,10 +62,6 @@ def _task(doc: Mapping[str, Any]) -> TaskRecord:
         worker=doc.get("worker"),
         result=doc.get("result"),
         error=doc.get("error"),
-        history=[
-            HistoryEntry(at=h["at"], status=TaskStatus(h["status"]), note=h.get("note", ""))
-            for h in doc.get("history", [])
-        ],
     )
 
 
@@ -87,6 +89,7 @@ class Store:
         self.slots: Collection[Doc] = self._db[SLOTS]
         self.offices: Collection[Doc] = self._db[OFFICES]
         self.users: Collection[Doc] = self._db[USERS]
+        self.task_events: Collection[Doc] = self._db[TASK_EVENTS]
 
     @classmethod
     def connect(cls, url: str, database: str, timeout_ms: int = 10_000) -> Store:
@@ -115,6 +118,7 @@ class Store:
             self.tasks.create_index([("status", 1), ("submitted_at", 1)], name="status_submitted")
             self.dossiers.create_index([("office", 1)], name="office")
             self.users.create_index([("office", 1)], name="office")
+            self.task_events.create_index([("task", 1), ("at", 1)], name="task_at")
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""
@@ -137,10 +141,31 @@ class Store:
             "status": task.status.value,
             "submitted_at": task.submitted_at,
             "attempts": 0,
-            "history": [{"at": task.submitted_at, "status": task.status.value, "note": ""}],
         }
         with _mapped():
             self.tasks.insert_one(doc)
+        self._log(task.id, task.status, task.submitted_at, "")
+
+    def _log(self, task_id: str, status: TaskStatus, at: datetime, note: str) -> None:
+        with _mapped():
+            self.task_events.insert_one(
+                {
+                    "_id": uuid.uuid4().hex,
+                    "task": task_id,
+                    "at": at,
+                    "status": status.value,
+                    "note": note,
+                }
+            )
+
+    def history(self, task_id: str) -> list[HistoryEntry]:
+        """Every transition of a task, oldest first."""
+        with _mapped():
+            cursor = self.task_events.find({"task": task_id}).sort([("at", 1), ("_id", 1)])
+            return [
+                HistoryEntry(at=d["at"], status=TaskStatus(d["status"]), note=d.get("note", ""))
+                for d in cursor
+            ]
 
     def task(self, task_id: str) -> TaskRecord | None:
         """One task by id."""
@@ -163,14 +188,14 @@ class Store:
         query: Doc = {"_id": task_id}
         if only_from is not None:
             query["status"] = {"$in": [s.value for s in only_from]}
-        update: Doc = {
-            "$set": {"status": status.value, **(fields or {})},
-            "$push": {"history": {"at": at, "status": status.value, "note": note}},
-        }
+        update: Doc = {"$set": {"status": status.value, **(fields or {})}}
         if inc:
             update["$inc"] = dict(inc)
         with _mapped():
-            return self.tasks.update_one(query, update).matched_count == 1
+            matched = self.tasks.update_one(query, update).matched_count == 1
+        if matched:
+            self._log(task_id, status, at, note)
+        return matched
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks still `submitted` since before `before` (the sweeper republishes them)."""
@@ -198,9 +223,7 @@ class Store:
         if statuses is not None:
             query["status"] = {"$in": [s.value for s in statuses]}
         with _mapped():
-            cursor = self.tasks.find(query, limit=limit).sort(
-                [("submitted_at", 1), ("_id", 1)]
-            )
+            cursor = self.tasks.find(query, limit=limit).sort([("submitted_at", 1), ("_id", 1)])
             return [_task(d) for d in cursor]
 
     def count_tasks(self, statuses: Sequence[TaskStatus] | None = None) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -63,7 +63,6 @@ class TaskRecord:
     worker: str | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    history: list[HistoryEntry] = field(default_factory=list)
 
     @property
     def key(self) -> str:

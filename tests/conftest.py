@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,13 +60,28 @@ def store(settings: Settings) -> Iterator[Store]:
 
 
 @pytest.fixture
-def cluster(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def make_cluster(
+    settings: Settings, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Cluster]]:
     """Real dossierflow processes in this test's virtual host; stopped afterwards.
 
-    Their logs are kept under test-artifacts/<test name>/ for diagnosis.
+    Keyword arguments override settings (e.g. `simpackage_latency_ms="20,40"`). Process
+    logs are kept under test-artifacts/<test name>/ for diagnosis.
     """
-    logs = Path("test-artifacts") / request.node.name
-    running = Cluster(settings, vhost=settings.mongo_db, database=settings.mongo_db, log_dir=logs)
-    running.log_dir.mkdir(parents=True, exist_ok=True)
-    yield running
-    running.stop(timeout=20)
+    started: list[Cluster] = []
+
+    def make(**overrides: Any) -> Cluster:
+        logs = Path("test-artifacts") / request.node.name
+        running = Cluster(
+            replace(settings, **overrides),
+            vhost=settings.mongo_db,
+            database=settings.mongo_db,
+            log_dir=logs,
+        )
+        running.log_dir.mkdir(parents=True, exist_ok=True)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop(timeout=20)

@@ -33,7 +33,9 @@ class Endpoints:
 def _answers(url: str, default_port: int) -> bool:
     parts = urllib.parse.urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -80,7 +82,7 @@ def endpoints() -> Endpoints:
     if shutil.which("docker") and os.environ.get("DOSSIERFLOW_TESTCONTAINERS", "1") == "1":
         try:
             return _from_containers()
-        except Exception as exc:  # noqa: BLE001 - report below with the real cause
+        except Exception as exc:
             raise AssertionError(
                 f"{', '.join(missing)} not reachable and testcontainers failed ({exc}); "
                 + HOW_TO_START

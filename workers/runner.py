@@ -138,7 +138,7 @@ class _Slot:
             conn.pump(1.0)
         try:
             result = future.result()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified event
+        except Exception as exc:
             failure = classify(exc)
             bound.warning("task.failed", code=failure.code.value, transient=failure.transient)
             self._report(

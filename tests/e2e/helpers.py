@@ -1,0 +1,54 @@
+"""Shared steps of the end-to-end tests: companies in the package, submitting, waiting."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from dispatcher.client import Client
+from dispatcher.cluster import Cluster
+from dispatcher.workload import JOURNALS, PERIODS, VAT_CODES, booking, company_code
+from store import Store, TaskStatus
+from tests.waiting import wait_for
+from workers.accounting.simulated import SimulatedPackage
+
+Expected = dict[tuple[str, str], list[str]]
+
+
+def package_with(path: Path, office: str, dossiers: list[str]) -> SimulatedPackage:
+    """A simulated package where every dossier's company exists with open periods."""
+    package = SimulatedPackage(path)
+    for dossier in dossiers:
+        package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
+    return package
+
+
+def client_for(cluster: Cluster, store: Store) -> Client:
+    """A submit client inside the cluster's virtual host and database."""
+    return Client.connect(replace(cluster.settings, amqp_url=cluster.amqp_url), store)
+
+
+def submit_bookings(
+    client: Client, office: str, dossiers: list[str], count: int, seed: int = 1
+) -> Expected:
+    """Submit `count` booking proposals round-robin over the dossiers."""
+    rng = random.Random(seed)
+    expected: Expected = defaultdict(list)
+    for i in range(count):
+        dossier = dossiers[i % len(dossiers)]
+        payload = booking(company_code(office, dossier), f"p{seed}-{i:05d}", rng)
+        task_id = client.submit(office, dossier, "booking_proposal.process", payload)
+        expected[(office, dossier)].append(task_id)
+    return expected
+
+
+def wait_all_done(store: Store, total: int, timeout: float) -> None:
+    """Wait until `total` tasks are done."""
+    wait_for(
+        lambda: store.count_tasks([TaskStatus.DONE]).get("done", 0) >= total,
+        timeout,
+        f"{total} tasks done (now {store.count_tasks()})",
+        every=0.25,
+    )
