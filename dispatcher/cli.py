@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
@@ -105,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+Command = Callable[[Settings, argparse.Namespace], int]
+# Packages that contribute subcommands: each module has `add_commands(sub) -> dict[str, Command]`.
+PLUGINS = ("reminder.cli",)
+
+COMMANDS: dict[str, Command] = {
     "dispatcher": cmd_dispatcher,
     "worker": cmd_worker,
     "demo": cmd_demo,
@@ -115,14 +120,23 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dossierflow` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    commands = dict(COMMANDS)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for plugin in PLUGINS:
+        try:
+            module = importlib.import_module(plugin)
+        except ModuleNotFoundError:
+            continue
+        commands.update(module.add_commands(sub))
+    args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"dossierflow: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
-    return COMMANDS[args.command](settings, args)
+    return commands[args.command](settings, args)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,22 @@ class Settings:
     simpackage_latency_ms: str = "0,0"
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+    # Waits before each delayed retry of a task whose package stays unreachable; after the
+    # last one the task fails with PACKAGE_UNREACHABLE. Each value is a retry queue.
+    retry_delays_s: str = "10,60,300,1800"
+    payload_limit_bytes: int = 256 * 1024
+    # Mail (reminder package).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_security: str = "none"  # none | starttls | tls
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout_s: float = 30.0
+    mail_from: str = "dossierflow <noreply@dossierflow.local>"
+    support_mailbox: str = "support@dossierflow.local"
+    monitoring_base_url: str = "http://127.0.0.1:8080"
+    # Reminder days are every 14 days from this Monday (2023-11-20 is one).
+    reminder_anchor: str = "2023-11-20"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +77,20 @@ class Settings:
             raise SettingsError("DOSSIERFLOW_HEARTBEAT_S must be at least 1")
         if self.log_format not in ("auto", "json", "console"):
             raise SettingsError("DOSSIERFLOW_LOG_FORMAT must be auto, json or console")
+        if self.smtp_security not in ("none", "starttls", "tls"):
+            raise SettingsError("DOSSIERFLOW_SMTP_SECURITY must be none, starttls or tls")
+        _ = self.retry_delays
+
+    @property
+    def retry_delays(self) -> tuple[int, ...]:
+        """Delayed retry waits in seconds, strictly positive."""
+        try:
+            delays = tuple(int(v) for v in self.retry_delays_s.split(",") if v.strip())
+        except ValueError as exc:
+            raise SettingsError("DOSSIERFLOW_RETRY_DELAYS_S must be like '10,60,300'") from exc
+        if any(d <= 0 for d in delays):
+            raise SettingsError("DOSSIERFLOW_RETRY_DELAYS_S must hold positive seconds")
+        return delays
 
     @property
     def latency_range(self) -> tuple[float, float]:

@@ -20,7 +20,17 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from store.errors import Conflict, StoreError, StoreUnavailable
-from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
+from store.records import (
+    DossierRecord,
+    HistoryEntry,
+    InstructionRecord,
+    InstructionStatus,
+    OfficeRecord,
+    Role,
+    TaskRecord,
+    TaskStatus,
+    UserRecord,
+)
 
 Doc = dict[str, Any]
 
@@ -28,6 +38,7 @@ TASKS, DOSSIERS, SLOTS, OFFICES, USERS = "tasks", "dossiers", "slots", "offices"
 # Append-only log of every task transition: inserts only, so the hot path never rewrites a
 # growing history array inside the task document.
 TASK_EVENTS = "task_events"
+INSTRUCTIONS = "instructions"
 
 
 @contextmanager
@@ -90,6 +101,7 @@ class Store:
         self.offices: Collection[Doc] = self._db[OFFICES]
         self.users: Collection[Doc] = self._db[USERS]
         self.task_events: Collection[Doc] = self._db[TASK_EVENTS]
+        self.instructions: Collection[Doc] = self._db[INSTRUCTIONS]
 
     @classmethod
     def connect(cls, url: str, database: str, timeout_ms: int = 10_000) -> Store:
@@ -103,6 +115,10 @@ class Store:
             appname="dossierflow",
         )
         return cls(client, database)
+
+    def collection(self, name: str) -> Collection[Doc]:
+        """A collection of this database, for the store modules of other owners."""
+        return self._db[name]
 
     def ping(self) -> None:
         """Fail with StoreUnavailable unless the server answers."""
@@ -119,6 +135,10 @@ class Store:
             self.dossiers.create_index([("office", 1)], name="office")
             self.users.create_index([("office", 1)], name="office")
             self.task_events.create_index([("task", 1), ("at", 1)], name="task_at")
+            self.instructions.create_index(
+                [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
+            )
+            self.instructions.create_index([("task_id", 1)], name="task")
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""
@@ -298,3 +318,164 @@ class Store:
         with _mapped():
             doc = self.slots.find_one({"_id": self._slot_id(key, seq)})
         return str(doc["task"]) if doc else None
+
+    # -- instructions -----------------------------------------------------------------
+    def insert_instruction(self, instruction: InstructionRecord) -> bool:
+        """Store a new instruction; False when one with that id exists (a redelivery)."""
+        doc: Doc = {
+            "_id": instruction.id,
+            "task_id": instruction.task_id,
+            "office": instruction.office,
+            "dossier": instruction.dossier,
+            "kind": instruction.kind,
+            "code": instruction.code,
+            "severity": instruction.severity,
+            "facts": dict(instruction.facts),
+            "status": instruction.status.value,
+            "created_at": instruction.created_at,
+            "resolved_at": instruction.resolved_at,
+            "resolution": instruction.resolution,
+            "raw": instruction.raw,
+        }
+        try:
+            with _mapped():
+                self.instructions.insert_one(doc)
+        except Conflict:
+            return False
+        return True
+
+    def instruction(self, instruction_id: str) -> InstructionRecord | None:
+        """One instruction by id."""
+        with _mapped():
+            doc = self.instructions.find_one({"_id": instruction_id})
+        return _instruction(doc) if doc else None
+
+    def find_instructions(
+        self,
+        *,
+        office: str | None = None,
+        dossier: str | None = None,
+        task_id: str | None = None,
+        status: InstructionStatus | None = None,
+        severity: str | None = None,
+        limit: int = 0,
+    ) -> list[InstructionRecord]:
+        """Instructions matching every filter given, oldest first."""
+        query: Doc = {}
+        for name, value in (
+            ("office", office),
+            ("dossier", dossier),
+            ("task_id", task_id),
+            ("severity", severity),
+        ):
+            if value is not None:
+                query[name] = value
+        if status is not None:
+            query["status"] = status.value
+        with _mapped():
+            cursor = self.instructions.find(query, limit=limit).sort(
+                [("created_at", 1), ("_id", 1)]
+            )
+            return [_instruction(d) for d in cursor]
+
+    def resolve_instruction(self, instruction_id: str, at: datetime, resolution: str) -> None:
+        """Close an open instruction (restart, cancel or resolve of its task)."""
+        with _mapped():
+            self.instructions.update_one(
+                {"_id": instruction_id, "status": InstructionStatus.OPEN.value},
+                {
+                    "$set": {
+                        "status": InstructionStatus.RESOLVED.value,
+                        "resolved_at": at,
+                        "resolution": resolution,
+                    }
+                },
+            )
+
+    # -- offices and users --------------------------------------------------------------
+    def save_office(self, office: OfficeRecord) -> None:
+        """Create or replace an office."""
+        with _mapped():
+            self.offices.replace_one(
+                {"_id": office.id},
+                {"name": office.name, "timezone": office.timezone, "language": office.language},
+                upsert=True,
+            )
+
+    def office(self, office_id: str) -> OfficeRecord | None:
+        """One office by id."""
+        with _mapped():
+            doc = self.offices.find_one({"_id": office_id})
+        if not doc:
+            return None
+        return OfficeRecord(doc["_id"], doc["name"], doc["timezone"], doc["language"])
+
+    def find_offices(self) -> list[OfficeRecord]:
+        """Every office."""
+        with _mapped():
+            return [
+                OfficeRecord(d["_id"], d["name"], d["timezone"], d["language"])
+                for d in self.offices.find({}).sort("_id", 1)
+            ]
+
+    def save_user(self, user: UserRecord) -> None:
+        """Create or replace a user."""
+        with _mapped():
+            self.users.replace_one(
+                {"_id": user.id},
+                {
+                    "office": user.office,
+                    "role": user.role.value,
+                    "email": user.email,
+                    "language": user.language,
+                    "dossiers": list(user.dossiers),
+                },
+                upsert=True,
+            )
+
+    def user(self, user_id: str) -> UserRecord | None:
+        """One user by id."""
+        with _mapped():
+            doc = self.users.find_one({"_id": user_id})
+        return _user(doc) if doc else None
+
+    def find_users(
+        self, *, office: str | None = None, role: Role | None = None
+    ) -> list[UserRecord]:
+        """Users of an office (or all), optionally of one role."""
+        query: Doc = {}
+        if office is not None:
+            query["office"] = office
+        if role is not None:
+            query["role"] = role.value
+        with _mapped():
+            return [_user(d) for d in self.users.find(query).sort("_id", 1)]
+
+
+def _instruction(doc: Mapping[str, Any]) -> InstructionRecord:
+    return InstructionRecord(
+        id=doc["_id"],
+        task_id=doc.get("task_id", ""),
+        office=doc["office"],
+        dossier=doc["dossier"],
+        kind=doc.get("kind", ""),
+        code=doc["code"],
+        severity=doc["severity"],
+        facts=dict(doc.get("facts") or {}),
+        status=InstructionStatus(doc["status"]),
+        created_at=doc["created_at"],
+        resolved_at=doc.get("resolved_at"),
+        resolution=doc.get("resolution", ""),
+        raw=bytes(doc["raw"]) if doc.get("raw") is not None else None,
+    )
+
+
+def _user(doc: Mapping[str, Any]) -> UserRecord:
+    return UserRecord(
+        id=doc["_id"],
+        office=doc.get("office"),
+        role=Role(doc["role"]),
+        email=doc.get("email", ""),
+        language=doc.get("language", "nl"),
+        dossiers=tuple(doc.get("dossiers") or ()),
+    )

@@ -109,3 +109,34 @@ class UserRecord:
     email: str = ""
     language: str = "nl"
     dossiers: tuple[str, ...] = ()
+
+
+class InstructionStatus(StrEnum):
+    """Whether somebody still has to act."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"  # the task was restarted, cancelled or resolved by hand
+
+
+@dataclass
+class InstructionRecord:
+    """What a person must do so a failed task can run again; written by the sequencer.
+
+    `id` is `<task id>/<failure number>`, so a redelivered failure cannot create a second
+    instruction. `task_id` is empty for a message that named no known task. Texts are
+    rendered from `code` and `facts` in the reader's language (nl, fr, en).
+    """
+
+    id: str
+    task_id: str
+    office: str
+    dossier: str
+    kind: str
+    code: str
+    severity: str  # "orange": the accountant acts; "red": support acts
+    facts: dict[str, str]
+    status: InstructionStatus
+    created_at: datetime
+    resolved_at: datetime | None = None
+    resolution: str = ""
+    raw: bytes | None = None  # an unreadable message, truncated to a bound
