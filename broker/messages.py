@@ -35,6 +35,10 @@ class MessageType(StrEnum):
     STARTED = "task.started"  # event: a connector began an attempt
     DONE = "task.done"  # event: the attempt succeeded
     FAILED = "task.failed"  # event: the attempt failed for good (or transiently)
+    RETRY_DUE = "task.retry_due"  # timer: a delayed retry's wait is over
+    RESTART = "task.restart"  # command: a person restarts a failed task
+    CANCEL = "task.cancel"  # command: a person cancels a task
+    RESOLVE = "task.resolve"  # command: a person fixed it by hand; skip the task
 
 
 def valid_id(value: str) -> bool:

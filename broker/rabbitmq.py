@@ -101,6 +101,13 @@ class Channel:
             # Exchange-to-exchange: a dead-lettered task keeps its `office.dossier`
             # routing key and so lands in its own dossier's partition.
             self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "")
+            for delay in topo.retry_delays:
+                name = topology.retry_exchange(delay)
+                self._ch.exchange_declare(name, "fanout", durable=True)
+                self._ch.queue_declare(
+                    name, durable=True, arguments=topology.retry_arguments(delay)
+                )
+                self._ch.queue_bind(name, name, "")
             for name in topo.partition_queues():
                 self._ch.queue_declare(name, durable=True, arguments=topology.partition_arguments())
                 self._ch.queue_bind(

@@ -26,6 +26,25 @@ WORK_EXCHANGE = "dossierflow.work"
 DEAD_EXCHANGE = "dossierflow.dead"
 
 
+def retry_exchange(delay_s: int) -> str:
+    """Exchange (fanout) and queue of the delayed retries waiting `delay_s` seconds.
+
+    Fixed-delay queues keep expiry in FIFO order (RabbitMQ expires only at the head); an
+    expired message dead-letters into the control exchange with its `office.dossier`
+    routing key, so the retry comes back through the dossier's own partition.
+    """
+    return f"dossierflow.retry.{delay_s}s"
+
+
+def retry_arguments(delay_s: int) -> dict[str, Any]:
+    """Arguments of a delayed-retry queue."""
+    return {
+        "x-queue-type": "classic",
+        "x-message-ttl": delay_s * 1000,
+        "x-dead-letter-exchange": CONTROL_EXCHANGE,
+    }
+
+
 def partition_queue(index: int) -> str:
     """Name of control partition `index`."""
     return f"dossierflow.control.p{index:02d}"
@@ -73,6 +92,7 @@ class Topology:
 
     partitions: int = 8
     delivery_limit: int = 5
+    retry_delays: tuple[int, ...] = (10, 60, 300, 1800)
 
     def partition_queues(self) -> list[str]:
         """All control partition queue names."""

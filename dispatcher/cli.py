@@ -68,6 +68,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         heartbeat_s=settings.heartbeat_s,
         delivery_limit=settings.delivery_limit,
         partitions=settings.partitions,
+        max_message_bytes=settings.payload_limit_bytes + 16 * 1024,
     )
     Worker(config, package_factory(settings, args.adapter), _stop_on_signals()).run()  # type: ignore[arg-type]
     return 0

@@ -9,14 +9,15 @@ or duplicating a release: `_repair` completes whatever the previous owner left h
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from broker.messages import Envelope, MessageType, utcnow
+from dispatcher.failures import DeadLetter, FailureHandler
+from dispatcher.steering import ActionHandler
 from store import DossierRecord, Store, TaskRecord, TaskStatus
 
 log = structlog.get_logger("dossierflow.sequencer")
@@ -25,13 +26,14 @@ log = structlog.get_logger("dossierflow.sequencer")
 IN_FLIGHT = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """Why the broker dead-lettered a work message (from its x-death header)."""
+class Outbound(Protocol):
+    """Where the sequencer sends work and timers."""
 
-    reason: str
-    queue: str
-    count: int
+    def run(self, env: Envelope) -> None:
+        """Release a task to its office's work queue (confirmed)."""
+
+    def retry_later(self, delay_s: int, env: Envelope) -> None:
+        """Park a retry timer that comes back to the dossier's partition after `delay_s`."""
 
 
 class Sequencer:
@@ -40,22 +42,25 @@ class Sequencer:
     def __init__(
         self,
         store: Store,
-        release: Callable[[Envelope], None],
+        outbound: Outbound,
+        retry_delays: Sequence[int] = (10, 60, 300, 1800),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._store = store
-        self._release_fn = release
-        self._now = clock
+        self.store = store
+        self.outbound = outbound
+        self.now = clock
+        self.failures = FailureHandler(self, tuple(retry_delays))
+        self.actions = ActionHandler(self)
 
     # -- entry point ----------------------------------------------------------------
     def handle(self, env: Envelope, dead: DeadLetter | None = None) -> None:
         """Apply one message of a dossier, then release its next task if it is free."""
-        dossier = self._store.dossier(env.routing_key) or self._store.ensure_dossier(
-            env.office, env.dossier, self._now()
+        dossier = self.store.dossier(env.routing_key) or self.store.ensure_dossier(
+            env.office, env.dossier, self.now()
         )
-        dossier = self._repair(dossier)
+        self._repair(dossier)
         if dead is not None:
-            self._dead_lettered(env, dead, dossier)
+            self.failures.dead_lettered(env, dead, dossier)
         elif env.type is MessageType.SUBMITTED:
             self._accept(env, dossier)
         elif env.type is MessageType.STARTED:
@@ -63,14 +68,26 @@ class Sequencer:
         elif env.type is MessageType.DONE:
             self._done(env, dossier)
         elif env.type is MessageType.FAILED:
-            self._failed(env, dossier, dict(env.data.get("error") or {}))
+            self.failures.failed(env, dossier)
+        elif env.type is MessageType.RETRY_DUE:
+            self.failures.retry_due(env)
+        elif env.type in (MessageType.RESTART, MessageType.CANCEL, MessageType.RESOLVE):
+            self.actions.apply(env, dossier)
         else:
             log.warning("sequencer.unexpected_message", type=env.type.value, task_id=env.task_id)
-        self._release_next(dossier)
+        self.release_next(dossier)
+
+    def handle_unreadable(self, office: str, dossier_id: str, dead: DeadLetter) -> None:
+        """A dead-lettered message whose bytes are no envelope: record it for support."""
+        dossier = self.store.dossier(f"{office}.{dossier_id}") or self.store.ensure_dossier(
+            office, dossier_id, self.now()
+        )
+        self.failures.unreadable(office, dossier, dead)
+        self.release_next(dossier)
 
     # -- commands and events ----------------------------------------------------------
     def _accept(self, env: Envelope, dossier: DossierRecord) -> None:
-        task = self._store.task(env.task_id)
+        task = self.store.task(env.task_id)
         if task is None:
             log.error("sequencer.unknown_task", task_id=env.task_id, key=dossier.key)
             return
@@ -80,11 +97,11 @@ class Sequencer:
             return  # already accepted: a republished or redelivered command
         while True:
             seq = dossier.next_seq
-            holder = self._store.claim_slot(dossier.key, seq, task.id)
+            holder = self.store.claim_slot(dossier.key, seq, task.id)
             if holder == task.id:
                 break
             # A previous owner claimed this slot and died before recording it.
-            other = self._store.task(holder)
+            other = self.store.task(holder)
             if other is not None and other.status is TaskStatus.SUBMITTED:
                 self._mark_waiting(other, seq)
             self._advance_next_seq(dossier, seq + 1)
@@ -92,18 +109,17 @@ class Sequencer:
         self._advance_next_seq(dossier, seq + 1)
 
     def _mark_waiting(self, task: TaskRecord, seq: int) -> None:
-        now = self._now()
-        self._store.update_task(
+        now = self.now()
+        self.store.update_task(
             task.id,
             TaskStatus.WAITING,
             now,
             {"seq": seq, "accepted_at": now},
             only_from=[TaskStatus.SUBMITTED],
         )
-        log.debug("task.accepted", **_ctx(task), seq=seq)
 
     def _advance_next_seq(self, dossier: DossierRecord, value: int) -> None:
-        self._store.raise_next_seq(dossier.key, value)
+        self.store.raise_next_seq(dossier.key, value)
         dossier.next_seq = max(dossier.next_seq, value)
 
     def _started(self, env: Envelope) -> None:
@@ -111,10 +127,10 @@ class Sequencer:
         fields: dict[str, Any] = {"started_at": env.at, "attempts": attempt}
         if worker := env.data.get("worker"):
             fields["worker"] = str(worker)
-        self._store.update_task(
+        self.store.update_task(
             env.task_id,
             TaskStatus.RUNNING,
-            self._now(),
+            self.now(),
             fields,
             only_from=IN_FLIGHT,
             note=f"attempt {attempt}",
@@ -122,105 +138,88 @@ class Sequencer:
 
     def _done(self, env: Envelope, dossier: DossierRecord) -> None:
         result = env.data.get("result")
-        moved = self._store.update_task(
+        self.store.update_task(
             env.task_id,
             TaskStatus.DONE,
-            self._now(),
+            self.now(),
             {"finished_at": env.at, "result": result if isinstance(result, dict) else {}},
             only_from=IN_FLIGHT,
         )
-        if moved:
-            log.debug("task.done", task_id=env.task_id, key=dossier.key)
         if dossier.active == env.task_id:
-            task = self._store.task(env.task_id)
+            task = self.store.task(env.task_id)
             if task is not None and task.status.finished:
-                self._finish_active(dossier, task)
-
-    def _failed(self, env: Envelope, dossier: DossierRecord, error: dict[str, Any]) -> None:
-        moved = self._store.update_task(
-            env.task_id,
-            TaskStatus.FAILED,
-            self._now(),
-            {"finished_at": env.at, "error": error},
-            only_from=IN_FLIGHT,
-            note=str(error.get("code", "")),
-        )
-        if moved and dossier.active == env.task_id:
-            dossier.blocked = True
-            self._store.set_dossier(dossier.key, self._now(), blocked=True)
-            log.warning(
-                "dossier.blocked", key=dossier.key, task_id=env.task_id, code=error.get("code")
-            )
-
-    def _dead_lettered(self, env: Envelope, dead: DeadLetter, dossier: DossierRecord) -> None:
-        error = {
-            "code": "UNREADABLE_MESSAGE",
-            "severity": "red",
-            "transient": False,
-            "message": f"dead-lettered by {dead.queue}: {dead.reason} after {dead.count}",
-            "facts": {"reason": dead.reason},
-        }
-        self._failed(env, dossier, error)
+                self.finish_active(dossier, task)
 
     # -- release ----------------------------------------------------------------------
-    def _repair(self, dossier: DossierRecord) -> DossierRecord:
+    def _repair(self, dossier: DossierRecord) -> None:
         """Finish what a sequencer that died mid-message left half done."""
         if dossier.active is None:
-            return dossier
-        task = self._store.task(dossier.active)
+            return
+        task = self.store.task(dossier.active)
         if task is None or task.status.finished:
-            self._finish_active(dossier, task)
+            self.finish_active(dossier, task)
         elif task.status is TaskStatus.WAITING:
-            self._publish_run(task)  # released but died before the publish was confirmed
-        return dossier
+            self.publish_run(task)  # released but died before the publish was confirmed
+        elif task.status is TaskStatus.FAILED and not dossier.blocked:
+            self.block(dossier, task)
 
-    def _finish_active(self, dossier: DossierRecord, task: TaskRecord | None) -> None:
+    def finish_active(self, dossier: DossierRecord, task: TaskRecord | None) -> None:
+        """The active task is over: unblock the dossier and move its head past it."""
         head = (task.seq + 1) if task is not None and task.seq is not None else dossier.head + 1
         dossier.active, dossier.blocked, dossier.head = None, False, max(dossier.head, head)
-        self._store.set_dossier(
-            dossier.key, self._now(), active=None, blocked=False, head=dossier.head
+        self.store.set_dossier(
+            dossier.key, self.now(), active=None, blocked=False, head=dossier.head
         )
 
-    def _release_next(self, dossier: DossierRecord) -> None:
+    def block(self, dossier: DossierRecord, task: TaskRecord) -> None:
+        """Nothing more of this dossier runs until its failed task is acted on."""
+        dossier.active, dossier.blocked = task.id, True
+        self.store.set_dossier(dossier.key, self.now(), active=task.id, blocked=True)
+        log.warning("dossier.blocked", key=dossier.key, task_id=task.id)
+
+    def release_next(self, dossier: DossierRecord) -> None:
+        """Release the dossier's next waiting task unless one is active."""
         if dossier.active is not None or dossier.blocked:
             return
         while dossier.head < dossier.next_seq:
-            task_id = self._store.slot(dossier.key, dossier.head)
-            task = self._store.task(task_id) if task_id else None
+            task_id = self.store.slot(dossier.key, dossier.head)
+            task = self.store.task(task_id) if task_id else None
             if task is None or task.status.finished:
                 dossier.head += 1
-                self._store.set_dossier(dossier.key, self._now(), head=dossier.head)
+                self.store.set_dossier(dossier.key, self.now(), head=dossier.head)
                 continue
             # Record the intent before publishing: a successor sees `active` and
             # republishes (an idempotent duplicate) instead of releasing a second task.
             dossier.active = task.id
-            self._store.set_dossier(dossier.key, self._now(), active=task.id)
+            self.store.set_dossier(dossier.key, self.now(), active=task.id)
             if task.status is TaskStatus.WAITING:
-                self._publish_run(task)
+                self.publish_run(task)
             return
 
-    def _publish_run(self, task: TaskRecord) -> None:
-        self._release_fn(
+    def publish_run(self, task: TaskRecord, from_status: TaskStatus = TaskStatus.WAITING) -> None:
+        """Send the task to its office's work queue, then mark it queued."""
+        self.outbound.run(
             Envelope(
                 type=MessageType.RUN,
                 task_id=task.id,
                 office=task.office,
                 dossier=task.dossier,
-                at=self._now(),
+                at=self.now(),
                 data={"kind": task.kind, "payload": task.payload, "seq": task.seq},
             )
         )
-        self._store.update_task(
+        self.store.update_task(
             task.id,
             TaskStatus.QUEUED,
-            self._now(),
-            {"queued_at": self._now()},
-            only_from=[TaskStatus.WAITING],
+            self.now(),
+            {"queued_at": self.now(), "next_attempt_at": None},
+            only_from=[from_status],
         )
-        log.debug("task.released", **_ctx(task))
+        log.debug("task.released", **task_context(task))
 
 
-def _ctx(task: TaskRecord) -> dict[str, Any]:
+def task_context(task: TaskRecord) -> dict[str, Any]:
+    """The fields every log line about a task carries."""
     return {
         "office": task.office,
         "dossier": task.dossier,

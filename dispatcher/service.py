@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
@@ -13,24 +14,30 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from broker import topology
 from broker.errors import DecodeError, Unroutable
-from broker.messages import Envelope, MessageType, decode, utcnow
+from broker.messages import Envelope, MessageType, decode, utcnow, valid_id
 from broker.rabbitmq import Channel, Connection, Delivery
-from dispatcher.sequencer import DeadLetter, Sequencer
+from dispatcher.failures import DeadLetter
+from dispatcher.sequencer import Sequencer
 from dispatcher.settings import Settings
 from store import Store, StoreUnavailable
 
 log = structlog.get_logger("dossierflow.dispatcher")
 
 
-class WorkPublisher:
-    """Publishes released tasks to the work exchange, declaring office queues on demand."""
+class BrokerOutbound:
+    """Publishes released tasks and retry timers, declaring office queues on demand."""
 
     def __init__(self, channel: Channel, topo: topology.Topology) -> None:
         self._ch = channel
         self._topo = topo
         self._declared: set[str] = set()
 
-    def __call__(self, env: Envelope) -> None:
+    def retry_later(self, delay_s: int, env: Envelope) -> None:
+        """Park a retry timer in the fixed-delay queue of `delay_s`."""
+        self._ch.publish(topology.retry_exchange(delay_s), env)
+
+    def run(self, env: Envelope) -> None:
+        """Release a task to its office's work queue."""
         if env.office not in self._declared:
             self._ch.declare_work_queue(env.office, self._topo)
             self._declared.add(env.office)
@@ -43,13 +50,16 @@ class WorkPublisher:
 
 
 def _dead_letter(delivery: Delivery) -> DeadLetter | None:
+    """The dead-lettering facts of a work message, None for anything else."""
     death = delivery.death
-    if death is None or delivery.exchange != topology.DEAD_EXCHANGE:
-        return None
+    if death is None or not str(death.get("queue", "")).startswith("dossierflow.work."):
+        return None  # not dead-lettered, or an expired retry timer (queue dossierflow.retry.*)
     return DeadLetter(
         reason=str(death.get("reason", "")),
         queue=str(death.get("queue", "")),
-        count=int(death.get("count", 1) or 1),
+        count=max(int(death.get("count", 1) or 1), delivery.delivery_count),
+        raw=delivery.body,
+        message_id=delivery.message_id,
     )
 
 
@@ -60,7 +70,7 @@ class Dispatcher:
         self._settings = settings
         self._store = store
         self._stop = stop
-        self._topo = topology.Topology(settings.partitions, settings.delivery_limit)
+        self._topo = settings.topology()
         self._name = f"dispatcher@{socket.gethostname()}:{os.getpid()}"
 
     def run(self) -> None:
@@ -79,7 +89,9 @@ class Dispatcher:
         publish_ch = conn.channel(confirm=True)
         publish_ch.declare_control(self._topo)
         self._publish_ch = publish_ch
-        sequencer = Sequencer(self._store, WorkPublisher(publish_ch, self._topo))
+        sequencer = Sequencer(
+            self._store, BrokerOutbound(publish_ch, self._topo), self._topo.retry_delays
+        )
         consume_ch = conn.channel(confirm=False)
 
         def on_message(delivery: Delivery) -> None:
@@ -97,14 +109,21 @@ class Dispatcher:
                 next_sweep = time.monotonic() + self._settings.sweep_interval_s
 
     def _handle(self, sequencer: Sequencer, delivery: Delivery) -> None:
+        dead = _dead_letter(delivery)
         try:
             env = decode(delivery.body, delivery.message_id)
         except DecodeError as exc:
-            # Only our own processes publish here; an unreadable control message cannot
-            # be tied to a task. It is logged and dropped (a dead-lettered task always
-            # arrives with the dossier key and task id of its original envelope).
-            log.error("control.unreadable", reason=exc.reason, routing_key=delivery.routing_key)
+            office, _, dossier = delivery.routing_key.partition(".")
+            if dead is None or not (valid_id(office) and valid_id(dossier)):
+                # Not from a work queue of ours: nothing to tie it to. Logged, dropped.
+                log.error("control.unreadable", reason=exc.reason, key=delivery.routing_key)
+                return
+            self._retrying(lambda: sequencer.handle_unreadable(office, dossier, dead))
             return
+        self._retrying(lambda: sequencer.handle(env, dead))
+
+    @staticmethod
+    def _retrying(step: Callable[[], None]) -> None:
         # The database may be briefly unreachable (replica set election): retry in place
         # so the order of this partition is kept, then give up and let a standby take over.
         for attempt in Retrying(
@@ -114,7 +133,7 @@ class Dispatcher:
             reraise=True,
         ):
             with attempt:
-                sequencer.handle(env, _dead_letter(delivery))
+                step()
 
     def sweep(self) -> int:
         """Publish again the command of every task the sequencer has not accepted in time."""

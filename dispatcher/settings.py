@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from broker.topology import Topology
+
 PREFIX = "DOSSIERFLOW_"
 
 
@@ -80,6 +82,10 @@ class Settings:
         if self.smtp_security not in ("none", "starttls", "tls"):
             raise SettingsError("DOSSIERFLOW_SMTP_SECURITY must be none, starttls or tls")
         _ = self.retry_delays
+
+    def topology(self) -> Topology:
+        """The broker topology these settings describe."""
+        return Topology(self.partitions, self.delivery_limit, self.retry_delays)
 
     @property
     def retry_delays(self) -> tuple[int, ...]:

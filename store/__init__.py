@@ -1,8 +1,11 @@
 """Everything MongoDB: collections, indexes, records and their transitions."""
 
 from store.errors import Conflict, NotFound, StoreError, StoreUnavailable
-from store.mongo import Store
+from store.mongo import Actions, Store
 from store.records import (
+    ActionRecord,
+    ActionStatus,
+    ActionType,
     DossierRecord,
     HistoryEntry,
     InstructionRecord,
@@ -15,6 +18,10 @@ from store.records import (
 )
 
 __all__ = [
+    "ActionRecord",
+    "ActionStatus",
+    "ActionType",
+    "Actions",
     "Conflict",
     "DossierRecord",
     "HistoryEntry",

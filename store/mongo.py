@@ -21,6 +21,9 @@ from pymongo.database import Database
 
 from store.errors import Conflict, StoreError, StoreUnavailable
 from store.records import (
+    ActionRecord,
+    ActionStatus,
+    ActionType,
     DossierRecord,
     HistoryEntry,
     InstructionRecord,
@@ -39,6 +42,7 @@ TASKS, DOSSIERS, SLOTS, OFFICES, USERS = "tasks", "dossiers", "slots", "offices"
 # growing history array inside the task document.
 TASK_EVENTS = "task_events"
 INSTRUCTIONS = "instructions"
+ACTIONS = "actions"
 
 
 @contextmanager
@@ -70,6 +74,11 @@ def _task(doc: Mapping[str, Any]) -> TaskRecord:
         started_at=doc.get("started_at"),
         finished_at=doc.get("finished_at"),
         attempts=doc.get("attempts", 0),
+        retries=doc.get("retries", 0),
+        failures=doc.get("failures", 0),
+        next_attempt_at=doc.get("next_attempt_at"),
+        coalesce_key=doc.get("coalesce_key"),
+        last_action=doc.get("last_action"),
         worker=doc.get("worker"),
         result=doc.get("result"),
         error=doc.get("error"),
@@ -102,6 +111,7 @@ class Store:
         self.users: Collection[Doc] = self._db[USERS]
         self.task_events: Collection[Doc] = self._db[TASK_EVENTS]
         self.instructions: Collection[Doc] = self._db[INSTRUCTIONS]
+        self.actions: Collection[Doc] = self._db[ACTIONS]
 
     @classmethod
     def connect(cls, url: str, database: str, timeout_ms: int = 10_000) -> Store:
@@ -139,6 +149,7 @@ class Store:
                 [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
             )
             self.instructions.create_index([("task_id", 1)], name="task")
+            self.tasks.create_index([("coalesce_key", 1), ("status", 1)], name="coalesce")
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""
@@ -162,6 +173,8 @@ class Store:
             "submitted_at": task.submitted_at,
             "attempts": 0,
         }
+        if task.coalesce_key:
+            doc["coalesce_key"] = task.coalesce_key
         with _mapped():
             self.tasks.insert_one(doc)
         self._log(task.id, task.status, task.submitted_at, "")
@@ -216,6 +229,16 @@ class Store:
         if matched:
             self._log(task_id, status, at, note)
         return matched
+
+    def waiting_equal(self, coalesce_key: str) -> TaskRecord | None:
+        """A task with this coalescing key that has not been released yet, if any."""
+        waiting = [TaskStatus.SUBMITTED.value, TaskStatus.WAITING.value]
+        with _mapped():
+            doc = self.tasks.find_one(
+                {"coalesce_key": coalesce_key, "status": {"$in": waiting}},
+                sort=[("submitted_at", 1)],
+            )
+        return _task(doc) if doc else None
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks still `submitted` since before `before` (the sweeper republishes them)."""
@@ -479,3 +502,55 @@ def _user(doc: Mapping[str, Any]) -> UserRecord:
         language=doc.get("language", "nl"),
         dossiers=tuple(doc.get("dossiers") or ()),
     )
+
+
+# -- actions ----------------------------------------------------------------------------
+def _action(doc: Mapping[str, Any]) -> ActionRecord:
+    return ActionRecord(
+        id=doc["_id"],
+        task_id=doc["task_id"],
+        type=ActionType(doc["type"]),
+        requested_by=doc.get("requested_by", ""),
+        requested_at=doc["requested_at"],
+        status=ActionStatus(doc["status"]),
+        payload=doc.get("payload"),
+        reason=doc.get("reason", ""),
+        decided_at=doc.get("decided_at"),
+    )
+
+
+class Actions:
+    """Requested actions: inserted by the requester, decided once by the sequencer."""
+
+    def __init__(self, store: Store) -> None:
+        self._c = store.actions
+
+    def insert(self, action: ActionRecord) -> None:
+        """Record a request before its command is published."""
+        with _mapped():
+            self._c.insert_one(
+                {
+                    "_id": action.id,
+                    "task_id": action.task_id,
+                    "type": action.type.value,
+                    "requested_by": action.requested_by,
+                    "requested_at": action.requested_at,
+                    "status": action.status.value,
+                    "payload": action.payload,
+                    "reason": "",
+                }
+            )
+
+    def get(self, action_id: str) -> ActionRecord | None:
+        """One action by id."""
+        with _mapped():
+            doc = self._c.find_one({"_id": action_id})
+        return _action(doc) if doc else None
+
+    def decide(self, action_id: str, status: ActionStatus, reason: str, at: datetime) -> None:
+        """Record the outcome (only the first decision counts)."""
+        with _mapped():
+            self._c.update_one(
+                {"_id": action_id, "status": ActionStatus.PENDING.value},
+                {"$set": {"status": status.value, "reason": reason, "decided_at": at}},
+            )

@@ -15,14 +15,47 @@ class TaskStatus(StrEnum):
     WAITING = "waiting"  # ordered in its dossier, waits for the tasks before it
     QUEUED = "queued"  # released to the office's work queue
     RUNNING = "running"  # a connector started an attempt
+    RETRY_WAIT = "retry_wait"  # the package was unreachable: waits for its next attempt
     DONE = "done"
     FAILED = "failed"  # failed for good: the dossier is blocked
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # a person resolved it by hand; the dossier goes on
 
     @property
     def finished(self) -> bool:
         """Whether nothing more will happen to the task by itself."""
-        return self in (TaskStatus.DONE, TaskStatus.CANCELLED)
+        return self in (TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+
+
+class ActionType(StrEnum):
+    """What a person can do to a task."""
+
+    RESTART = "restart"  # run a failed (or retry-waiting) task again, maybe corrected
+    CANCEL = "cancel"  # never run it; the dossier goes on with the next task
+    RESOLVE = "resolve"  # fixed by hand in the package: skip it, the dossier goes on
+
+
+class ActionStatus(StrEnum):
+    """Outcome of an action, decided by the sequencer in the dossier's order."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
+@dataclass
+class ActionRecord:
+    """A requested action; inserted by the requester, decided by the sequencer."""
+
+    id: str
+    task_id: str
+    type: ActionType
+    requested_by: str
+    requested_at: datetime
+    status: ActionStatus = ActionStatus.PENDING
+    payload: dict[str, Any] | None = None
+    reason: str = ""
+    decided_at: datetime | None = None
 
 
 class Role(StrEnum):
@@ -63,6 +96,11 @@ class TaskRecord:
     worker: str | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    retries: int = 0  # delayed retries used
+    failures: int = 0  # times it failed for good (numbers its instructions)
+    next_attempt_at: datetime | None = None
+    coalesce_key: str | None = None
+    last_action: str | None = None  # the action that last changed it (makes applying idempotent)
 
     @property
     def key(self) -> str:

@@ -43,6 +43,8 @@ class WorkerConfig:
     delivery_limit: int = 5
     partitions: int = 8
     quick_retries: int = 3
+    # Payload limit plus room for the envelope: anything bigger is not ours.
+    max_message_bytes: int = 256 * 1024 + 16 * 1024
     name: str = ""
 
 
@@ -111,12 +113,10 @@ class _Slot:
 
     def _process(self, conn: Connection, ch: Channel, delivery: Delivery) -> None:
         try:
-            env = decode(delivery.body, delivery.message_id)
-            spec = spec_for(str(env.data.get("kind", "")))
-            payload = spec.validate(env.data.get("payload", {}))
+            env, spec, payload = self._readable(delivery)
         except (DecodeError, InvalidSubmission, ValueError) as exc:
             # Cannot run: dead-letter it; the sequencer turns it into a red instruction.
-            log.error("work.unreadable", error=type(exc).__name__, routing_key=delivery.routing_key)
+            log.error("work.unreadable", error=str(exc)[:200], routing_key=delivery.routing_key)
             ch.reject(delivery.delivery_tag, requeue=False)
             return
         attempt = delivery.delivery_count + 1
@@ -141,13 +141,31 @@ class _Slot:
         except Exception as exc:
             failure = classify(exc)
             bound.warning("task.failed", code=failure.code.value, transient=failure.transient)
+            # A failure for good goes through the dead-letter exchange (which feeds the
+            # dossier's partition); a transient one straight to the control exchange.
             self._report(
-                ch, env, MessageType.FAILED, {"attempt": attempt, "error": failure.to_dict()}
+                ch,
+                env,
+                MessageType.FAILED,
+                {"attempt": attempt, "error": failure.to_dict()},
+                exchange=topology.CONTROL_EXCHANGE if failure.transient else topology.DEAD_EXCHANGE,
             )
         else:
             bound.debug("task.done")
             self._report(ch, env, MessageType.DONE, {"attempt": attempt, "result": result})
         ch.ack(delivery.delivery_tag)
+
+    def _readable(self, delivery: Delivery) -> tuple[Envelope, Any, Any]:
+        """Decode and validate a work message, or raise why it cannot be run."""
+        if len(delivery.body) > self._cfg.max_message_bytes:
+            raise ValueError(f"message of {len(delivery.body)} bytes is over the size limit")
+        env = decode(delivery.body, delivery.message_id)
+        if env.type is not MessageType.RUN:
+            raise ValueError(f"a {env.type.value} message has no place in a work queue")
+        if env.office != self._cfg.office:
+            raise ValueError("the message belongs to another office")
+        spec = spec_for(str(env.data.get("kind", "")))
+        return env, spec, spec.validate(env.data.get("payload", {}))
 
     def _run_with_retries(self, handler: Any, ref: TaskRef, payload: Any) -> dict[str, Any]:
         for attempt in Retrying(
@@ -160,8 +178,15 @@ class _Slot:
                 result: dict[str, Any] = handler(ref, payload, self._package)
         return result
 
-    def _report(self, ch: Channel, env: Envelope, kind: MessageType, data: dict[str, Any]) -> None:
+    def _report(
+        self,
+        ch: Channel,
+        env: Envelope,
+        kind: MessageType,
+        data: dict[str, Any],
+        exchange: str = topology.CONTROL_EXCHANGE,
+    ) -> None:
         ch.publish(
-            topology.CONTROL_EXCHANGE,
+            exchange,
             Envelope(kind, env.task_id, env.office, env.dossier, at=utcnow(), data=data),
         )

@@ -14,6 +14,7 @@ processes racing on one idempotency key still make one booking.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import time
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS executions (
     id INTEGER PRIMARY KEY, task_id TEXT NOT NULL, office TEXT NOT NULL, dossier TEXT NOT NULL,
     kind TEXT NOT NULL, attempt INTEGER NOT NULL, operation TEXT NOT NULL,
     started_at REAL NOT NULL, ended_at REAL, outcome TEXT);
+-- Faults injected per company by tests and the demo: see FAULTS.
+CREATE TABLE IF NOT EXISTS faults (code TEXT PRIMARY KEY, fault TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (
     id INTEGER PRIMARY KEY CHECK (id = 1), unreachable_until REAL NOT NULL);
 INSERT OR IGNORE INTO settings (id, unreachable_until) VALUES (1, 0);
@@ -81,8 +84,27 @@ def _row_to_booking(row: Sequence[str]) -> Booking:
     return Booking(row[0], row[1], row[2], row[3], row[4], row[5], lines)
 
 
+# unreachable: this company's server does not answer (transient, for as long as it lasts);
+# bug: the package fails in a way nobody classified; crash: the connector process dies
+# while handling the company (what a poison message does), exit status 70.
+FAULTS = ("unreachable", "bug", "crash")
+
+
+def _injected_fault(conn: sqlite3.Connection, code: str) -> None:
+    row = conn.execute("SELECT fault FROM faults WHERE code = ?", (code,)).fetchone()
+    if row is None:
+        return
+    if row[0] == "unreachable":
+        raise PackageUnreachable(f"the package of company {code} does not answer")
+    if row[0] == "bug":
+        raise RuntimeError("simulated unclassified failure")
+    if row[0] == "crash":
+        os._exit(70)
+
+
 def _company(conn: sqlite3.Connection, code: str) -> tuple[set[str], set[str], set[str]]:
     """Return (open periods, journals, VAT codes) of a usable company, or raise why not."""
+    _injected_fault(conn, code)
     row = conn.execute(
         "SELECT periods_open, journals, vat_codes, database_broken FROM companies WHERE code = ?",
         (code,),
@@ -306,6 +328,15 @@ class SimulatedPackage:
         if self._write(sql, (int(broken), code)) == 0:
             raise KeyError(code)
 
+    def inject_fault(self, code: str, fault: str | None) -> None:
+        """Give a company one of FAULTS, or none; every call on it then shows the fault."""
+        if fault is None:
+            self._write("DELETE FROM faults WHERE code = ?", (code,))
+            return
+        if fault not in FAULTS:
+            raise ValueError(f"fault must be one of {FAULTS}")
+        self._write("INSERT OR REPLACE INTO faults (code, fault) VALUES (?, ?)", (code, fault))
+
     def set_unreachable(self, seconds: float) -> None:
         """Make every call fail with PackageUnreachable for `seconds` (0 = reachable now)."""
         until = time.time() + seconds if seconds > 0 else 0.0
@@ -336,7 +367,7 @@ class SimulatedPackage:
     def reset(self) -> None:
         """Delete every company, booking, activation and execution; make the package reachable."""
         with self._db.transaction(write=True) as conn:
-            for table in ("companies", "bookings", "activations", "executions"):
+            for table in ("companies", "bookings", "activations", "executions", "faults"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("UPDATE settings SET unreachable_until = 0")
 
