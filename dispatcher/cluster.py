@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from broker.admin import Admin, with_vhost
-from dispatcher.settings import Settings
+from dispatcher.settings import PREFIX, Settings
 
 
 @dataclass
@@ -34,20 +34,13 @@ class Cluster:
     def env(self) -> dict[str, str]:
         """Environment of every process of the cluster."""
         env = dict(os.environ)
+        for f in fields(self.settings):
+            env[PREFIX + f.name.upper()] = str(getattr(self.settings, f.name))
         env.update(
             {
                 "DOSSIERFLOW_AMQP_URL": self.amqp_url,
-                "DOSSIERFLOW_MONGO_URL": self.settings.mongo_url,
                 "DOSSIERFLOW_MONGO_DB": self.database,
-                "DOSSIERFLOW_PARTITIONS": str(self.settings.partitions),
-                "DOSSIERFLOW_DELIVERY_LIMIT": str(self.settings.delivery_limit),
-                "DOSSIERFLOW_HEARTBEAT_S": str(self.settings.heartbeat_s),
-                "DOSSIERFLOW_SIMPACKAGE_PATH": str(self.settings.simpackage_path),
-                "DOSSIERFLOW_SIMPACKAGE_LATENCY_MS": self.settings.simpackage_latency_ms,
-                "DOSSIERFLOW_SWEEP_GRACE_S": str(self.settings.sweep_grace_s),
-                "DOSSIERFLOW_SWEEP_INTERVAL_S": str(self.settings.sweep_interval_s),
                 "DOSSIERFLOW_LOG_FORMAT": "json",
-                "DOSSIERFLOW_LOG_LEVEL": self.settings.log_level,
             }
         )
         env.update(self.extra_env)
