@@ -310,6 +310,14 @@ class Store:
         assert doc is not None
         return _dossier(doc)
 
+    def dossiers_blocked(self, office: str | None = None) -> list[DossierRecord]:
+        """Dossiers whose failed task waits for a person."""
+        query: Doc = {"blocked": True}
+        if office is not None:
+            query["office"] = office
+        with _mapped():
+            return [_dossier(d) for d in self.dossiers.find(query).sort("_id", 1)]
+
     def set_dossier(self, key: str, at: datetime, **fields: Any) -> None:
         """Set fields of a dossier's state."""
         with _mapped():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
+from reminder.demo import mail_failures
 from reminder.errors import MailRejected
 from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
 from reminder.render import message_id_for
@@ -164,3 +166,17 @@ def test_a_hostile_dossier_name_injects_no_header_recipient_or_markup(world: Mai
     html = str(html_part.get_content())
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_the_demo_step_mails_every_open_instruction_into_a_local_sink(
+    world: MailWorld, tmp_path: Path
+) -> None:
+    office_with_people(world)
+    world.instruction("B", NOW)
+    world.instruction("C", NOW, code="unknown_error", severity="red", facts={})
+    summary = mail_failures(world.settings, world.store, tmp_path / "demo-mail")
+    assert (summary.decided, summary.sent, summary.pending, len(summary.files)) == (3, 3, 0, 3)
+    assert (
+        "3 sent (0 pending)" in summary.describe()
+        and str(tmp_path / "demo-mail") in summary.describe()
+    )

@@ -1,0 +1,141 @@
+"""`dossierflow reminder ...`: the reminder package's commands (a plugin of dispatcher.cli).
+
+dossierflow reminder mail [--once] [--interval SECONDS]
+dossierflow reminder run [--date YYYY-MM-DD] [--dry-run]
+dossierflow reminder sink [--host HOST] [--port PORT] --dir PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from dispatcher.settings import Settings
+
+log = structlog.get_logger("dossierflow.reminder")
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from exc
+
+
+def add_commands(sub: argparse._SubParsersAction) -> dict[str, Command]:  # type: ignore[type-arg]
+    """Add `reminder` and its subcommands to the `dossierflow` parser."""
+    reminder = sub.add_parser("reminder", help="instruction mails and the reminder digest")
+    actions = reminder.add_subparsers(dest="reminder_command", required=True)
+    mail = actions.add_parser("mail", help="mail every new instruction (loops; --once: one pass)")
+    mail.add_argument("--once", action="store_true", help="one pass, then exit")
+    mail.add_argument("--interval", type=float, default=30.0, help="seconds between passes")
+    run = actions.add_parser("run", help="send the reminder digest due today (run it daily)")
+    run.add_argument("--date", type=_day, default=None, help="run as if today were this day")
+    run.add_argument("--dry-run", action="store_true", help="print who would get what")
+    sink = actions.add_parser("sink", help="a local SMTP server storing mails as .eml files")
+    sink.add_argument("--host", default="127.0.0.1")
+    sink.add_argument("--port", type=int, default=8025)
+    sink.add_argument("--dir", type=Path, required=True, help="where to store the mails")
+    return {"reminder": cmd_reminder}
+
+
+def cmd_reminder(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the `reminder` subcommand named on the command line."""
+    commands: dict[str, Command] = {"mail": cmd_mail, "run": cmd_run, "sink": cmd_sink}
+    return commands[args.reminder_command](settings, args)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal.received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_mail(settings: Settings, args: argparse.Namespace) -> int:
+    """Mail new instructions: one pass with --once, else every --interval seconds."""
+    from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
+    from reminder.service import MailContext, mail_instructions
+    from store import Store, StoreError
+    from store.outbox import Outbox
+
+    ctx = MailContext.from_settings(settings)
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    outbox = Outbox(store)
+    mailer = Mailer(outbox, SmtpTransport(SmtpConfig.from_settings(settings)))
+    stop = threading.Event() if args.once else _stop_on_signals()
+    status = 0
+    try:
+        outbox.ensure_indexes()
+        while True:
+            try:
+                result = mail_instructions(store, outbox, mailer, ctx)
+                d = result.delivery
+                log.info("mail.pass", decided=result.decided, sent=d.sent, deferred=d.deferred)
+                status = 1 if d.deferred or d.rejected else 0
+            except StoreError as exc:
+                log.error("mail.pass_failed", error=str(exc))
+                status = 1
+            if args.once or stop.wait(args.interval):
+                return status
+    finally:
+        store.close()
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Send the digest due on --date (default: each office's today); --dry-run only prints."""
+    from reminder.dryrun import print_dry_run
+    from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
+    from reminder.service import MailContext, plan_reminders, run_reminders
+    from store import Store
+    from store.outbox import Outbox
+
+    ctx = MailContext.from_settings(settings)
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    outbox = Outbox(store)
+    try:
+        if args.dry_run:
+            print_dry_run(plan_reminders(store, ctx, args.date), ctx, outbox, sys.stdout)
+            return 0
+        outbox.ensure_indexes()
+        mailer = Mailer(outbox, SmtpTransport(SmtpConfig.from_settings(settings)))
+        result = run_reminders(store, outbox, mailer, ctx, on=args.date)
+        d = result.delivery
+        print(
+            f"reminder run: {result.decided} digest(s) decided; sent {d.sent}, "
+            f"still pending {d.deferred}, refused {d.rejected}"
+        )
+        # Non-zero lets cron / the CronJob show that mails are waiting for the SMTP server.
+        return 1 if d.deferred or d.rejected else 0
+    finally:
+        store.close()
+
+
+def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
+    """Run a local SMTP sink until SIGTERM or Ctrl-C."""
+    from reminder.sink import SmtpSink
+
+    stop = _stop_on_signals()
+    sink = SmtpSink(args.host, args.port, args.dir)
+    sink.start()
+    print(f"SMTP sink on {args.host}:{args.port}, storing mails in {args.dir}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        sink.stop()
+    return 0
