@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dispatcher.client import Client
 from dispatcher.cluster import Cluster
-from dispatcher.demo import TERMINAL, cluster_settings, wait_until_finished
+from dispatcher.demo import FINISHED, cluster_settings, wait_finished
 from dispatcher.progress import Progress
 from dispatcher.settings import Settings
 from store import Store
@@ -52,7 +52,7 @@ def run_bench(settings: Settings, tasks: int, dossiers: int, workers: int) -> in
         bar.close()
         submit_s = time.monotonic() - started
         client.close()
-        counts = wait_until_finished(store, tasks, deadline_s=1800)
+        counts = wait_finished(store, tasks, "running")
         elapsed = time.monotonic() - started
     finally:
         cluster.stop()
@@ -62,7 +62,7 @@ def run_bench(settings: Settings, tasks: int, dossiers: int, workers: int) -> in
         for t in records
         if t.started_at is not None
     ]
-    finished = sum(counts.get(s.value, 0) for s in TERMINAL)
+    finished = sum(counts.get(s.value, 0) for s in FINISHED)
     print(f"  {tasks} tasks over {dossiers} dossiers, {workers} connectors (no-op package)")
     print(
         f"  submitted in {submit_s:.1f} s ({tasks / submit_s:.0f}/s), "

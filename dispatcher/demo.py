@@ -1,23 +1,42 @@
-"""`dossierflow demo`: the whole system on local services with a checked workload."""
+"""`dossierflow demo`: the whole system on local services with a checked workload.
+
+Phase 1 runs a workload in which one task per failure class fails: its dossier blocks
+and an instruction says what to do. Phase 2 does what each instruction says (through
+the same client as the ops CLI) and everything drains, in order. The outcome is checked
+against the simulated package itself.
+"""
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+from broker import topology
+from broker.rabbitmq import Connection
 from dispatcher.client import Client
 from dispatcher.cluster import Cluster
+from dispatcher.faultplan import fix_blocked, inject
 from dispatcher.progress import Progress
 from dispatcher.settings import Settings
-from dispatcher.workload import JOURNALS, PERIODS, VAT_CODES, company_code, demo_tasks, dossiers
-from store import Store, TaskStatus
+from dispatcher.workload import (
+    JOURNALS,
+    PERIODS,
+    VAT_CODES,
+    Planned,
+    company_code,
+    demo_tasks,
+    dossiers,
+)
+from store import OfficeRecord, Role, Store, TaskStatus, UserRecord
 from workers.accounting.simulated import SimulatedPackage
 
 OFFICES = ["office1", "office2"]
 CONNECTORS_PER_OFFICE = 3
-TERMINAL = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
+TERMINAL = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+FINISHED = (TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+MOVING = ("submitted", "queued", "running", "retry_wait")
 
 
 def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -> int:
@@ -29,18 +48,10 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
         simpackage_path=(state / "simulated-package.sqlite3").resolve(),
         simpackage_latency_ms="5,25",
         sweep_grace_s=20.0,
+        retry_delays_s="1,2",
     )
     cluster = Cluster(settings, "dossierflow-demo", settings.mongo_db, state / "logs")
-    cluster.reset()
-    store = Store.connect(settings.mongo_url, settings.mongo_db)
-    store.drop()
-    store.ensure_indexes()
-    state.mkdir(parents=True, exist_ok=True)
-    package = SimulatedPackage(settings.simpackage_path)
-    package.reset()
-    for office, dossier in dossiers(OFFICES, dossiers_count):
-        package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
-
+    store, package = _fresh_state(settings, cluster, state, dossiers_count)
     print(
         f"dossierflow demo: {len(OFFICES)} offices, {dossiers_count} dossiers, "
         f"{CONNECTORS_PER_OFFICE} connectors per office, {tasks} tasks"
@@ -50,46 +61,75 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
         f"(guest/guest, vhost {cluster.vhost})"
     )
     cluster.start_dispatcher("dispatcher-1")
-    cluster.start_dispatcher("dispatcher-2")
+    cluster.start_dispatcher("dispatcher-2")  # a hot standby
     for office in OFFICES:
         for n in range(1, CONNECTORS_PER_OFFICE + 1):
             cluster.start_worker(office, f"worker-{office}-{n}")
     start = time.monotonic()
+    client = Client.connect(cluster_settings(settings, cluster), store)
     try:
         plan = demo_tasks(OFFICES, dossiers_count, tasks)
-        expected: dict[tuple[str, str], list[str]] = defaultdict(list)
-        expect_ok: set[str] = set()
-        client = Client.connect(cluster_settings(settings, cluster), store)
-        bar = Progress("submitting", len(plan))
-        for i, item in enumerate(plan, 1):
-            task_id = client.submit(item.office, item.dossier, item.kind, item.payload)
-            expected[(item.office, item.dossier)].append(task_id)
-            if item.expect_ok:
-                expect_ok.add(task_id)
-            if i % 50 == 0 or i == len(plan):
-                bar.update(i)
-        bar.close()
-        client.close()
-        counts = wait_until_finished(store, len(plan), deadline_s=600)
+        originals = list(plan)
+        faults = inject(plan, package)
+        ids = _submit(client, plan)
+        _poison(cluster)
+        wait_finished(store, len(plan), "phase 1", settled=True)
+        _report_blocked(store)
+        print("  fixing: doing what each instruction says, then restart / cancel / resolve")
+        actions = fix_blocked(client, package, store, {ids[i]: originals[i] for i in faults})
+        print(f"  actions taken: {dict(sorted(actions.items()))}")
+        counts = wait_finished(store, len(plan), "phase 2")
     finally:
+        client.close()
         codes = cluster.stop()
     elapsed = time.monotonic() - start
+    expected: dict[tuple[str, str], list[str]] = defaultdict(list)
+    expect_ok: set[str] = set()
+    for task_id, item in zip(ids, plan, strict=True):
+        task = store.task(task_id)
+        if task is not None and task.status is TaskStatus.DONE:
+            expected[(item.office, item.dossier)].append(task_id)
+            expect_ok.add(task_id)
     report = package.check_order(expected, expect_ok)
-    unfinished = len(plan) - sum(counts.get(s.value, 0) for s in TERMINAL)
+    unfinished = len(plan) - sum(counts.get(s.value, 0) for s in FINISHED)
     lost = len(report.lost) + unfinished
-    done, failed = counts.get("done", 0), counts.get("failed", 0)
+    failed = sum(1 for i in store.find_instructions() if i.task_id)
     print(f"  executions across dossiers overlapping in time: {report.overlaps_across_dossiers}")
     print(f"  executions inside one dossier overlapping: {report.overlaps_within_dossier}")
     print(
         f"  bookings in the simulated package: {len(package.bookings(include_deleted=True))}, "
         f"double-booked keys: {report.double_booked}"
     )
-    print(f"  process exit codes: {sorted(set(codes.values()))}")
+    statuses = dict(sorted(counts.items()))
+    print(f"  final statuses: {statuses}; exit codes {sorted(set(codes.values()))}")
     print(
-        f"dossierflow demo: {done} done, {failed} failed, {lost} lost, "
+        f"dossierflow demo: {counts.get('done', 0)} done, {failed} failed, {lost} lost, "
         f"{report.out_of_order} out of order in {elapsed:.1f} s"
     )
     return 0 if lost == 0 and report.out_of_order == 0 else 1
+
+
+def _fresh_state(
+    settings: Settings, cluster: Cluster, state: Path, dossiers_count: int
+) -> tuple[Store, SimulatedPackage]:
+    cluster.reset()
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    store.drop()
+    store.ensure_indexes()
+    state.mkdir(parents=True, exist_ok=True)
+    package = SimulatedPackage(settings.simpackage_path)
+    package.reset()
+    for office, dossier in dossiers(OFFICES, dossiers_count):
+        package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
+    for n, office in enumerate(OFFICES):
+        language = ("nl", "fr")[n % 2]
+        store.save_office(
+            OfficeRecord(office, f"Accountancy {office}", "Europe/Brussels", language)
+        )
+        store.save_user(
+            UserRecord(f"admin@{office}", office, Role.ADMIN, f"admin@{office}.example", language)
+        )
+    return store, package
 
 
 def cluster_settings(settings: Settings, cluster: Cluster) -> Settings:
@@ -97,17 +137,65 @@ def cluster_settings(settings: Settings, cluster: Cluster) -> Settings:
     return replace(settings, amqp_url=cluster.amqp_url, mongo_db=cluster.database)
 
 
-def wait_until_finished(store: Store, total: int, deadline_s: float) -> dict[str, int]:
-    """Poll task counts with a progress bar until every task is finished or time is up."""
-    bar = Progress("running", total)
-    deadline = time.monotonic() + deadline_s
+def _submit(client: Client, plan: list[Planned]) -> list[str]:
+    bar = Progress("submitting", len(plan))
+    ids = []
+    for i, item in enumerate(plan, 1):
+        ids.append(client.submit(item.office, item.dossier, item.kind, item.payload))
+        if i % 50 == 0 or i == len(plan):
+            bar.update(i)
+    bar.close()
+    return ids
+
+
+def _poison(cluster: Cluster) -> None:
+    """A message no connector can read, as a broken platform release might send."""
+    conn = Connection.open(cluster.amqp_url, name="demo-poison")
+    channel = conn.channel(confirm=True)
+    channel.publish_raw(
+        topology.WORK_EXCHANGE, f"{OFFICES[1]}.d0001", b"\x00garbled{", message_id="garbled-1"
+    )
+    conn.close()
+
+
+def wait_finished(store: Store, total: int, label: str, settled: bool = False) -> dict[str, int]:
+    """Poll until every task finished (phase 2) or nothing moves any more (phase 1)."""
+    bar = Progress(label, total)
+    deadline = time.monotonic() + 900
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
         counts = store.count_tasks()
-        finished = sum(counts.get(s.value, 0) for s in TERMINAL)
+        finished = sum(counts.get(s.value, 0) for s in FINISHED)
         bar.update(finished, f"failed {counts.get('failed', 0)}")
-        if finished >= total:
+        moving = sum(counts.get(s, 0) for s in MOVING)
+        if finished >= total or (settled and moving == 0 and _only_blocked_wait(store, counts)):
             break
         time.sleep(0.5)
     bar.close()
     return counts
+
+
+def _only_blocked_wait(store: Store, counts: dict[str, int]) -> bool:
+    if not counts.get("waiting"):
+        return True
+    waiting = store.find_tasks(statuses=[TaskStatus.WAITING])
+    blocked = {d.key for d in store.dossiers_blocked()}
+    return all(f"{t.office}.{t.dossier}" in blocked for t in waiting)
+
+
+def _report_blocked(store: Store) -> None:
+    per_code = Counter(i.code for i in store.find_instructions())
+    print("  instructions created per code:")
+    for code, n in sorted(per_code.items()):
+        severity = next(i.severity for i in store.find_instructions() if i.code == code)
+        print(f"    {code:<22} {severity:<6} {n}")
+    blocked = store.dossiers_blocked()
+    waiting = Counter(
+        f"{t.office}.{t.dossier}" for t in store.find_tasks(statuses=[TaskStatus.WAITING])
+    )
+    print(f"  dossiers blocked: {len(blocked)}")
+    for d in blocked:
+        print(
+            f"    {d.key:<16} by task {d.active}, {waiting.get(d.key, 0)} task(s) waiting behind it"
+        )
+    print("  (ops: dossierflow tasks list; dossierflow tasks restart|cancel|resolve TASK_ID)")

@@ -1,0 +1,212 @@
+"""`dossierflow tasks ...` and `dossierflow instructions ...`: the ops command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from dispatcher.client import Client
+from dispatcher.errors import ActionRefused, DispatcherError
+from dispatcher.settings import Settings
+from reminder.texts import instruction_text
+from store import InstructionStatus, Role, Store, TaskStatus
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A plain text table with columns as wide as their content."""
+    cells = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def tasks_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List tasks; the default shows failed and retry-waiting ones (what needs a person)."""
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    statuses = (
+        [TaskStatus(s) for s in args.status]
+        if args.status
+        else None
+        if args.all
+        else [TaskStatus.FAILED, TaskStatus.RETRY_WAIT]
+    )
+    tasks = store.find_tasks(
+        office=args.office, dossier=args.dossier, statuses=statuses, limit=args.limit
+    )
+    if args.severity:
+        tasks = [t for t in tasks if (t.error or {}).get("severity") == args.severity]
+    if args.json:
+        print(json.dumps([_jsonable(asdict(t)) for t in tasks], indent=2))
+        return 0
+    rows = [
+        (
+            t.id,
+            t.office,
+            t.dossier,
+            t.kind,
+            t.status.value,
+            str((t.error or {}).get("code", "")),
+            _when(t.submitted_at),
+        )
+        for t in tasks
+    ]
+    print(table(rows, ("task", "office", "dossier", "kind", "status", "error", "submitted")))
+    print(f"{len(rows)} task(s)")
+    return 0
+
+
+def tasks_show(settings: Settings, args: argparse.Namespace) -> int:
+    """One task with its history and instructions."""
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    task = store.task(args.task_id)
+    if task is None:
+        print(f"dossierflow: no task {args.task_id}", file=sys.stderr)
+        return 1
+    history = store.history(task.id)
+    instructions = store.find_instructions(task_id=task.id)
+    if args.json:
+        document = {
+            **asdict(task),
+            "history": [asdict(h) for h in history],
+            "instructions": [asdict(i) for i in instructions],
+        }
+        print(json.dumps(_jsonable(document), indent=2))
+        return 0
+    for name in ("id", "office", "dossier", "kind", "status", "seq", "attempts", "worker"):
+        print(f"{name:>10}: {getattr(task, name)}")
+    print(f"{'payload':>10}: {json.dumps(task.payload)}")
+    if task.error:
+        print(f"{'error':>10}: {task.error.get('code')} ({task.error.get('severity')})")
+    print("history:")
+    for h in history:
+        print(f"  {_when(h.at)}  {h.status.value:<10} {h.note}")
+    for i in instructions:
+        text = instruction_text(i.code, i.facts, args.lang)
+        print(f"instruction {i.id} [{i.severity}, {i.status.value}]: {text.title}")
+        print(f"  {text.action}")
+    return 0
+
+
+def _act(action: str) -> Command:
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        store = Store.connect(settings.mongo_url, settings.mongo_db)
+        client = Client.connect(settings, store)
+        try:
+            method = getattr(client, action)
+            kwargs: dict[str, Any] = {"role": Role(args.role), "by": args.by}
+            if action == "restart" and args.payload is not None:
+                kwargs["payload"] = json.loads(args.payload)
+            record = method(args.task_id, **kwargs)
+        except (ActionRefused, DispatcherError, json.JSONDecodeError) as exc:
+            print(f"dossierflow: {action} refused: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            client.close()
+        print(f"{action} of task {args.task_id}: {record.status.value}")
+        return 0 if record.status.value == "applied" else 3
+
+    return run
+
+
+def instructions_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List instructions with their text in the chosen language."""
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    status = None if args.status == "all" else InstructionStatus(args.status)
+    found = store.find_instructions(
+        office=args.office,
+        dossier=args.dossier,
+        status=status,
+        severity=args.severity,
+        limit=args.limit,
+    )
+    texts = [instruction_text(i.code, i.facts, args.lang) for i in found]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    _jsonable({**asdict(i), "title": t.title, "action": t.action})
+                    for i, t in zip(found, texts, strict=True)
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    rows = [
+        (i.severity, i.office, i.dossier, i.task_id or "-", i.code, _when(i.created_at), t.title)
+        for i, t in zip(found, texts, strict=True)
+    ]
+    print(table(rows, ("stripe", "office", "dossier", "task", "code", "created", "what to do")))
+    print(f"{len(rows)} instruction(s)")
+    return 0
+
+
+def add_commands(sub: Any) -> dict[str, Command]:
+    """Register `tasks` and `instructions` with their subcommands."""
+    tasks = sub.add_parser("tasks", help="list, show, restart, cancel or resolve tasks")
+    tsub = tasks.add_subparsers(dest="tasks_command", required=True)
+    listing = tsub.add_parser("list", help="tasks (default: failed and retry-waiting)")
+    _filters(listing)
+    listing.add_argument("--status", action="append", choices=[s.value for s in TaskStatus])
+    listing.add_argument("--all", action="store_true", help="every status")
+    listing.add_argument("--severity", choices=["orange", "red"])
+    show = tsub.add_parser("show", help="one task with history and instructions")
+    show.add_argument("task_id")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--lang", default="en", choices=["nl", "fr", "en"])
+    for action in ("restart", "cancel", "resolve"):
+        parser = tsub.add_parser(action, help=f"{action} a task")
+        parser.add_argument("task_id")
+        parser.add_argument("--role", default="support", choices=[r.value for r in Role])
+        parser.add_argument("--by", default="cli", help="who acts (recorded)")
+        if action == "restart":
+            parser.add_argument("--payload", help="corrected payload as JSON")
+    instructions = sub.add_parser("instructions", help="list instructions")
+    isub = instructions.add_subparsers(dest="instructions_command", required=True)
+    ilist = isub.add_parser("list", help="instructions (default: open ones)")
+    _filters(ilist)
+    ilist.add_argument("--status", default="open", choices=["open", "resolved", "all"])
+    ilist.add_argument("--severity", choices=["orange", "red"])
+    ilist.add_argument("--lang", default="en", choices=["nl", "fr", "en"])
+    return {"tasks": _dispatch_tasks, "instructions": instructions_list}
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--office")
+    parser.add_argument("--dossier")
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _dispatch_tasks(settings: Settings, args: argparse.Namespace) -> int:
+    commands: dict[str, Command] = {
+        "list": tasks_list,
+        "show": tasks_show,
+        "restart": _act("restart"),
+        "cancel": _act("cancel"),
+        "resolve": _act("resolve"),
+    }
+    return commands[args.tasks_command](settings, args)
