@@ -29,6 +29,7 @@ from dispatcher.workload import (
     demo_tasks,
     dossiers,
 )
+from reminder.demo import mail_failures
 from store import OfficeRecord, Role, Store, TaskStatus, UserRecord
 from workers.accounting.simulated import SimulatedPackage
 
@@ -72,26 +73,45 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
         originals = list(plan)
         faults = inject(plan, package)
         ids = _submit(client, plan)
+        # Equal syncs submitted while one waits share its id (coalescing).
+        total = len(set(ids))
+        print(f"  {len(ids) - total} sync(s) coalesced into an equal waiting one")
         _poison(cluster)
-        wait_finished(store, len(plan), "phase 1", settled=True)
+        wait_finished(store, total, "phase 1", settled=True)
         _report_blocked(store)
+        # Rule 4: one mail per new instruction, into a local SMTP sink.
+        mails = mail_failures(settings, store, (state / "mail").resolve())
+        print(f"  {mails.describe()}")
         print("  fixing: doing what each instruction says, then restart / cancel / resolve")
         actions = fix_blocked(client, package, store, {ids[i]: originals[i] for i in faults})
         print(f"  actions taken: {dict(sorted(actions.items()))}")
-        counts = wait_finished(store, len(plan), "phase 2")
+        counts = wait_finished(store, total, "phase 2")
     finally:
         client.close()
         codes = cluster.stop()
     elapsed = time.monotonic() - start
+    return _summary(store, package, list(zip(ids, plan, strict=True)), counts, codes, elapsed)
+
+
+def _summary(
+    store: Store,
+    package: SimulatedPackage,
+    submitted: list[tuple[str, Planned]],
+    counts: dict[str, int],
+    codes: dict[str, int],
+    elapsed: float,
+) -> int:
+    """Check the outcome against the package, print it; 0 when nothing was lost or reordered."""
     expected: dict[tuple[str, str], list[str]] = defaultdict(list)
     expect_ok: set[str] = set()
-    for task_id, item in zip(ids, plan, strict=True):
+    for task_id, item in submitted:
         task = store.task(task_id)
-        if task is not None and task.status is TaskStatus.DONE:
+        if task_id not in expect_ok and task is not None and task.status is TaskStatus.DONE:
             expected[(item.office, item.dossier)].append(task_id)
             expect_ok.add(task_id)
     report = package.check_order(expected, expect_ok)
-    unfinished = len(plan) - sum(counts.get(s.value, 0) for s in FINISHED)
+    total = len({task_id for task_id, _ in submitted})
+    unfinished = total - sum(counts.get(s.value, 0) for s in FINISHED)
     lost = len(report.lost) + unfinished
     failed = sum(1 for i in store.find_instructions() if i.task_id)
     print(f"  executions across dossiers overlapping in time: {report.overlaps_across_dossiers}")

@@ -1,0 +1,104 @@
+"""`dossierflow api` serves the HTTP API and the page; `dossierflow users` manages users."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from dispatcher.settings import Settings
+from store import Role, Store, UserRecord
+from store.tokens import Tokens
+
+Command = Callable[[Settings, argparse.Namespace], int]
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve the API and the monitoring page until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from dispatcher.api.app import create_app
+
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    store.ensure_indexes()
+    app = create_app(settings, store)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None, ws="none")
+    finally:
+        app.state.service.clients.close()
+        store.close()
+    return 0
+
+
+def _bad_ids(args: argparse.Namespace) -> str | None:
+    for value in [args.id, args.office or "x", *(args.dossier or [])]:
+        if not _ID.fullmatch(value):
+            return f"{value!r} is not an id ([A-Za-z0-9_-]{{1,64}})"
+    return None
+
+
+def users_add(settings: Settings, args: argparse.Namespace) -> int:
+    """Create or replace a user."""
+    role = Role(args.role)
+    problem = _bad_ids(args)
+    if problem is None and role is not Role.SUPPORT and not args.office:
+        problem = f"a {role.value} user needs --office"
+    if problem is not None:
+        print(f"dossierflow users add: {problem}", file=sys.stderr)
+        return 2
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    try:
+        store.save_user(
+            UserRecord(
+                id=args.id,
+                office=None if role is Role.SUPPORT else args.office,
+                role=role,
+                email=args.email,
+                language=args.language,
+                dossiers=tuple(args.dossier or ()),
+            )
+        )
+    finally:
+        store.close()
+    print(f"user {args.id} saved ({role.value})")
+    return 0
+
+
+def users_token(settings: Settings, args: argparse.Namespace) -> int:
+    """Issue a new token for a user and print it once; earlier tokens stop working."""
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    try:
+        if store.user(args.id) is None:
+            print(f"dossierflow users token: no user {args.id}", file=sys.stderr)
+            return 1
+        print(Tokens(store).issue(args.id))
+    finally:
+        store.close()
+    return 0
+
+
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    commands: dict[str, Command] = {"add": users_add, "token": users_token}
+    return commands[args.users_command](settings, args)
+
+
+def add_commands(sub: Any) -> dict[str, Command]:
+    """Register `api` and `users add|token`."""
+    api = sub.add_parser("api", help="serve the HTTP API and the monitoring page")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8080)
+    users = sub.add_parser("users", help="manage users of the API and the page")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    add = usub.add_parser("add", help="create or replace a user")
+    add.add_argument("--id", required=True)
+    add.add_argument("--office", help="the user's office (not for support)")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--email", default="")
+    add.add_argument("--language", default="nl", choices=["nl", "fr", "en"])
+    add.add_argument("--dossier", action="append", help="a dossier of a dossier manager")
+    token = usub.add_parser("token", help="print a new token for a user (shown once)")
+    token.add_argument("--id", required=True)
+    return {"api": cmd_api, "users": _users}

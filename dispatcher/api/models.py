@@ -1,0 +1,194 @@
+"""Request and response bodies of the HTTP API; requests reject unknown fields."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from dispatcher.api.auth import ID_PATTERN
+from dispatcher.api.problems import Problem
+from reminder.texts import instruction_text
+from store import ActionRecord, HistoryEntry, InstructionRecord, TaskRecord
+from store.monitoring import Cursor, DossierSummary
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+KindName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,64}$")]
+
+
+class Request(BaseModel):
+    """Base of request bodies: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitRequest(Request):
+    """A task to submit; the office is the token's."""
+
+    dossier: Id
+    kind: KindName
+    payload: dict[str, Any]
+
+
+class RestartRequest(Request):
+    """Restart, optionally with a corrected payload."""
+
+    payload: dict[str, Any] | None = None
+
+
+class InstructionOut(BaseModel):
+    """An instruction with its text in the reader's language."""
+
+    id: str
+    task_id: str
+    office: str
+    dossier: str
+    kind: str
+    code: str
+    severity: str
+    status: str
+    created_at: datetime
+    resolved_at: datetime | None
+    title: str
+    action: str
+
+    @classmethod
+    def of(cls, i: InstructionRecord, language: str) -> InstructionOut:
+        """From a record."""
+        text = instruction_text(i.code, i.facts, language)
+        return cls(
+            id=i.id, task_id=i.task_id, office=i.office, dossier=i.dossier, kind=i.kind,
+            code=i.code, severity=i.severity, status=i.status.value, created_at=i.created_at,
+            resolved_at=i.resolved_at, title=text.title, action=text.action,
+        )  # fmt: skip
+
+
+class TaskOut(BaseModel):
+    """A task in a list."""
+
+    id: str
+    office: str
+    dossier: str
+    kind: str
+    status: str
+    submitted_at: datetime
+    finished_at: datetime | None
+    attempts: int
+    error_code: str | None
+    severity: str | None
+
+    @classmethod
+    def of(cls, t: TaskRecord) -> TaskOut:
+        """From a record."""
+        error = t.error or {}
+        return cls(
+            id=t.id, office=t.office, dossier=t.dossier, kind=t.kind, status=t.status.value,
+            submitted_at=t.submitted_at, finished_at=t.finished_at, attempts=t.attempts,
+            error_code=error.get("code"), severity=error.get("severity"),
+        )  # fmt: skip
+
+
+class HistoryOut(BaseModel):
+    """One step of a task's life."""
+
+    at: datetime
+    status: str
+    note: str
+
+    @classmethod
+    def of(cls, h: HistoryEntry) -> HistoryOut:
+        """From a record."""
+        return cls(at=h.at, status=h.status.value, note=h.note)
+
+
+class TaskDetail(TaskOut):
+    """A task with its payload, history and instructions."""
+
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    history: list[HistoryOut]
+    instructions: list[InstructionOut]
+
+
+class TaskPage(BaseModel):
+    """A page of tasks; pass `next_cursor` as `cursor` for the next one."""
+
+    items: list[TaskOut]
+    next_cursor: str | None
+
+
+class DossierRow(BaseModel):
+    """A dossier in the overview: its stripe and counts."""
+
+    office: str
+    dossier: str
+    stripe: str = Field(description="red: support acts; orange: the accountant acts; empty")
+    waiting: int
+    running: int
+    failed: int
+    blocked: bool
+    open_instructions: int
+
+    @classmethod
+    def of(cls, s: DossierSummary) -> DossierRow:
+        """From a summary."""
+        return cls(**s.__dict__)
+
+
+class Overview(BaseModel):
+    """Every dossier of an office with its stripe."""
+
+    office: str
+    dossiers: list[DossierRow]
+
+
+class DossierView(BaseModel):
+    """One dossier: stripe, counts, recent tasks and open instructions."""
+
+    summary: DossierRow
+    tasks: list[TaskOut]
+    instructions: list[InstructionOut]
+
+
+class ActionOut(BaseModel):
+    """A requested action and the sequencer's decision (pending until it is taken)."""
+
+    id: str
+    task_id: str
+    type: str
+    status: str
+    reason: str
+
+    @classmethod
+    def of(cls, a: ActionRecord) -> ActionOut:
+        """From a record."""
+        return cls(
+            id=a.id, task_id=a.task_id, type=a.type.value, status=a.status.value, reason=a.reason
+        )
+
+
+def encode_cursor(cursor: Cursor | None) -> str | None:
+    """An opaque cursor."""
+    if cursor is None:
+        return None
+    raw = json.dumps([cursor[0].isoformat(), cursor[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> Cursor | None:
+    """The position an opaque cursor stands for; 422 for anything else."""
+    if not text:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        at, task_id = json.loads(raw)
+        when = datetime.fromisoformat(at)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise Problem(422, "invalid-request", "cursor is not one this API gave") from exc
+    if not isinstance(task_id, str) or when.tzinfo is None:
+        raise Problem(422, "invalid-request", "cursor is not one this API gave")
+    return when, task_id

@@ -1,0 +1,107 @@
+"""Errors of the HTTP API as `application/problem+json` (RFC 9457), one stable type each.
+
+Every error leaves the API through these handlers, so a client can rely on the `type`
+URI and no stack trace or input value (which may hold personal data) is echoed back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from store import StoreError, StoreUnavailable
+
+MEDIA_TYPE = "application/problem+json"
+log = structlog.get_logger("dossierflow.api")
+
+TITLES = {
+    "unauthorized": "Missing or unknown bearer token",
+    "forbidden": "Not allowed for this user",
+    "not-found": "No such resource",
+    "invalid-request": "The request does not have the expected form",
+    "invalid-payload": "The task is not valid",
+    "payload-too-large": "The request body is over the size limit",
+    "action-refused": "The action does not apply to the task in its state",
+    "idempotency-key-reused": "The idempotency key was used for another request",
+    "office-required": "Support must choose an office",
+    "method-not-allowed": "Method not allowed",
+    "unavailable": "A backing service is unavailable",
+    "internal": "Internal error",
+}
+
+
+class Problem(Exception):
+    """An error answered as problem+json: HTTP status, a type slug and a detail."""
+
+    def __init__(self, status: int, slug: str, detail: str = "") -> None:
+        super().__init__(detail or TITLES.get(slug, slug))
+        self.status = status
+        self.slug = slug
+        self.detail = detail or TITLES.get(slug, slug)
+
+    def document(self) -> dict[str, Any]:
+        """The problem document."""
+        return {
+            "type": f"/problems/{self.slug}",
+            "title": TITLES.get(self.slug, self.slug),
+            "status": self.status,
+            "detail": self.detail,
+        }
+
+
+def response(problem: Problem) -> JSONResponse:
+    """The HTTP response of a problem."""
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return JSONResponse(
+        problem.document(), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Where and what, without the offending input values."""
+    return [
+        {"loc": [str(p)[:40] for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200]}
+        for e in exc.errors()[:10]
+    ]
+
+
+async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return response(exc)
+
+
+async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problem = Problem(
+        422,
+        "invalid-request",
+        "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in _field_errors(exc)),
+    )
+    body = {**problem.document(), "errors": _field_errors(exc)}
+    return JSONResponse(body, status_code=422, media_type=MEDIA_TYPE)
+
+
+async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
+    return response(Problem(exc.status_code, slug.get(exc.status_code, "invalid-request")))
+
+
+async def _on_store(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("api.store_error", error=type(exc).__name__)
+    if isinstance(exc, StoreUnavailable):
+        return response(Problem(503, "unavailable", "the database is unreachable"))
+    return response(Problem(500, "internal"))
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on an app."""
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(StoreError, _on_store)

@@ -1,0 +1,202 @@
+"""The `/v1` HTTP API: submit, read and act on tasks; overview, dossiers and instructions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from dispatcher.api.auth import Principal
+from dispatcher.api.models import (
+    ActionOut,
+    DossierRow,
+    DossierView,
+    HistoryOut,
+    Id,
+    InstructionOut,
+    KindName,
+    Overview,
+    RestartRequest,
+    SubmitRequest,
+    TaskDetail,
+    TaskOut,
+    TaskPage,
+    decode_cursor,
+    encode_cursor,
+)
+from dispatcher.api.problems import Problem
+from dispatcher.api.service import Service
+from store import ActionType, InstructionStatus, TaskStatus
+from store.monitoring import DossierSummary, TaskFilter
+
+router = APIRouter(prefix="/v1")
+_bearer = HTTPBearer(auto_error=False, description="a token from `dossierflow users token`")
+
+Office = Annotated[Id | None, Query(description="support only: the office to look at")]
+Severity = Literal["orange", "red"]
+IdempotencyKey = Annotated[
+    str | None, Header(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", alias="Idempotency-Key")
+]
+
+
+def service(request: Request) -> Service:
+    """The app's service."""
+    found: Service = request.app.state.service
+    return found
+
+
+def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    """The authenticated caller; 401 otherwise."""
+    return service(request).authenticate(credentials.credentials if credentials else None)
+
+
+Who = Annotated[Principal, Depends(principal)]
+Svc = Annotated[Service, Depends(service)]
+
+
+@router.post("/tasks", status_code=201, response_model=TaskOut)
+def submit(
+    body: SubmitRequest, who: Who, svc: Svc, response: Response, key: IdempotencyKey = None
+) -> TaskOut:
+    """Submit a task for the token's office; a retried Idempotency-Key returns the same task."""
+    task_id, new = svc.submit(who, body.dossier, body.kind, body.payload, key)
+    if not new:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/tasks/{task_id}"
+    return TaskOut.of(svc.task(who, task_id))
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDetail)
+def get_task(task_id: Id, who: Who, svc: Svc) -> TaskDetail:
+    """One task with its history and instructions."""
+    task = svc.task(who, task_id)
+    language = who.user.language
+    return TaskDetail(
+        **TaskOut.of(task).model_dump(),
+        payload=task.payload,
+        result=task.result,
+        history=[HistoryOut.of(h) for h in svc.store.history(task.id)],
+        instructions=[
+            InstructionOut.of(i, language) for i in svc.store.find_instructions(task_id=task.id)
+        ],
+    )
+
+
+@router.get("/tasks", response_model=TaskPage)
+def list_tasks(
+    who: Who,
+    svc: Svc,
+    *,
+    office: Office = None,
+    status: Annotated[list[TaskStatus] | None, Query()] = None,
+    kind: KindName | None = None,
+    dossier: Id | None = None,
+    has_instruction: bool | None = None,
+    severity: Severity | None = None,
+    submitted_from: datetime | None = None,
+    submitted_to: datetime | None = None,
+    show_all: Annotated[bool, Query(alias="all")] = False,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TaskPage:
+    """Tasks newest first. Without status, has_instruction, severity or all: what needs a person
+    (failed tasks and tasks with an open instruction)."""
+    scope = who.scope(office)
+    if dossier is not None and scope.office is not None:
+        svc.check_dossier(who, scope.office, dossier)
+    default = not (show_all or status or has_instruction is not None or severity is not None)
+    filters = TaskFilter(
+        statuses=tuple(status or ()),
+        kind=kind,
+        dossier=dossier,
+        has_instruction=has_instruction,
+        severity=severity,
+        submitted_from=submitted_from,
+        submitted_to=submitted_to,
+        needs_attention=default,
+    )
+    tasks, after = svc.monitoring.tasks(scope, filters, decode_cursor(cursor), limit)
+    return TaskPage(items=[TaskOut.of(t) for t in tasks], next_cursor=encode_cursor(after))
+
+
+@router.get("/dossiers/{dossier}", response_model=DossierView)
+def get_dossier(dossier: Id, who: Who, svc: Svc, office: Office = None) -> DossierView:
+    """A dossier's stripe, counts, open instructions and latest tasks."""
+    scope = who.scope(office, need_office=True)
+    assert scope.office is not None
+    svc.check_dossier(who, scope.office, dossier)
+    rows = [s for s in svc.monitoring.overview(scope) if s.dossier == dossier]
+    if not rows:
+        raise Problem(404, "not-found", f"no dossier {dossier}")
+    tasks, _ = svc.monitoring.tasks(scope, TaskFilter(dossier=dossier), None, 50)
+    instructions = svc.monitoring.instructions(scope, dossier=dossier)
+    return DossierView(
+        summary=DossierRow.of(rows[0]),
+        tasks=[TaskOut.of(t) for t in tasks],
+        instructions=[InstructionOut.of(i, who.user.language) for i in instructions],
+    )
+
+
+@router.get("/overview", response_model=Overview)
+def overview(who: Who, svc: Svc, office: Office = None) -> Overview:
+    """Every dossier of the office with its stripe and waiting, running and failed counts."""
+    scope = who.scope(office, need_office=True)
+    assert scope.office is not None
+    rows: list[DossierSummary] = svc.monitoring.overview(scope)
+    return Overview(office=scope.office, dossiers=[DossierRow.of(r) for r in rows])
+
+
+@router.get("/instructions", response_model=list[InstructionOut])
+def list_instructions(
+    who: Who,
+    svc: Svc,
+    *,
+    office: Office = None,
+    dossier: Id | None = None,
+    status: Literal["open", "resolved", "all"] = "open",
+    severity: Severity | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 200,
+) -> list[InstructionOut]:
+    """Instructions in the user's scope, newest first (default: open ones)."""
+    scope = who.scope(office)
+    if dossier is not None and scope.office is not None:
+        svc.check_dossier(who, scope.office, dossier)
+    found = svc.monitoring.instructions(
+        scope,
+        dossier=dossier,
+        status=None if status == "all" else InstructionStatus(status),
+        severity=severity,
+        limit=limit,
+    )
+    return [InstructionOut.of(i, who.user.language) for i in found]
+
+
+def _answer(response: Response, action: ActionOut) -> ActionOut:
+    response.status_code = 200 if action.status == "applied" else 202
+    return action
+
+
+@router.post("/tasks/{task_id}/restart", response_model=ActionOut)
+def restart(
+    task_id: Id, who: Who, svc: Svc, response: Response, body: RestartRequest | None = None
+) -> ActionOut:
+    """Run a failed task again, with a corrected payload if given (202 while pending)."""
+    payload = body.payload if body is not None else None
+    return _answer(response, ActionOut.of(svc.act(who, task_id, ActionType.RESTART, payload)))
+
+
+@router.post("/tasks/{task_id}/cancel", response_model=ActionOut)
+def cancel(task_id: Id, who: Who, svc: Svc, response: Response) -> ActionOut:
+    """Never run the task; its dossier goes on (offices cancel activations only)."""
+    return _answer(response, ActionOut.of(svc.act(who, task_id, ActionType.CANCEL, None)))
+
+
+@router.post("/tasks/{task_id}/resolve", response_model=ActionOut)
+def resolve(task_id: Id, who: Who, svc: Svc, response: Response) -> ActionOut:
+    """The failure was fixed by hand in the package: skip the task, the dossier goes on."""
+    return _answer(response, ActionOut.of(svc.act(who, task_id, ActionType.RESOLVE, None)))

@@ -1,0 +1,172 @@
+"""What the API and the page do, behind access control: one place for both front ends.
+
+The broker client is not thread-safe and FastAPI runs sync endpoints in a thread pool, so
+each thread gets a client of its own from `ClientPool`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from broker.errors import BrokerError
+from dispatcher.actions import role_refusal, state_refusal
+from dispatcher.api.auth import ACTORS, SUBMITTERS, Principal, authenticate
+from dispatcher.api.problems import Problem
+from dispatcher.client import Client
+from dispatcher.errors import ActionRefused, InvalidSubmission, UnknownTask
+from store import ActionRecord, ActionType, Store, TaskRecord
+from store.monitoring import Monitoring
+from store.tokens import IdempotencyKeys, Tokens
+
+IDEMPOTENCY_WAIT_S = 10.0  # how long a retry waits for a concurrent first attempt
+
+
+class ClientPool:
+    """One broker client per thread, all closed together."""
+
+    def __init__(self, factory: Callable[[], Client]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Client] = []
+
+    def get(self) -> Client:
+        """This thread's client, opened on first use."""
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._factory()
+            self._local.client = client
+            with self._lock:
+                self._all.append(client)
+        return client
+
+    def discard(self) -> None:
+        """Forget this thread's client after a broker error; the next call opens a new one."""
+        client: Client | None = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            with self._lock:
+                self._all.remove(client)
+            with contextlib.suppress(BrokerError):
+                client.close()
+
+    def close(self) -> None:
+        """Close every client."""
+        with self._lock:
+            clients, self._all = self._all, []
+        for client in clients:
+            with contextlib.suppress(BrokerError):
+                client.close()
+
+
+def fingerprint(dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
+    """What makes two submissions the same request."""
+    canonical = json.dumps([dossier, kind, payload], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Service:
+    """Reads and actions of one user, with the access rules applied."""
+
+    def __init__(self, store: Store, clients: ClientPool, action_wait_s: float = 10.0) -> None:
+        self.store = store
+        self.monitoring = Monitoring(store)
+        self.tokens = Tokens(store)
+        self.keys = IdempotencyKeys(store)
+        self.clients = clients
+        self.action_wait_s = action_wait_s
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The user of a token, or 401."""
+        return authenticate(self.store, self.tokens, token)
+
+    def task(self, who: Principal, task_id: str) -> TaskRecord:
+        """A task the user may see; 404 for one that is absent or not theirs alike."""
+        task = self.store.task(task_id)
+        if task is None or not who.sees(task.office, task.dossier):
+            raise Problem(404, "not-found", f"no task {task_id}")
+        return task
+
+    def check_dossier(self, who: Principal, office: str, dossier: str) -> None:
+        """404 for a dossier outside the user's scope."""
+        if not who.sees(office, dossier):
+            raise Problem(404, "not-found", f"no dossier {dossier}")
+
+    def submit(
+        self, who: Principal, dossier: str, kind: str, payload: dict[str, Any], key: str | None
+    ) -> tuple[str, bool]:
+        """Submit for the user's office; (task id, whether it is new)."""
+        who.require(SUBMITTERS, "submit tasks")
+        office = who.user.office
+        if office is None:
+            raise Problem(403, "forbidden", "the user belongs to no office")
+        if key is None:
+            return self._submit(office, dossier, kind, payload), True
+        stamp = fingerprint(dossier, kind, payload)
+        earlier = self.keys.reserve(office, key, stamp)
+        if earlier is None:
+            try:
+                task_id = self._submit(office, dossier, kind, payload)
+            except BaseException:
+                self.keys.release(office, key)
+                raise
+            self.keys.complete(office, key, task_id)
+            return task_id, True
+        return self._replay(office, key, stamp, earlier.fingerprint), False
+
+    def _replay(self, office: str, key: str, stamp: str, earlier: str) -> str:
+        if earlier != stamp:
+            raise Problem(422, "idempotency-key-reused", "the key was used for another request")
+        deadline = time.monotonic() + IDEMPOTENCY_WAIT_S
+        while time.monotonic() < deadline:
+            found = self.keys.get(office, key)
+            if found is None:
+                break
+            if found.task_id is not None:
+                return found.task_id
+            time.sleep(0.05)
+        raise Problem(409, "idempotency-key-reused", "the first request is still in progress")
+
+    def _submit(self, office: str, dossier: str, kind: str, payload: dict[str, Any]) -> str:
+        try:
+            return self.clients.get().submit(office, dossier, kind, payload)
+        except InvalidSubmission as exc:
+            raise Problem(422, "invalid-payload", str(exc)) from exc
+        except BrokerError as exc:
+            self.clients.discard()
+            raise Problem(503, "unavailable", "the broker is unreachable") from exc
+
+    def act(
+        self, who: Principal, task_id: str, action: ActionType, payload: dict[str, Any] | None
+    ) -> ActionRecord:
+        """Restart, cancel or resolve a task the user may see and act on."""
+        task = self.task(who, task_id)
+        who.require(ACTORS, "act on tasks")
+        reason = state_refusal(task, action)
+        if reason is not None:
+            raise Problem(409, "action-refused", reason)
+        reason = role_refusal(task, action, who.role)
+        if reason is not None:
+            raise Problem(403, "forbidden", reason)
+        client = self.clients.get()
+        wait = self.action_wait_s
+        try:
+            if action is ActionType.RESTART:
+                return client.restart(
+                    task.id, payload=payload, role=who.role, by=who.user.id, wait_s=wait
+                )
+            method = client.cancel if action is ActionType.CANCEL else client.resolve
+            return method(task.id, role=who.role, by=who.user.id, wait_s=wait)
+        except InvalidSubmission as exc:
+            raise Problem(422, "invalid-payload", str(exc)) from exc
+        except (ActionRefused, UnknownTask) as exc:
+            raise Problem(409, "action-refused", str(exc)) from exc
+        except BrokerError as exc:
+            self.clients.discard()
+            raise Problem(503, "unavailable", "the broker is unreachable") from exc
