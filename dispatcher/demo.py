@@ -90,13 +90,15 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
         client.close()
         codes = cluster.stop()
     elapsed = time.monotonic() - start
-    return _summary(store, package, list(zip(ids, plan, strict=True)), counts, codes, elapsed)
+    submitted = list(zip(ids, plan, strict=True))
+    return _summary(store, package, submitted, counts=counts, codes=codes, elapsed=elapsed)
 
 
 def _summary(
     store: Store,
     package: SimulatedPackage,
     submitted: list[tuple[str, Planned]],
+    *,
     counts: dict[str, int],
     codes: dict[str, int],
     elapsed: float,
