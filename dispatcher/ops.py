@@ -156,7 +156,7 @@ def instructions_list(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     rows = [
-        (i.severity, i.office, i.dossier, i.task_id or "-", i.code, _when(i.created_at), t.title)
+        (i.severity, i.office, i.dossier, i.task_id or "-", i.code, _when(i.created_at), t.action)
         for i, t in zip(found, texts, strict=True)
     ]
     print(table(rows, ("stripe", "office", "dossier", "task", "code", "created", "what to do")))

@@ -169,3 +169,25 @@ def test_sweeper_announces_a_stored_task_whose_command_was_never_published(
 def _log(cluster: Cluster, name: str) -> str:
     path = Path(cluster.log_dir) / f"{name}.log"
     return path.read_text() if path.exists() else ""
+
+
+def test_sigterm_lets_a_connector_finish_its_task_and_take_no_new_one(
+    settings: Settings, store: Store, make_cluster: Callable[..., Cluster]
+) -> None:
+    package = package_with(settings.simpackage_path, OFFICE, ["d1", "d2"])
+    cluster = make_cluster(simpackage_latency_ms="2500,2500")
+    cluster.start_dispatcher()
+    worker = cluster.start_worker(OFFICE, "worker")
+    client = client_for(cluster, store)
+    first = submit_bookings(client, OFFICE, ["d1"], count=1)[(OFFICE, "d1")][0]
+    wait_for(lambda: (t := store.task(first)) and t.status is TaskStatus.RUNNING, 60, "start")
+    second = submit_bookings(client, OFFICE, ["d2"], count=1, seed=2)[(OFFICE, "d2")][0]
+    client.close()
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    task = store.task(first)
+    assert task is not None and task.status is TaskStatus.DONE and task.attempts == 1
+    assert package.booking_count(first) == 1
+    assert store.task(second).status is TaskStatus.QUEUED  # type: ignore[union-attr]
+    assert all(e.task_id != second for e in package.executions())
