@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
 
 import structlog
 
 from dispatcher import logs
 from dispatcher.settings import Settings, SettingsError
+from dispatcher.signals import stop_on_signals
 
 log = structlog.get_logger("dossierflow")
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT: finish the current work, take no new one."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal.received", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
 
 
 def cmd_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
@@ -37,7 +22,7 @@ def cmd_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
     from store import Store
 
     store = Store.connect(settings.mongo_url, settings.mongo_db)
-    Dispatcher(settings, store, _stop_on_signals()).run()
+    Dispatcher(settings, store, stop_on_signals()).run()
     store.close()
     return 0
 
@@ -70,7 +55,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         partitions=settings.partitions,
         max_message_bytes=settings.payload_limit_bytes + 16 * 1024,
     )
-    Worker(config, package_factory(settings, args.adapter), _stop_on_signals()).run()  # type: ignore[arg-type]
+    Worker(config, package_factory(settings, args.adapter), stop_on_signals()).run()  # type: ignore[arg-type]
     return 0
 
 

@@ -8,17 +8,16 @@ dossierflow reminder sink [--host HOST] [--port PORT] --dir PATH
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from types import FrameType
 
 import structlog
 
 from dispatcher.settings import Settings
+from dispatcher.signals import stop_on_signals
 
 log = structlog.get_logger("dossierflow.reminder")
 
@@ -55,18 +54,6 @@ def cmd_reminder(settings: Settings, args: argparse.Namespace) -> int:
     return commands[args.reminder_command](settings, args)
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal.received", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
-
-
 def cmd_mail(settings: Settings, args: argparse.Namespace) -> int:
     """Mail new instructions: one pass with --once, else every --interval seconds."""
     from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
@@ -78,7 +65,7 @@ def cmd_mail(settings: Settings, args: argparse.Namespace) -> int:
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     outbox = Outbox(store)
     mailer = Mailer(outbox, SmtpTransport(SmtpConfig.from_settings(settings)))
-    stop = threading.Event() if args.once else _stop_on_signals()
+    stop = threading.Event() if args.once else stop_on_signals()
     status = 0
     try:
         outbox.ensure_indexes()
@@ -130,7 +117,7 @@ def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
     """Run a local SMTP sink until SIGTERM or Ctrl-C."""
     from reminder.sink import SmtpSink
 
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     sink = SmtpSink(args.host, args.port, args.dir)
     sink.start()
     print(f"SMTP sink on {args.host}:{args.port}, storing mails in {args.dir}", flush=True)
