@@ -45,7 +45,7 @@ def users_add(settings: Settings, args: argparse.Namespace) -> int:
     role = Role(args.role)
     problem = _bad_ids(args)
     if problem is None and role is not Role.SUPPORT and not args.office:
-        problem = f"a {role.value} user needs --office"
+        problem = f"role {role.value} needs --office"
     if problem is not None:
         print(f"dossierflow users add: {problem}", file=sys.stderr)
         return 2
