@@ -8,6 +8,7 @@ against the simulated package itself.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter, defaultdict
 from dataclasses import replace
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from broker import topology
 from broker.rabbitmq import Connection
+from dispatcher.api.demo import serve_for_demo
 from dispatcher.client import Client
 from dispatcher.cluster import Cluster
 from dispatcher.faultplan import fix_blocked, inject
@@ -68,6 +70,10 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
             cluster.start_worker(office, f"worker-{office}-{n}")
     start = time.monotonic()
     client = Client.connect(cluster_settings(settings, cluster), store)
+    url, token, stop_api = serve_for_demo(
+        cluster_settings(settings, cluster), settings.mongo_db, port=_api_port()
+    )
+    print(f"  monitoring page: {url}/  (log in with the token {token})")
     try:
         plan = demo_tasks(OFFICES, dossiers_count, tasks)
         originals = list(plan)
@@ -88,6 +94,7 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
         counts = wait_finished(store, total, "phase 2")
     finally:
         client.close()
+        stop_api()
         codes = cluster.stop()
     elapsed = time.monotonic() - start
     submitted = list(zip(ids, plan, strict=True))
@@ -129,6 +136,18 @@ def _summary(
         f"{report.out_of_order} out of order in {elapsed:.1f} s"
     )
     return 0 if lost == 0 and report.out_of_order == 0 else 1
+
+
+def _api_port(preferred: int = 8080) -> int:
+    """The monitoring page's port: 8080 when it is free, else any free one."""
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise RuntimeError("no free port for the monitoring page")
 
 
 def _fresh_state(
