@@ -46,7 +46,13 @@ def run_bench(settings: Settings, tasks: int, dossiers: int, workers: int) -> in
         bar = Progress("submitting", tasks)
         started = time.monotonic()
         for i in range(tasks):
-            client.submit(OFFICE, f"d{i % dossiers:05d}", "dossier.sync", {"dossier_code": "c1"})
+            # Deletions are not coalesced (syncs would be): every submit is a task.
+            client.submit(
+                OFFICE,
+                f"d{i % dossiers:05d}",
+                "booking_proposal.delete",
+                {"dossier_code": "c1", "proposal_id": f"p{i}"},
+            )
             if i % 100 == 99:
                 bar.update(i + 1)
         bar.close()

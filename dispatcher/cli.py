@@ -22,9 +22,9 @@ def cmd_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
     from store import Store
 
     store = Store.connect(settings.mongo_url, settings.mongo_db)
-    Dispatcher(settings, store, stop_on_signals()).run()
+    code = Dispatcher(settings, store, stop_on_signals()).run()
     store.close()
-    return 0
+    return code
 
 
 def package_factory(settings: Settings, adapter: str) -> Callable[[], object]:
@@ -62,6 +62,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Run the whole system on a demo workload and check the outcome."""
     from dispatcher.demo import run_demo
+
+    # The demo's own output is its report; its processes log to files.
+    logs.configure(settings.log_format, "warning")
 
     return run_demo(settings, tasks=args.tasks, dossiers_count=args.dossiers)
 

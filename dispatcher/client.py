@@ -99,6 +99,8 @@ class Client:
             coalesce_key=key,
         )
         self._store.insert_task(task)
+        if key is not None:
+            self._store.remember_coalescible(key, task.id)
         self._ch.publish(
             topology.CONTROL_EXCHANGE,
             Envelope(MessageType.SUBMITTED, task.id, office, dossier, at=now),

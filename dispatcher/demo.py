@@ -73,7 +73,7 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
     url, token, stop_api = serve_for_demo(
         cluster_settings(settings, cluster), settings.mongo_db, port=_api_port()
     )
-    print(f"  monitoring page: {url}/  (log in with the token {token})")
+    print(f"  monitoring page: {url.rstrip('/')}/  (log in with the token {token})")
     try:
         plan = demo_tasks(OFFICES, dossiers_count, tasks)
         originals = list(plan)

@@ -17,7 +17,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
     # Driver chatter (pymongo's topology and pool events) is noise at our debug level.
-    for noisy in ("pymongo", "pika"):
+    for noisy in ("pymongo", "pika", "mail.log", "uvicorn", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[

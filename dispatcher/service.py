@@ -13,7 +13,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from broker import topology
-from broker.errors import DecodeError, Unroutable
+from broker.errors import BrokerError, DecodeError, Unroutable
 from broker.messages import Envelope, MessageType, decode, utcnow, valid_id
 from broker.rabbitmq import Channel, Connection, Delivery
 from dispatcher.failures import DeadLetter
@@ -72,41 +72,84 @@ class Dispatcher:
         self._stop = stop
         self._topo = settings.topology()
         self._name = f"dispatcher@{socket.gethostname()}:{os.getpid()}"
+        self._failed = False
+        self._next_sweep = time.monotonic() + settings.sweep_interval_s
 
-    def run(self) -> None:
-        """Run until `stop` is set; returns after closing the connection."""
+    def run(self) -> int:
+        """Run until `stop` is set; 1 if a partition thread failed (the process should restart).
+
+        Partitions are spread over `sequencer_threads` threads, each with its own
+        connection: a partition's messages stay in one thread (one after the other), while
+        partitions wait on the database in parallel. The main thread runs the sweeper.
+        """
         self._store.ensure_indexes()
         conn = Connection.open(
             self._settings.amqp_url, name=self._name, heartbeat=self._settings.heartbeat_s
         )
         try:
-            self._serve(conn)
+            self._publish_ch = conn.channel(confirm=True)
+            self._publish_ch.declare_control(self._topo)
+            queues = self._topo.partition_queues()
+            count = max(1, min(self._settings.sequencer_threads, len(queues)))
+            threads = [
+                threading.Thread(
+                    target=self._partitions, args=(queues[i::count], i), name=f"partitions-{i}"
+                )
+                for i in range(count)
+            ]
+            for thread in threads:
+                thread.start()
+            log.info("dispatcher.started", name=self._name, partitions=len(queues), threads=count)
+            while not self._stop.is_set():
+                conn.sleep(min(1.0, self._settings.sweep_interval_s))
+                if not self._stop.is_set():
+                    self._sweep_if_due()
+            for thread in threads:
+                thread.join()
         finally:
+            self._stop.set()
             conn.close()
             log.info("dispatcher.stopped", name=self._name)
+        return 1 if self._failed else 0
 
-    def _serve(self, conn: Connection) -> None:
-        publish_ch = conn.channel(confirm=True)
-        publish_ch.declare_control(self._topo)
-        self._publish_ch = publish_ch
-        sequencer = Sequencer(
-            self._store, BrokerOutbound(publish_ch, self._topo), self._topo.retry_delays
-        )
-        consume_ch = conn.channel(confirm=False)
+    def _sweep_if_due(self) -> None:
+        if time.monotonic() >= self._next_sweep:
+            self.sweep()
+            self._next_sweep = time.monotonic() + self._settings.sweep_interval_s
 
-        def on_message(delivery: Delivery) -> None:
-            self._handle(sequencer, delivery)
-            consume_ch.ack(delivery.delivery_tag)
+    def _partitions(self, queues: list[str], index: int) -> None:
+        """Consume some partitions until stop; any failure stops the whole process."""
+        try:
+            conn = Connection.open(
+                self._settings.amqp_url,
+                name=f"{self._name}/{index}",
+                heartbeat=self._settings.heartbeat_s,
+            )
+        except BrokerError as exc:
+            log.error("dispatcher.partitions_failed", error=str(exc), queues=queues)
+            self._failed = True
+            self._stop.set()
+            return
+        try:
+            outbound = BrokerOutbound(conn.channel(confirm=True), self._topo)
+            sequencer = Sequencer(self._store, outbound, self._topo.retry_delays)
+            consume_ch = conn.channel(confirm=False)
 
-        for queue in self._topo.partition_queues():
-            consume_ch.consume(queue, on_message, prefetch=self._settings.sequencer_prefetch)
-        log.info("dispatcher.started", name=self._name, partitions=self._topo.partitions)
-        next_sweep = time.monotonic() + self._settings.sweep_interval_s
-        while not self._stop.is_set():
-            conn.pump(0.5)
-            if time.monotonic() >= next_sweep:
-                self.sweep()
-                next_sweep = time.monotonic() + self._settings.sweep_interval_s
+            def on_message(delivery: Delivery) -> None:
+                self._handle(sequencer, delivery)
+                consume_ch.ack(delivery.delivery_tag)
+
+            for queue in queues:
+                consume_ch.consume(queue, on_message, prefetch=self._settings.sequencer_prefetch)
+            while not self._stop.is_set():
+                conn.pump(0.5)
+        except Exception as exc:
+            # Unacked messages go back to the partition (and to a standby): nothing is lost.
+            log.exception("dispatcher.partitions_failed", error=type(exc).__name__, queues=queues)
+            self._failed = True
+            self._stop.set()
+        finally:
+            conn.close()
 
     def _handle(self, sequencer: Sequencer, delivery: Delivery) -> None:
         dead = _dead_letter(delivery)

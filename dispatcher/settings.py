@@ -30,6 +30,8 @@ class Settings:
     delivery_limit: int = 5
     heartbeat_s: int = 30
     sequencer_prefetch: int = 64
+    # Threads of a dispatcher, each consuming a share of the partitions on its own connection.
+    sequencer_threads: int = 4
     # A submitted task not accepted by the sequencer after this long is published again.
     sweep_grace_s: float = 30.0
     sweep_interval_s: float = 10.0

@@ -112,6 +112,8 @@ class Store:
         self.task_events: Collection[Doc] = self._db[TASK_EVENTS]
         self.instructions: Collection[Doc] = self._db[INSTRUCTIONS]
         self.actions: Collection[Doc] = self._db[ACTIONS]
+        # Coalescing key -> newest task with it, so a submit finds an equal task by _id.
+        self.coalescing: Collection[Doc] = self._db["coalescing"]
 
     @classmethod
     def connect(cls, url: str, database: str, timeout_ms: int = 10_000) -> Store:
@@ -149,7 +151,6 @@ class Store:
                 [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
             )
             self.instructions.create_index([("task_id", 1)], name="task")
-            self.tasks.create_index([("coalesce_key", 1), ("status", 1)], name="coalesce")
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""
@@ -238,14 +239,20 @@ class Store:
         return matched
 
     def waiting_equal(self, coalesce_key: str) -> TaskRecord | None:
-        """A task with this coalescing key that has not been released yet, if any."""
-        waiting = [TaskStatus.SUBMITTED.value, TaskStatus.WAITING.value]
+        """The latest task submitted with this coalescing key, if it is not released yet."""
         with _mapped():
-            doc = self.tasks.find_one(
-                {"coalesce_key": coalesce_key, "status": {"$in": waiting}},
-                sort=[("submitted_at", 1)],
+            doc = self.coalescing.find_one({"_id": coalesce_key})
+        task = self.task(str(doc["task"])) if doc else None
+        if task is None or task.status not in (TaskStatus.SUBMITTED, TaskStatus.WAITING):
+            return None
+        return task
+
+    def remember_coalescible(self, coalesce_key: str, task_id: str) -> None:
+        """Record the newest task of a coalescing key (written by submitters only)."""
+        with _mapped():
+            self.coalescing.update_one(
+                {"_id": coalesce_key}, {"$set": {"task": task_id}}, upsert=True
             )
-        return _task(doc) if doc else None
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks still `submitted` since before `before` (the sweeper republishes them)."""
