@@ -1,0 +1,175 @@
+"""The deployment files parse, run real `dossierflow` subcommands and keep offices apart."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dispatcher.cli import PLUGINS, build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+COMPOSE = ROOT / "deploy" / "compose"
+RABBITMQ = ROOT / "deploy" / "rabbitmq"
+YAML_FILES = sorted([*K8S.glob("*.yaml"), *COMPOSE.glob("*.yaml")])
+
+
+def parser() -> argparse.ArgumentParser:
+    """The full command line, plugins included, as dispatcher.cli.main builds it."""
+    built = build_parser()
+    sub = next(a for a in built._actions if isinstance(a, argparse._SubParsersAction))
+    for plugin in PLUGINS:
+        importlib.import_module(plugin).add_commands(sub)
+    return built
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc.get("spec", {})
+    if doc.get("kind") == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    found: list[dict[str, Any]] = spec.get("template", {}).get("spec", {}).get("containers", [])
+    return found
+
+
+def k8s_argv(container: dict[str, Any]) -> list[str]:
+    """The dossierflow argv of a container (the image's ENTRYPOINT is `dossierflow`)."""
+    command = [str(a) for a in container.get("command", [])]
+    if command:
+        assert command[0] == "dossierflow", command
+        command = command[1:]
+    return command + [str(a) for a in container.get("args", [])]
+
+
+def test_there_are_manifests() -> None:
+    names = {p.name for p in K8S.glob("*.yaml")}
+    assert {
+        "namespace.yaml",
+        "configmap.yaml",
+        "secret.example.yaml",
+        "dispatcher.yaml",
+        "worker.yaml",
+        "api.yaml",
+        "mailer.yaml",
+        "reminder-cronjob.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
+def test_yaml_parses(path: Path) -> None:
+    assert documents(path)
+
+
+def test_k8s_commands_are_real_subcommands() -> None:
+    cli = parser()
+    seen = []
+    for path in K8S.glob("*.yaml"):
+        for doc in documents(path):
+            for container in containers(doc):
+                argv = k8s_argv(container)
+                assert container["image"] == "dossierflow:latest"
+                cli.parse_args(argv)  # SystemExit on an unknown command or option
+                seen.append(argv[0])
+    assert sorted(set(seen)) == ["api", "dispatcher", "reminder", "worker"]
+
+
+def test_compose_commands_are_real_subcommands() -> None:
+    cli = parser()
+    compose = documents(COMPOSE / "compose.yaml")[0]
+    for service in compose["services"].values():
+        if "command" in service and service.get("image", "").startswith("dossierflow"):
+            cli.parse_args([str(a) for a in service["command"]])
+
+
+def test_k8s_shape() -> None:
+    by_name = {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for path in K8S.glob("*.yaml")
+        for doc in documents(path)
+    }
+    dispatcher = by_name[("Deployment", "dispatcher")]["spec"]
+    assert dispatcher["replicas"] == 2
+    assert dispatcher["template"]["spec"]["terminationGracePeriodSeconds"] == 60
+    worker = by_name[("Deployment", "worker-office1")]["spec"]
+    assert worker["replicas"] == 3
+    assert worker["template"]["spec"]["terminationGracePeriodSeconds"] >= 600
+    # Workers have no database credentials: only their own Secret, which holds no Mongo URL.
+    refs = worker["template"]["spec"]["containers"][0]["envFrom"]
+    assert {"secretRef": {"name": "worker-office1"}} in refs
+    assert {"secretRef": {"name": "dossierflow"}} not in refs
+    secret = by_name[("Secret", "worker-office1")]["stringData"]
+    assert not any("MONGO" in key for key in secret)
+    api = by_name[("Deployment", "api")]["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/openapi.json"
+    cron = by_name[("CronJob", "reminder")]["spec"]
+    assert cron["timeZone"] == "Europe/Brussels"
+    assert cron["schedule"] == "0 6 * * *"
+    assert cron["concurrencyPolicy"] == "Forbid"
+
+
+def test_configmap_names_real_settings() -> None:
+    from dataclasses import fields
+
+    from dispatcher.settings import PREFIX, Settings
+
+    known = {PREFIX + f.name.upper() for f in fields(Settings)}
+    config = documents(K8S / "configmap.yaml")[0]["data"]
+    secrets = documents(K8S / "secret.example.yaml")[0]["stringData"]
+    assert set(config) <= known
+    assert set(secrets) <= known
+    Settings.from_env({k: str(v) for k, v in {**config, **secrets}.items()})
+
+
+def test_definitions() -> None:
+    definitions = json.loads((RABBITMQ / "definitions.json").read_text())
+    assert {"name": "dossierflow"} in definitions["vhosts"]
+    (policy,) = definitions["policies"]
+    assert policy["vhost"] == "dossierflow"
+    assert policy["apply-to"] == "queues"
+    assert "delivery-limit" in policy["definition"]
+    assert re.match(policy["pattern"], "dossierflow.work.office1")
+    assert not re.match(policy["pattern"], "dossierflow.control.p00")
+
+
+def office_patterns(office: str) -> dict[str, str]:
+    """The patterns office-user.sh sets, read from the script with $office substituted."""
+    script = (RABBITMQ / "office-user.sh").read_text()
+    found = {}
+    for key in ("configure", "write", "read_", "topic_read"):
+        (raw,) = re.findall(rf'^{key}="(.*)"$', script, re.MULTILINE)
+        # bash double quotes: \\ -> \, \$ -> $
+        found[key] = raw.replace("${office}", office).replace("\\\\", "\\").replace("\\$", "$")
+    return found
+
+
+def test_office_user_patterns_are_anchored() -> None:
+    patterns = office_patterns("office1")
+    for pattern in patterns.values():
+        assert pattern.startswith("^") and pattern.endswith("$"), pattern
+    for key in ("configure", "read_"):
+        pattern = patterns[key]
+        assert re.match(pattern, "dossierflow.work.office1")
+        for other in (
+            "dossierflow.work.office10",
+            "dossierflow.work.office2",
+            "dossierflow.control.p00",
+            "xdossierflow.work.office1",
+        ):
+            assert not re.match(pattern, other), (pattern, other)
+    assert re.match(patterns["write"], "dossierflow.control")
+    assert re.match(patterns["write"], "dossierflow.dead")
+    assert not re.match(patterns["write"], "dossierflow.work")
+    assert not re.match(patterns["write"], "dossierflow.work.office10")
+    assert re.match(patterns["topic_read"], "office1.*")
+    for key in ("#", "office10.*", "office2.*", "office1.#"):
+        assert not re.match(patterns["topic_read"], key)
