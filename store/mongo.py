@@ -8,34 +8,23 @@ FerretDB test server evaluates.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import pymongo
-import pymongo.errors
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from store.errors import Conflict, StoreError, StoreUnavailable
-from store.records import (
-    ActionRecord,
-    ActionStatus,
-    ActionType,
-    DossierRecord,
-    HistoryEntry,
-    InstructionRecord,
-    InstructionStatus,
-    OfficeRecord,
-    Role,
-    TaskRecord,
-    TaskStatus,
-    UserRecord,
-)
+from store.actions import Actions
+from store.base import Doc
+from store.base import mapped as _mapped
+from store.directory import DirectoryMixin
+from store.errors import Conflict
+from store.instructions import InstructionsMixin
+from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
 
-Doc = dict[str, Any]
+__all__ = ["Actions", "Doc", "Store", "_mapped"]
 
 TASKS, DOSSIERS, SLOTS, OFFICES, USERS = "tasks", "dossiers", "slots", "offices", "users"
 # Append-only log of every task transition: inserts only, so the hot path never rewrites a
@@ -43,20 +32,6 @@ TASKS, DOSSIERS, SLOTS, OFFICES, USERS = "tasks", "dossiers", "slots", "offices"
 TASK_EVENTS = "task_events"
 INSTRUCTIONS = "instructions"
 ACTIONS = "actions"
-
-
-@contextmanager
-def _mapped() -> Iterator[None]:
-    try:
-        yield
-    except pymongo.errors.DuplicateKeyError as exc:
-        raise Conflict(
-            str(exc.details.get("errmsg", "duplicate key")) if exc.details else "dup"
-        ) from exc
-    except (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError) as exc:
-        raise StoreUnavailable(f"database unreachable: {type(exc).__name__}") from exc
-    except pymongo.errors.PyMongoError as exc:
-        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _task(doc: Mapping[str, Any]) -> TaskRecord:
@@ -98,7 +73,7 @@ def _dossier(doc: Mapping[str, Any]) -> DossierRecord:
     )
 
 
-class Store:
+class Store(InstructionsMixin, DirectoryMixin):
     """Collections of dossierflow in one database."""
 
     def __init__(self, client: MongoClient[Doc], database: str) -> None:
@@ -363,216 +338,3 @@ class Store:
         with _mapped():
             doc = self.slots.find_one({"_id": self._slot_id(key, seq)})
         return str(doc["task"]) if doc else None
-
-    # -- instructions -----------------------------------------------------------------
-    def insert_instruction(self, instruction: InstructionRecord) -> bool:
-        """Store a new instruction; False when one with that id exists (a redelivery)."""
-        doc: Doc = {
-            "_id": instruction.id,
-            "task_id": instruction.task_id,
-            "office": instruction.office,
-            "dossier": instruction.dossier,
-            "kind": instruction.kind,
-            "code": instruction.code,
-            "severity": instruction.severity,
-            "facts": dict(instruction.facts),
-            "status": instruction.status.value,
-            "created_at": instruction.created_at,
-            "resolved_at": instruction.resolved_at,
-            "resolution": instruction.resolution,
-            "raw": instruction.raw,
-        }
-        try:
-            with _mapped():
-                self.instructions.insert_one(doc)
-        except Conflict:
-            return False
-        return True
-
-    def instruction(self, instruction_id: str) -> InstructionRecord | None:
-        """One instruction by id."""
-        with _mapped():
-            doc = self.instructions.find_one({"_id": instruction_id})
-        return _instruction(doc) if doc else None
-
-    def find_instructions(
-        self,
-        *,
-        office: str | None = None,
-        dossier: str | None = None,
-        task_id: str | None = None,
-        status: InstructionStatus | None = None,
-        severity: str | None = None,
-        limit: int = 0,
-    ) -> list[InstructionRecord]:
-        """Instructions matching every filter given, oldest first."""
-        query: Doc = {}
-        for name, value in (
-            ("office", office),
-            ("dossier", dossier),
-            ("task_id", task_id),
-            ("severity", severity),
-        ):
-            if value is not None:
-                query[name] = value
-        if status is not None:
-            query["status"] = status.value
-        with _mapped():
-            cursor = self.instructions.find(query, limit=limit).sort(
-                [("created_at", 1), ("_id", 1)]
-            )
-            return [_instruction(d) for d in cursor]
-
-    def resolve_instruction(self, instruction_id: str, at: datetime, resolution: str) -> None:
-        """Close an open instruction (restart, cancel or resolve of its task)."""
-        with _mapped():
-            self.instructions.update_one(
-                {"_id": instruction_id, "status": InstructionStatus.OPEN.value},
-                {
-                    "$set": {
-                        "status": InstructionStatus.RESOLVED.value,
-                        "resolved_at": at,
-                        "resolution": resolution,
-                    }
-                },
-            )
-
-    # -- offices and users --------------------------------------------------------------
-    def save_office(self, office: OfficeRecord) -> None:
-        """Create or replace an office."""
-        with _mapped():
-            self.offices.replace_one(
-                {"_id": office.id},
-                {"name": office.name, "timezone": office.timezone, "language": office.language},
-                upsert=True,
-            )
-
-    def office(self, office_id: str) -> OfficeRecord | None:
-        """One office by id."""
-        with _mapped():
-            doc = self.offices.find_one({"_id": office_id})
-        if not doc:
-            return None
-        return OfficeRecord(doc["_id"], doc["name"], doc["timezone"], doc["language"])
-
-    def find_offices(self) -> list[OfficeRecord]:
-        """Every office."""
-        with _mapped():
-            return [
-                OfficeRecord(d["_id"], d["name"], d["timezone"], d["language"])
-                for d in self.offices.find({}).sort("_id", 1)
-            ]
-
-    def save_user(self, user: UserRecord) -> None:
-        """Create or replace a user."""
-        with _mapped():
-            self.users.replace_one(
-                {"_id": user.id},
-                {
-                    "office": user.office,
-                    "role": user.role.value,
-                    "email": user.email,
-                    "language": user.language,
-                    "dossiers": list(user.dossiers),
-                },
-                upsert=True,
-            )
-
-    def user(self, user_id: str) -> UserRecord | None:
-        """One user by id."""
-        with _mapped():
-            doc = self.users.find_one({"_id": user_id})
-        return _user(doc) if doc else None
-
-    def find_users(
-        self, *, office: str | None = None, role: Role | None = None
-    ) -> list[UserRecord]:
-        """Users of an office (or all), optionally of one role."""
-        query: Doc = {}
-        if office is not None:
-            query["office"] = office
-        if role is not None:
-            query["role"] = role.value
-        with _mapped():
-            return [_user(d) for d in self.users.find(query).sort("_id", 1)]
-
-
-def _instruction(doc: Mapping[str, Any]) -> InstructionRecord:
-    return InstructionRecord(
-        id=doc["_id"],
-        task_id=doc.get("task_id", ""),
-        office=doc["office"],
-        dossier=doc["dossier"],
-        kind=doc.get("kind", ""),
-        code=doc["code"],
-        severity=doc["severity"],
-        facts=dict(doc.get("facts") or {}),
-        status=InstructionStatus(doc["status"]),
-        created_at=doc["created_at"],
-        resolved_at=doc.get("resolved_at"),
-        resolution=doc.get("resolution", ""),
-        raw=bytes(doc["raw"]) if doc.get("raw") is not None else None,
-    )
-
-
-def _user(doc: Mapping[str, Any]) -> UserRecord:
-    return UserRecord(
-        id=doc["_id"],
-        office=doc.get("office"),
-        role=Role(doc["role"]),
-        email=doc.get("email", ""),
-        language=doc.get("language", "nl"),
-        dossiers=tuple(doc.get("dossiers") or ()),
-    )
-
-
-# -- actions ----------------------------------------------------------------------------
-def _action(doc: Mapping[str, Any]) -> ActionRecord:
-    return ActionRecord(
-        id=doc["_id"],
-        task_id=doc["task_id"],
-        type=ActionType(doc["type"]),
-        requested_by=doc.get("requested_by", ""),
-        requested_at=doc["requested_at"],
-        status=ActionStatus(doc["status"]),
-        payload=doc.get("payload"),
-        reason=doc.get("reason", ""),
-        decided_at=doc.get("decided_at"),
-    )
-
-
-class Actions:
-    """Requested actions: inserted by the requester, decided once by the sequencer."""
-
-    def __init__(self, store: Store) -> None:
-        self._c = store.actions
-
-    def insert(self, action: ActionRecord) -> None:
-        """Record a request before its command is published."""
-        with _mapped():
-            self._c.insert_one(
-                {
-                    "_id": action.id,
-                    "task_id": action.task_id,
-                    "type": action.type.value,
-                    "requested_by": action.requested_by,
-                    "requested_at": action.requested_at,
-                    "status": action.status.value,
-                    "payload": action.payload,
-                    "reason": "",
-                }
-            )
-
-    def get(self, action_id: str) -> ActionRecord | None:
-        """One action by id."""
-        with _mapped():
-            doc = self._c.find_one({"_id": action_id})
-        return _action(doc) if doc else None
-
-    def decide(self, action_id: str, status: ActionStatus, reason: str, at: datetime) -> None:
-        """Record the outcome (only the first decision counts)."""
-        with _mapped():
-            self._c.update_one(
-                {"_id": action_id, "status": ActionStatus.PENDING.value},
-                {"$set": {"status": status.value, "reason": reason, "decided_at": at}},
-            )

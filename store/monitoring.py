@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from store.mongo import Store, _instruction, _mapped, _task
+from store.instructions import _instruction
+from store.mongo import Store, _mapped, _task
 from store.records import InstructionRecord, InstructionStatus, TaskRecord, TaskStatus
 
 Doc = dict[str, Any]

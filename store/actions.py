@@ -1,0 +1,64 @@
+"""Requested actions in MongoDB: inserted by the requester, decided once by the sequencer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from store.base import mapped as _mapped
+from store.records import ActionRecord, ActionStatus, ActionType
+
+if TYPE_CHECKING:
+    from store.mongo import Store
+
+
+def _action(doc: Mapping[str, Any]) -> ActionRecord:
+    return ActionRecord(
+        id=doc["_id"],
+        task_id=doc["task_id"],
+        type=ActionType(doc["type"]),
+        requested_by=doc.get("requested_by", ""),
+        requested_at=doc["requested_at"],
+        status=ActionStatus(doc["status"]),
+        payload=doc.get("payload"),
+        reason=doc.get("reason", ""),
+        decided_at=doc.get("decided_at"),
+    )
+
+
+class Actions:
+    """Requested actions: inserted by the requester, decided once by the sequencer."""
+
+    def __init__(self, store: Store) -> None:
+        self._c = store.actions
+
+    def insert(self, action: ActionRecord) -> None:
+        """Record a request before its command is published."""
+        with _mapped():
+            self._c.insert_one(
+                {
+                    "_id": action.id,
+                    "task_id": action.task_id,
+                    "type": action.type.value,
+                    "requested_by": action.requested_by,
+                    "requested_at": action.requested_at,
+                    "status": action.status.value,
+                    "payload": action.payload,
+                    "reason": "",
+                }
+            )
+
+    def get(self, action_id: str) -> ActionRecord | None:
+        """One action by id."""
+        with _mapped():
+            doc = self._c.find_one({"_id": action_id})
+        return _action(doc) if doc else None
+
+    def decide(self, action_id: str, status: ActionStatus, reason: str, at: datetime) -> None:
+        """Record the outcome (only the first decision counts)."""
+        with _mapped():
+            self._c.update_one(
+                {"_id": action_id, "status": ActionStatus.PENDING.value},
+                {"$set": {"status": status.value, "reason": reason, "decided_at": at}},
+            )
