@@ -8,6 +8,7 @@ against the simulated package itself.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 from collections import Counter, defaultdict
@@ -154,6 +155,7 @@ def _fresh_state(
     settings: Settings, cluster: Cluster, state: Path, dossiers_count: int
 ) -> tuple[Store, SimulatedPackage]:
     cluster.reset()
+    shutil.rmtree(state / "mail", ignore_errors=True)  # the mails of the previous run
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     store.drop()
     store.ensure_indexes()
