@@ -98,6 +98,8 @@ def tasks_show(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     for name in ("id", "office", "dossier", "kind", "status", "seq", "attempts", "worker"):
         print(f"{name:>10}: {getattr(task, name)}")
+    if task.status is TaskStatus.RETRY_WAIT:
+        print(f"{'next try':>10}: {_when(task.next_attempt_at)} (delayed retry {task.retries})")
     print(f"{'payload':>10}: {json.dumps(task.payload)}")
     if task.error:
         print(f"{'error':>10}: {task.error.get('code')} ({task.error.get('severity')})")
