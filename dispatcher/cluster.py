@@ -52,6 +52,8 @@ class Cluster:
         admin.delete_vhost(self.vhost)
         admin.create_vhost(self.vhost)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.log_dir.glob("*.log"):
+            old.unlink()  # logs of a previous run would read as this run's
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start `dossierflow <args>` as process `name`."""
