@@ -73,6 +73,8 @@ class Dispatcher:
         self._topo = settings.topology()
         self._name = f"dispatcher@{socket.gethostname()}:{os.getpid()}"
         self._failed = False
+        # task id -> (times republished, monotonic time before which it is not again)
+        self._republished: dict[str, tuple[int, float]] = {}
         self._next_sweep = time.monotonic() + settings.sweep_interval_s
 
     def run(self) -> int:
@@ -179,10 +181,24 @@ class Dispatcher:
                 step()
 
     def sweep(self) -> int:
-        """Publish again the command of every task the sequencer has not accepted in time."""
+        """Publish again the command of every task the sequencer has not accepted in time.
+
+        A task still `submitted` after the grace period either lost its command (its
+        client died between the insert and the confirm) or waits behind a backlog. A
+        republished command is harmless either way, but republishing the same backlog
+        every sweep would feed it: each task is republished again only after twice the
+        previous wait (grace, 2x, 4x...).
+        """
+        now = time.monotonic()
         cutoff = utcnow() - timedelta(seconds=self._settings.sweep_grace_s)
         stale = self._store.stale_submitted(cutoff)
-        for task in stale:
+        still = {task.id for task in stale}
+        self._republished = {k: v for k, v in self._republished.items() if k in still}
+        due = [t for t in stale if self._republished.get(t.id, (0, 0.0))[1] <= now]
+        for task in due:
+            times = self._republished.get(task.id, (0, 0.0))[0] + 1
+            wait = self._settings.sweep_grace_s * 2**times
+            self._republished[task.id] = (times, now + wait)
             self._publish_ch.publish(
                 topology.CONTROL_EXCHANGE,
                 Envelope(
@@ -193,6 +209,6 @@ class Dispatcher:
                     at=task.submitted_at,
                 ),
             )
-        if stale:
-            log.warning("sweeper.republished", count=len(stale))
-        return len(stale)
+        if due:
+            log.warning("sweeper.republished", count=len(due), stale=len(stale))
+        return len(due)

@@ -1,0 +1,47 @@
+"""The sweeper republishes a stored task's command, backing off so a backlog is not fed."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from broker.messages import utcnow
+from broker.rabbitmq import Connection
+from dispatcher.service import Dispatcher
+from dispatcher.settings import Settings
+from store import Store, TaskRecord, TaskStatus
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, store: Store) -> None:
+    settings = replace(settings, sweep_grace_s=0.5)
+    store.insert_task(
+        TaskRecord(
+            id="stale0001",
+            office="o1",
+            dossier="d1",
+            kind="dossier.sync",
+            payload={"dossier_code": "c"},
+            status=TaskStatus.SUBMITTED,
+            submitted_at=utcnow() - timedelta(seconds=5),
+        )
+    )
+    conn = Connection.open(settings.amqp_url, name="test-sweeper")
+    try:
+        channel = conn.channel(confirm=True)
+        channel.declare_control(settings.topology())
+        dispatcher = Dispatcher(settings, store, threading.Event())
+        dispatcher._publish_ch = channel  # what run() sets up before sweeping
+
+        assert dispatcher.sweep() == 1
+        assert dispatcher.sweep() == 0, "republished again before its back-off ran out"
+        assert wait_for(dispatcher.sweep, 5, "the republish after twice the grace")
+        store.update_task("stale0001", TaskStatus.WAITING, utcnow())
+        assert dispatcher.sweep() == 0
+    finally:
+        conn.close()
