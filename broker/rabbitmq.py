@@ -56,9 +56,15 @@ class Delivery:
 
     @property
     def delivery_count(self) -> int:
-        """How often a quorum queue delivered this message before (0 the first time)."""
-        value = self.headers.get("x-delivery-count", 0)
-        return int(value) if isinstance(value, int) else 0
+        """How often this message was delivered before (0 the first time).
+
+        Quorum queues count in `x-delivery-count`; RabbitMQ 4.3 narrowed that header to
+        failed deliveries and added `x-acquired-count` for every assignment. The larger
+        of the two, and at least 1 on a redelivery, reads right on 3.x and 4.x alike.
+        """
+        counts = [self.headers.get(h, 0) for h in ("x-delivery-count", "x-acquired-count")]
+        seen = max((int(c) for c in counts if isinstance(c, int)), default=0)
+        return max(seen, 1) if self.redelivered else seen
 
     @property
     def death(self) -> Mapping[str, Any] | None:
