@@ -94,6 +94,7 @@ class Channel:
         self._ch = channel
         self._confirm = confirm
         self._tags: list[str] = []
+        self._generator = False  # a `deliveries` consumer is active
 
     # -- topology -------------------------------------------------------------------
     def declare_control(self, topo: topology.Topology) -> None:
@@ -107,6 +108,11 @@ class Channel:
             # Exchange-to-exchange: a dead-lettered task keeps its `office.dossier`
             # routing key and so lands in its own dossier's partition.
             self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "")
+            self._ch.exchange_declare(topology.PARKED_EXCHANGE, "fanout", durable=True)
+            self._ch.queue_declare(
+                topology.PARKED_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            self._ch.queue_bind(topology.PARKED_QUEUE, topology.PARKED_EXCHANGE, "")
             for delay in topo.retry_delays:
                 name = topology.retry_exchange(delay)
                 self._ch.exchange_declare(name, "fanout", durable=True)
@@ -195,6 +201,7 @@ class Channel:
         """Yield deliveries one by one, or None after `idle_seconds` without one."""
         with _mapped():
             self._ch.basic_qos(prefetch_count=prefetch)
+            self._generator = True
             for method, props, body in self._ch.consume(
                 queue, auto_ack=False, inactivity_timeout=idle_seconds
             ):
@@ -209,8 +216,9 @@ class Channel:
             for tag in self._tags:
                 self._ch.basic_cancel(tag)
             self._tags.clear()
-            if self._ch.is_open:
+            if self._generator and self._ch.is_open:
                 self._ch.cancel()
+            self._generator = False
 
     def ack(self, delivery_tag: int, multiple: bool = False) -> None:
         """Acknowledge: the message is handled and may be removed."""

@@ -60,6 +60,16 @@ def work_binding(office: str) -> str:
     return f"{office}.*"
 
 
+# Where a control message goes that the sequencer cannot handle (a bug, or a message
+# that outlived CONTROL_DELIVERY_LIMIT crash-restarts): kept for ops, never dropped.
+PARKED_EXCHANGE = "dossierflow.parked"
+PARKED_QUEUE = "dossierflow.control.parked"
+# Explicit and high: RabbitMQ 4.x gives quorum queues a default limit of 20 and drops
+# what exceeds it when no dead-letter exchange is set; a database outage that makes
+# dispatchers restart must never cost a control message.
+CONTROL_DELIVERY_LIMIT = 1000
+
+
 def partition_arguments() -> dict[str, Any]:
     """Arguments of a control partition queue."""
     return {
@@ -68,6 +78,10 @@ def partition_arguments() -> dict[str, Any]:
         # One active consumer per partition keeps one writer per dossier; the others are
         # hot standbys that RabbitMQ activates when the active one goes away.
         "x-single-active-consumer": True,
+        "x-delivery-limit": CONTROL_DELIVERY_LIMIT,
+        "x-dead-letter-exchange": PARKED_EXCHANGE,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
 
 

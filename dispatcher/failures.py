@@ -59,9 +59,8 @@ class FailureHandler:
 
     def failed(self, env: Envelope, dossier: DossierRecord) -> None:
         """A connector reports a failed attempt."""
-        task = self._seq.store.task(env.task_id)
+        task = self._seq.current(env)
         if task is None:
-            log.error("sequencer.unknown_task", task_id=env.task_id, key=dossier.key)
             return
         if task.status is TaskStatus.FAILED:
             self._instruct(task, dossier)  # a redelivered failure: make sure, create nothing new
@@ -145,7 +144,7 @@ class FailureHandler:
 
     def retry_due(self, env: Envelope) -> None:
         """A retry timer expired: run the task again if it still waits for this retry."""
-        task = self._seq.store.task(env.task_id)
+        task = self._seq.current(env)
         retry = int(env.data.get("retry", 0))
         if task is None or task.status is not TaskStatus.RETRY_WAIT or task.retries != retry:
             return  # cancelled, restarted meanwhile, or a duplicate timer
@@ -157,6 +156,9 @@ class FailureHandler:
         if task is None or task.office != env.office or task.dossier != env.dossier:
             self._orphan(env.office, dossier, dead)
             return
+        run = env.data.get("run")
+        if isinstance(run, int) and run != task.run:
+            return  # an earlier release's message: that attempt no longer matters
         if task.status is TaskStatus.FAILED:
             self._instruct(task, dossier)
             return

@@ -122,7 +122,26 @@ class Sequencer:
         self.store.raise_next_seq(dossier.key, value)
         dossier.next_seq = max(dossier.next_seq, value)
 
+    def current(self, env: Envelope) -> TaskRecord | None:
+        """The task an event is about, if the event is about its current release.
+
+        An event of another office or dossier than the task's (a misbehaving connector),
+        or of an earlier release (a duplicate run after a crash, reporting after a
+        restart), must not change the task: it would be a second writer or a stale fact.
+        """
+        task = self.store.task(env.task_id)
+        if task is None or (task.office, task.dossier) != (env.office, env.dossier):
+            log.error("sequencer.foreign_event", task_id=env.task_id, key=env.routing_key)
+            return None
+        run = env.data.get("run")
+        if isinstance(run, int) and run != task.run:
+            log.info("sequencer.stale_event", task_id=task.id, run=run, current=task.run)
+            return None
+        return task
+
     def _started(self, env: Envelope) -> None:
+        if self.current(env) is None:
+            return
         attempt = int(env.data.get("attempt", 1))
         fields: dict[str, Any] = {"started_at": env.at, "attempts": attempt}
         if worker := env.data.get("worker"):
@@ -137,6 +156,8 @@ class Sequencer:
         )
 
     def _done(self, env: Envelope, dossier: DossierRecord) -> None:
+        if self.current(env) is None:
+            return
         result = env.data.get("result")
         self.store.update_task(
             env.task_id,
@@ -197,7 +218,8 @@ class Sequencer:
             return
 
     def publish_run(self, task: TaskRecord, from_status: TaskStatus = TaskStatus.WAITING) -> None:
-        """Send the task to its office's work queue, then mark it queued."""
+        """Send the task to its office's work queue, then mark it queued (a new release)."""
+        run = task.run + 1
         self.outbound.run(
             Envelope(
                 type=MessageType.RUN,
@@ -205,14 +227,14 @@ class Sequencer:
                 office=task.office,
                 dossier=task.dossier,
                 at=self.now(),
-                data={"kind": task.kind, "payload": task.payload, "seq": task.seq},
+                data={"kind": task.kind, "payload": task.payload, "seq": task.seq, "run": run},
             )
         )
         self.store.update_task(
             task.id,
             TaskStatus.QUEUED,
             self.now(),
-            {"queued_at": self.now(), "next_attempt_at": None},
+            {"queued_at": self.now(), "next_attempt_at": None, "run": run},
             only_from=[from_status],
         )
         log.debug("task.released", **task_context(task))

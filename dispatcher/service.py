@@ -19,9 +19,27 @@ from broker.rabbitmq import Channel, Connection, Delivery
 from dispatcher.failures import DeadLetter
 from dispatcher.sequencer import Sequencer
 from dispatcher.settings import Settings
-from store import Store, StoreUnavailable
+from store import Store, StoreError, StoreUnavailable
 
 log = structlog.get_logger("dossierflow.dispatcher")
+
+
+def _retrying(step: Callable[[], None], sleep: Callable[[float], None]) -> None:
+    """Run `step`, retrying in place while the database is briefly unreachable.
+
+    In place keeps the partition's order (a replica set election takes seconds); the
+    waits go through the connection's own sleep so heartbeats keep flowing. After a
+    minute it gives up and the process stops, handing the partition to a standby.
+    """
+    for attempt in Retrying(
+        stop=stop_after_delay(60),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        retry=retry_if_exception_type(StoreUnavailable),
+        sleep=sleep,
+        reraise=True,
+    ):
+        with attempt:
+            step()
 
 
 class BrokerOutbound:
@@ -116,7 +134,11 @@ class Dispatcher:
 
     def _sweep_if_due(self) -> None:
         if time.monotonic() >= self._next_sweep:
-            self.sweep()
+            try:
+                self.sweep()
+            except (StoreError, BrokerError) as exc:
+                # The next sweep tries again; a passing outage must not stop the dispatcher.
+                log.warning("sweeper.failed", error=str(exc))
             self._next_sweep = time.monotonic() + self._settings.sweep_interval_s
 
     def _partitions(self, queues: list[str], index: int) -> None:
@@ -138,7 +160,21 @@ class Dispatcher:
             consume_ch = conn.channel(confirm=False)
 
             def on_message(delivery: Delivery) -> None:
-                self._handle(sequencer, delivery)
+                try:
+                    self._handle(sequencer, delivery, conn.sleep)
+                except StoreUnavailable:
+                    raise  # a standby, or this process restarted, takes it from the partition
+                except Exception as exc:
+                    # A message this code cannot handle would stop the partition for good
+                    # if it stayed at its head: park it for ops, keep the dossiers moving.
+                    log.exception(
+                        "control.parked",
+                        error=type(exc).__name__,
+                        key=delivery.routing_key,
+                        message_id=delivery.message_id,
+                    )
+                    consume_ch.reject(delivery.delivery_tag, requeue=False)
+                    return
                 consume_ch.ack(delivery.delivery_tag)
 
             for queue in queues:
@@ -153,7 +189,9 @@ class Dispatcher:
         finally:
             conn.close()
 
-    def _handle(self, sequencer: Sequencer, delivery: Delivery) -> None:
+    def _handle(
+        self, sequencer: Sequencer, delivery: Delivery, sleep: Callable[[float], None]
+    ) -> None:
         dead = _dead_letter(delivery)
         try:
             env = decode(delivery.body, delivery.message_id)
@@ -163,22 +201,9 @@ class Dispatcher:
                 # Not from a work queue of ours: nothing to tie it to. Logged, dropped.
                 log.error("control.unreadable", reason=exc.reason, key=delivery.routing_key)
                 return
-            self._retrying(lambda: sequencer.handle_unreadable(office, dossier, dead))
+            _retrying(lambda: sequencer.handle_unreadable(office, dossier, dead), sleep)
             return
-        self._retrying(lambda: sequencer.handle(env, dead))
-
-    @staticmethod
-    def _retrying(step: Callable[[], None]) -> None:
-        # The database may be briefly unreachable (replica set election): retry in place
-        # so the order of this partition is kept, then give up and let a standby take over.
-        for attempt in Retrying(
-            stop=stop_after_delay(60),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            retry=retry_if_exception_type(StoreUnavailable),
-            reraise=True,
-        ):
-            with attempt:
-                step()
+        _retrying(lambda: sequencer.handle(env, dead), sleep)
 
     def sweep(self) -> int:
         """Publish again the command of every task the sequencer has not accepted in time.

@@ -54,6 +54,7 @@ def _task(doc: Mapping[str, Any]) -> TaskRecord:
         next_attempt_at=doc.get("next_attempt_at"),
         coalesce_key=doc.get("coalesce_key"),
         last_action=doc.get("last_action"),
+        run=doc.get("run", 0),
         worker=doc.get("worker"),
         result=doc.get("result"),
         error=doc.get("error"),

@@ -101,6 +101,7 @@ class TaskRecord:
     next_attempt_at: datetime | None = None
     coalesce_key: str | None = None
     last_action: str | None = None  # the action that last changed it (makes applying idempotent)
+    run: int = 0  # releases so far; events of an earlier release are stale
 
     @property
     def key(self) -> str:

@@ -81,6 +81,11 @@ class Worker:
             except BrokerError as exc:
                 log.warning("worker.connection_lost", name=self.name, error=str(exc))
                 self._stop.wait(1.0)
+            except Exception as exc:
+                # Whatever broke this slot, the work queue still needs it: the unacked
+                # message went back to the queue with the connection; start over.
+                log.exception("worker.slot_failed", name=self.name, error=type(exc).__name__)
+                self._stop.wait(5.0)
 
 
 class _Slot:
@@ -108,7 +113,9 @@ class _Slot:
             ch.stop_consuming()
         finally:
             conn.close()
-            self._pool.shutdown(wait=False)
+            # A handler still running (the connection broke under it) finishes before
+            # this slot reconnects: its task is redelivered and must not run twice at once.
+            self._pool.shutdown(wait=True)
             self._package.close()
 
     def _process(self, conn: Connection, ch: Channel, delivery: Delivery) -> None:
@@ -153,6 +160,11 @@ class _Slot:
         else:
             bound.debug("task.done")
             self._report(ch, env, MessageType.DONE, {"attempt": attempt, "result": result})
+        if self._w._stop.is_set():
+            # Cancel while this message is still unacked: with prefetch 1 nothing else is
+            # buffered yet, so stopping returns no message (a return counts as a failed
+            # delivery towards the queue's delivery limit).
+            ch.stop_consuming()
         ch.ack(delivery.delivery_tag)
 
     def _readable(self, delivery: Delivery) -> tuple[Envelope, Any, Any]:
@@ -186,6 +198,9 @@ class _Slot:
         data: dict[str, Any],
         exchange: str = topology.CONTROL_EXCHANGE,
     ) -> None:
+        run = env.data.get("run")
+        if isinstance(run, int):
+            data = {**data, "run": run}  # which release this is about: stale ones are ignored
         ch.publish(
             exchange,
             Envelope(kind, env.task_id, env.office, env.dossier, at=utcnow(), data=data),
