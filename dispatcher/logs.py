@@ -8,6 +8,16 @@ import sys
 import structlog
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time of writing, not at configuration."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(fmt: str = "auto", level: str = "info") -> None:
     """Configure structlog and stdlib logging; `fmt` is auto, json or console."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -29,6 +39,8 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolved per write: a process whose stderr is swapped (tests capturing output,
+        # a daemon redirecting it) keeps logging to the live stream.
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
