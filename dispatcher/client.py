@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker import topology
+from broker.errors import BrokerError
 from broker.messages import Envelope, MessageType, utcnow, valid_id
 from broker.rabbitmq import Connection
 from dispatcher.actions import refusal
-from dispatcher.errors import ActionRefused, InvalidSubmission, UnknownTask
+from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, UnknownTask
 from dispatcher.settings import Settings
 from store import (
     ActionRecord,
@@ -73,9 +74,10 @@ class Client:
     def submit(self, office: str, dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
         """Validate, store and announce a task; return its id once the broker confirmed.
 
-        A coalescible kind (`dossier.sync`) equal to a task still waiting returns that
-        task's id instead. If the publish fails after the task was stored, the error is
-        raised and the dispatcher's sweeper publishes the command later: nothing is lost.
+        A coalescible kind (`dossier.sync`) equal to the dossier's latest submission, while
+        that one still waits, returns its id instead. If the publish is not confirmed after
+        the task was stored, NotAnnounced carries the task's id: it is stored and the
+        dispatcher's sweeper announces it later, so it must not be submitted again.
         """
         for name, value in (("office", office), ("dossier", dossier)):
             if not isinstance(value, str) or not valid_id(value):
@@ -84,7 +86,7 @@ class Client:
         key = None
         if spec_for(kind).coalescible:
             key = coalesce_key(office, dossier, kind, clean)
-            waiting = self._store.waiting_equal(key)
+            waiting = self._store.waiting_equal(f"{office}.{dossier}", key)
             if waiting is not None:
                 return waiting.id
         now = utcnow()
@@ -99,12 +101,14 @@ class Client:
             coalesce_key=key,
         )
         self._store.insert_task(task)
-        if key is not None:
-            self._store.remember_coalescible(key, task.id)
-        self._ch.publish(
-            topology.CONTROL_EXCHANGE,
-            Envelope(MessageType.SUBMITTED, task.id, office, dossier, at=now),
-        )
+        self._store.remember_latest(f"{office}.{dossier}", task.id, key)
+        try:
+            self._ch.publish(
+                topology.CONTROL_EXCHANGE,
+                Envelope(MessageType.SUBMITTED, task.id, office, dossier, at=now),
+            )
+        except BrokerError as exc:
+            raise NotAnnounced(task.id) from exc
         return task.id
 
     def validate(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:

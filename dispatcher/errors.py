@@ -17,3 +17,17 @@ class UnknownTask(DispatcherError, LookupError):
 
 class ActionRefused(DispatcherError):
     """An action that does not apply to the task in its state, or not for this role."""
+
+
+class NotAnnounced(DispatcherError):
+    """The task is stored but its command was not confirmed; the sweeper will announce it.
+
+    Do not submit it again: `task_id` is the task, and it will run.
+    """
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"task {task_id} is stored but the broker did not confirm its announcement; "
+            "the dispatcher's sweeper will announce it (do not submit it again)"
+        )
+        self.task_id = task_id

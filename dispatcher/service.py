@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -19,7 +20,7 @@ from broker.rabbitmq import Channel, Connection, Delivery
 from dispatcher.failures import DeadLetter
 from dispatcher.sequencer import Sequencer
 from dispatcher.settings import Settings
-from store import Store, StoreError, StoreUnavailable
+from store import Store, StoreError, StoreUnavailable, TaskRecord
 
 log = structlog.get_logger("dossierflow.dispatcher")
 
@@ -206,34 +207,34 @@ class Dispatcher:
         _retrying(lambda: sequencer.handle(env, dead), sleep)
 
     def sweep(self) -> int:
-        """Publish again the command of every task the sequencer has not accepted in time.
+        """Publish again what the sequencer should have seen by now; return how many.
 
         A task still `submitted` after the grace period either lost its command (its
-        client died between the insert and the confirm) or waits behind a backlog. A
-        republished command is harmless either way, but republishing the same backlog
-        every sweep would feed it: each task is republished again only after twice the
-        previous wait (grace, 2x, 4x...).
+        client died between the insert and the confirm) or waits behind a backlog; a task
+        in `retry_wait` past its next attempt lost its timer (retry queues dead-letter at
+        most once). A republished message is harmless either way (the sequencer ignores
+        what it has seen), but republishing the same backlog every sweep would feed it:
+        each is republished again only after twice its previous wait (grace, 2x, 4x...).
         """
-        now = time.monotonic()
         cutoff = utcnow() - timedelta(seconds=self._settings.sweep_grace_s)
-        stale = self._store.stale_submitted(cutoff)
-        still = {task.id for task in stale}
-        self._republished = {k: v for k, v in self._republished.items() if k in still}
-        due = [t for t in stale if self._republished.get(t.id, (0, 0.0))[1] <= now]
-        for task in due:
-            times = self._republished.get(task.id, (0, 0.0))[0] + 1
-            wait = self._settings.sweep_grace_s * 2**times
-            self._republished[task.id] = (times, now + wait)
+        pending: list[tuple[str, TaskRecord, MessageType, dict[str, Any]]] = [
+            (f"submitted:{t.id}", t, MessageType.SUBMITTED, {})
+            for t in self._store.stale_submitted(cutoff)
+        ] + [
+            (f"retry:{t.id}:{t.retries}", t, MessageType.RETRY_DUE, {"retry": t.retries})
+            for t in self._store.stale_retry_wait(cutoff)
+        ]
+        now = time.monotonic()
+        keys = {key for key, *_ in pending}
+        self._republished = {k: v for k, v in self._republished.items() if k in keys}
+        due = [p for p in pending if self._republished.get(p[0], (0, 0.0))[1] <= now]
+        for key, task, kind, data in due:
+            times = self._republished.get(key, (0, 0.0))[0] + 1
+            self._republished[key] = (times, now + self._settings.sweep_grace_s * 2**times)
             self._publish_ch.publish(
                 topology.CONTROL_EXCHANGE,
-                Envelope(
-                    type=MessageType.SUBMITTED,
-                    task_id=task.id,
-                    office=task.office,
-                    dossier=task.dossier,
-                    at=task.submitted_at,
-                ),
+                Envelope(kind, task.id, task.office, task.dossier, at=utcnow(), data=data),
             )
         if due:
-            log.warning("sweeper.republished", count=len(due), stale=len(stale))
+            log.warning("sweeper.republished", count=len(due), stale=len(pending))
         return len(due)

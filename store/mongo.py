@@ -88,7 +88,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         self.task_events: Collection[Doc] = self._db[TASK_EVENTS]
         self.instructions: Collection[Doc] = self._db[INSTRUCTIONS]
         self.actions: Collection[Doc] = self._db[ACTIONS]
-        # Coalescing key -> newest task with it, so a submit finds an equal task by _id.
+        # Dossier key -> its latest submission and that one's coalescing key (by _id).
         self.coalescing: Collection[Doc] = self._db["coalescing"]
 
     @classmethod
@@ -214,21 +214,36 @@ class Store(InstructionsMixin, DirectoryMixin):
             self._log(task_id, status, at, note)
         return matched
 
-    def waiting_equal(self, coalesce_key: str) -> TaskRecord | None:
-        """The latest task submitted with this coalescing key, if it is not released yet."""
+    def waiting_equal(self, key: str, coalesce_key: str) -> TaskRecord | None:
+        """The dossier's latest submission if it is equal (same key) and not released yet.
+
+        Only the latest: a sync submitted after a booking must run after that booking,
+        so it may not merge into an equal sync that waits before it.
+        """
         with _mapped():
-            doc = self.coalescing.find_one({"_id": coalesce_key})
-        task = self.task(str(doc["task"])) if doc else None
+            doc = self.coalescing.find_one({"_id": key})
+        if doc is None or doc.get("key") != coalesce_key:
+            return None
+        task = self.task(str(doc["task"]))
         if task is None or task.status not in (TaskStatus.SUBMITTED, TaskStatus.WAITING):
             return None
         return task
 
-    def remember_coalescible(self, coalesce_key: str, task_id: str) -> None:
-        """Record the newest task of a coalescing key (written by submitters only)."""
+    def remember_latest(self, key: str, task_id: str, coalesce_key: str | None) -> None:
+        """Record a dossier's latest submission (written by submitters only)."""
         with _mapped():
             self.coalescing.update_one(
-                {"_id": coalesce_key}, {"$set": {"task": task_id}}, upsert=True
+                {"_id": key}, {"$set": {"task": task_id, "key": coalesce_key}}, upsert=True
             )
+
+    def stale_retry_wait(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
+        """Tasks whose delayed retry was due before `before` (its timer may be lost)."""
+        with _mapped():
+            cursor = self.tasks.find(
+                {"status": TaskStatus.RETRY_WAIT.value, "next_attempt_at": {"$lt": before}},
+                limit=limit,
+            )
+            return [_task(d) for d in cursor]
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks still `submitted` since before `before` (the sweeper republishes them)."""

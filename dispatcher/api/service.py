@@ -19,7 +19,7 @@ from dispatcher.actions import role_refusal, state_refusal
 from dispatcher.api.auth import ACTORS, SUBMITTERS, Principal, authenticate
 from dispatcher.api.problems import Problem
 from dispatcher.client import Client
-from dispatcher.errors import ActionRefused, InvalidSubmission, UnknownTask
+from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, UnknownTask
 from store import ActionRecord, ActionType, Store, TaskRecord
 from store.monitoring import Monitoring
 from store.tokens import IdempotencyKeys, Tokens
@@ -138,6 +138,11 @@ class Service:
             return self.clients.get().submit(office, dossier, kind, payload)
         except InvalidSubmission as exc:
             raise Problem(422, "invalid-payload", str(exc)) from exc
+        except NotAnnounced as exc:
+            # Stored, so it will run (the sweeper announces it): the caller must not
+            # submit it again, so this is a success with the task's id.
+            self.clients.discard()
+            return exc.task_id
         except BrokerError as exc:
             self.clients.discard()
             raise Problem(503, "unavailable", "the broker is unreachable") from exc

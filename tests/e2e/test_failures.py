@@ -328,3 +328,7 @@ def test_a_sync_submitted_while_an_equal_one_waits_is_coalesced(
     assert other != first
     booking_id = r.book("d1", "p1")
     assert r.book("d1", "p1") != booking_id, "bookings are never coalesced"
+    # A sync asked for after other work must run after it: no merging into the earlier one.
+    later = r.client.submit(OFFICE, "d1", "dossier.sync", payload)
+    assert later != first
+    assert r.client.submit(OFFICE, "d1", "dossier.sync", payload) == later

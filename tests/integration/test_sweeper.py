@@ -43,5 +43,14 @@ def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, sto
         assert wait_for(dispatcher.sweep, 5, "the republish after twice the grace")
         store.update_task("stale0001", TaskStatus.WAITING, utcnow())
         assert dispatcher.sweep() == 0
+
+        # A delayed retry whose timer was lost (retry queues dead-letter at most once).
+        store.update_task(
+            "stale0001",
+            TaskStatus.RETRY_WAIT,
+            utcnow(),
+            {"retries": 1, "next_attempt_at": utcnow() - timedelta(seconds=5)},
+        )
+        assert dispatcher.sweep() == 1
     finally:
         conn.close()
