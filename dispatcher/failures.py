@@ -130,7 +130,13 @@ class FailureHandler:
         self._seq.outbound.retry_later(
             delay,
             Envelope(
-                MessageType.RETRY_DUE, task.id, task.office, task.dossier, now, {"retry": retry}
+                MessageType.RETRY_DUE,
+                task.id,
+                task.office,
+                task.dossier,
+                now,
+                # The run ties the timer to this release: after a restart it is stale.
+                {"retry": retry, "run": task.run},
             ),
         )
         self._seq.store.update_task(

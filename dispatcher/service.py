@@ -221,7 +221,12 @@ class Dispatcher:
             (f"submitted:{t.id}", t, MessageType.SUBMITTED, {})
             for t in self._store.stale_submitted(cutoff)
         ] + [
-            (f"retry:{t.id}:{t.retries}", t, MessageType.RETRY_DUE, {"retry": t.retries})
+            (
+                f"retry:{t.id}:{t.retries}",
+                t,
+                MessageType.RETRY_DUE,
+                {"retry": t.retries, "run": t.run},
+            )
             for t in self._store.stale_retry_wait(cutoff)
         ]
         now = time.monotonic()

@@ -230,8 +230,16 @@ class Store(InstructionsMixin, DirectoryMixin):
         return task
 
     def remember_latest(self, key: str, task_id: str, coalesce_key: str | None) -> None:
-        """Record a dossier's latest submission (written by submitters only)."""
+        """Record a dossier's latest submission (written by submitters only).
+
+        Only what coalescing needs is written: a submission that cannot be merged into
+        just clears a mergeable latest one (a read, and a write only then).
+        """
         with _mapped():
+            if coalesce_key is None:
+                doc = self.coalescing.find_one({"_id": key}, {"key": 1})
+                if doc is None or doc.get("key") is None:
+                    return
             self.coalescing.update_one(
                 {"_id": key}, {"$set": {"task": task_id, "key": coalesce_key}}, upsert=True
             )
