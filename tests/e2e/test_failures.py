@@ -18,7 +18,7 @@ from dispatcher.errors import ActionRefused
 from dispatcher.settings import Settings
 from dispatcher.workload import booking, company_code
 from reminder.texts import instruction_text
-from store import ActionStatus, InstructionStatus, Role, Store, TaskStatus
+from store import ActionStatus, InstructionRecord, InstructionStatus, Role, Store, TaskStatus
 from tests.e2e.helpers import client_for, package_with
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage
@@ -52,6 +52,23 @@ class Running:
             timeout,
             f"task {task_id} {status.value} (is {self.status(task_id)})",
         )
+
+    def wait_blocked(self, task_id: str, timeout: float = 30) -> list[InstructionRecord]:
+        """Wait until the failed task's instruction exists and its dossier is blocked.
+
+        The sequencer writes the failure, then the instruction, then the block: a reader
+        between two of those writes sees part of it.
+        """
+        task = self.store.task(task_id)
+        assert task is not None
+        key = f"{task.office}.{task.dossier}"
+
+        def settled() -> list[InstructionRecord]:
+            dossier = self.store.dossier(key)
+            found = self.store.find_instructions(task_id=task_id)
+            return found if found and dossier is not None and dossier.blocked else []
+
+        return wait_for(settled, timeout, f"instruction and block for {task_id}")
 
 
 @pytest.fixture
@@ -114,7 +131,7 @@ def test_each_error_code_gives_its_instruction_severity_and_text(
     }
     for case, task_id in submitted.items():
         r.wait_status(task_id, TaskStatus.FAILED, timeout=90)
-        (instruction,) = r.store.find_instructions(task_id=task_id)
+        (instruction,) = r.wait_blocked(task_id)
         want_code, want_severity, want_facts = expected[case]
         assert (instruction.code, instruction.severity) == (want_code, want_severity), case
         assert want_facts.items() <= instruction.facts.items(), case
@@ -136,6 +153,7 @@ def test_blocked_dossier_runs_nothing_until_restart_while_others_keep_running(
     later = [r.book("blocked", f"p{i}") for i in range(1, 4)]
     others = [r.book("free", f"p{i}") for i in range(5)]
     r.wait_status(failing, TaskStatus.FAILED)
+    r.wait_blocked(failing)
     for task_id in others:
         r.wait_status(task_id, TaskStatus.DONE)
     assert [r.status(t) for t in later] == [TaskStatus.WAITING] * 3
@@ -289,7 +307,7 @@ def test_a_message_that_keeps_killing_connectors_stops_at_the_delivery_limit(
         return r.status(task_id) is TaskStatus.FAILED
 
     wait_for(failed_or_revive, 120, "the task to fail at the delivery limit", every=0.2)
-    (instruction,) = r.store.find_instructions(task_id=task_id)
+    (instruction,) = r.wait_blocked(task_id)
     assert (instruction.code, instruction.severity) == ("unreadable_message", "red")
     assert instruction.facts.get("reason") == "delivery_limit"
     assert 3 <= restarts <= 4

@@ -94,6 +94,8 @@ def _failed_tasks(
             90,
             f"task {task_id} failed",
         )
+        # The instruction is written just after the failure: the stripes need it.
+        wait_for(lambda t=task_id: store.find_instructions(task_id=t), 30, f"{task_id} instructed")  # type: ignore[misc]
     wait_for(lambda: (s := store.task(fine)) and s.status is TaskStatus.DONE, 60, "fine done")
 
     return package, cluster, (period, activation, broken, fine)

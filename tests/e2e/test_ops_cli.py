@@ -47,6 +47,7 @@ def test_ops_cli_lists_shows_refuses_and_restarts(
 
     failing = Running(cluster, package, client, store).book("d1", "pX", period="2024-05")
     wait_for(lambda: store.task(failing).status is TaskStatus.FAILED, 60, "failure")  # type: ignore[union-attr]
+    wait_for(lambda: store.find_instructions(task_id=failing), 30, "its instruction")
     client.close()
 
     listed = _cli(cluster, "tasks", "list", "--json")
