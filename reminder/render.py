@@ -67,9 +67,13 @@ def one_line(value: object) -> str:
 
 
 def dossier_link(base_url: str, office: str, dossier: str) -> str:
-    """The dossier's monitoring page; ids are percent-encoded so they stay in the path."""
+    """The dossier's page of `dossierflow api`; ids are percent-encoded.
+
+    The page takes the office from the reader's login; `office` picks it for support,
+    who sees every office.
+    """
     office_part, dossier_part = quote(office, safe=""), quote(dossier, safe="")
-    return f"{base_url.rstrip('/')}/offices/{office_part}/dossiers/{dossier_part}"
+    return f"{base_url.rstrip('/')}/dossiers/{dossier_part}?office={office_part}"
 
 
 def _clean_facts(facts: Mapping[str, str]) -> dict[str, str]:

@@ -44,7 +44,7 @@ def test_a_new_orange_instruction_mails_each_manager_in_their_language(world: Ma
         "Action requise pour le dossier B : Période clôturée ou inconnue"
     )
     assert "Periode 2024-13 is afgesloten" in body(mails["u-nl@o1.test"])
-    assert "http://monitor.test/offices/o1/dossiers/B" in body(mails["u-fr@o1.test"])
+    assert "http://monitor.test/dossiers/B?office=o1" in body(mails["u-fr@o1.test"])
 
 
 def test_without_managers_the_office_admins_are_mailed(world: MailWorld) -> None:
