@@ -150,8 +150,10 @@ ensure_tools() {
 
 # The monitoring page's browser test drives Debian's Chromium (no browser download works here).
 ensure_chromium() {
-    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
-    apt_install chromium chromium-driver
+    # A font, or the screenshot of the monitoring page shows boxes instead of text.
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -d /usr/share/fonts/truetype/dejavu ] &&
+        return 0
+    apt_install chromium chromium-driver fonts-dejavu-core
 }
 
 find_rabbitmq() {
