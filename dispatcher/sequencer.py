@@ -116,6 +116,7 @@ class Sequencer:
             now,
             {"seq": seq, "accepted_at": now},
             only_from=[TaskStatus.SUBMITTED],
+            known=task.status,
         )
 
     def _advance_next_seq(self, dossier: DossierRecord, value: int) -> None:
@@ -140,7 +141,8 @@ class Sequencer:
         return task
 
     def _started(self, env: Envelope) -> None:
-        if self.current(env) is None:
+        task = self.current(env)
+        if task is None:
             return
         attempt = int(env.data.get("attempt", 1))
         fields: dict[str, Any] = {"started_at": env.at, "attempts": attempt}
@@ -153,23 +155,25 @@ class Sequencer:
             fields,
             only_from=IN_FLIGHT,
             note=f"attempt {attempt}",
+            known=task.status,
         )
 
     def _done(self, env: Envelope, dossier: DossierRecord) -> None:
-        if self.current(env) is None:
+        task = self.current(env)
+        if task is None:
             return
         result = env.data.get("result")
-        self.store.update_task(
+        if self.store.update_task(
             env.task_id,
             TaskStatus.DONE,
             self.now(),
             {"finished_at": env.at, "result": result if isinstance(result, dict) else {}},
             only_from=IN_FLIGHT,
-        )
-        if dossier.active == env.task_id:
-            task = self.store.task(env.task_id)
-            if task is not None and task.status.finished:
-                self.finish_active(dossier, task)
+            known=task.status,
+        ):
+            task.status = TaskStatus.DONE
+        if dossier.active == task.id and task.status.finished:
+            self.finish_active(dossier, task)
 
     # -- release ----------------------------------------------------------------------
     def _repair(self, dossier: DossierRecord) -> None:
@@ -236,6 +240,7 @@ class Sequencer:
             self.now(),
             {"queued_at": self.now(), "next_attempt_at": None, "run": run},
             only_from=[from_status],
+            known=task.status,
         )
         log.debug("task.released", **task_context(task))
 

@@ -193,17 +193,24 @@ class Store(InstructionsMixin, DirectoryMixin):
         note: str = "",
         only_from: Sequence[TaskStatus] | None = None,
         inc: Mapping[str, int] | None = None,
+        known: TaskStatus | None = None,
     ) -> bool:
         """Move a task to `status` (recorded in its history); False if `only_from` failed.
 
         Task state has one writer (the sequencer of the task's dossier), so checking the
         current status and then writing by `_id` alone is safe, and keeps the hot path on
         `_id` lookups (a compound filter is a collection scan on the FerretDB test server).
+        `known` is the status the writer read while handling this same message: with one
+        writer it is still current, and saves the read.
         """
         if only_from is not None:
-            with _mapped():
-                current = self.tasks.find_one({"_id": task_id}, {"status": 1})
-            if current is None or current.get("status") not in {s.value for s in only_from}:
+            if known is None:
+                with _mapped():
+                    doc = self.tasks.find_one({"_id": task_id}, {"status": 1})
+                if doc is None:
+                    return False
+                known = TaskStatus(doc["status"])
+            if known not in only_from:
                 return False
         update: Doc = {"$set": {"status": status.value, **(fields or {})}}
         if inc:
