@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import FastAPI
 
 from dispatcher.api import pages, problems, routes
+from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
 from dispatcher.api.service import ClientPool, Service
 from dispatcher.client import Client
 from dispatcher.settings import Settings
 from store import Store
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-ENVELOPE_BYTES = 16 * 1024  # room for the fields around the payload
-
-
-class BodyLimit:
-    """Refuse a request whose declared body is over the limit before reading it."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer 413 for a too large or malformed Content-Length."""
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.limit):
-                problem = problems.Problem(
-                    413, "payload-too-large", f"the body limit is {self.limit} bytes"
-                )
-                await problems.response(problem)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def create_app(
