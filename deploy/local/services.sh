@@ -2,7 +2,7 @@
 # Local RabbitMQ + FerretDB (MongoDB wire protocol) for dossierflow development and CI.
 # No Docker and no systemd needed: the daemons are started directly, bound to 127.0.0.1 only.
 #
-# Usage: deploy/local/services.sh start|stop|restart|status|env
+# Usage: deploy/local/services.sh start|stop|restart|restart-ferretdb|status|env
 #        deploy/local/services.sh rabbitmqctl|rabbitmq-diagnostics|rabbitmq-plugins|rabbitmq-queues ARGS...
 #          (the RabbitMQ CLI with this script's node name, cookie and config)
 #
@@ -367,7 +367,7 @@ fdb_answering() { held_by "$MONGO_PORT" "$1" && mongo_ping "$MONGO_PORT"; }
 
 # The package string names our build of it: bump it when the patch below changes, so a cached
 # binary of an older build is rebuilt.
-FDB_PACKAGE=dossierflow-local-idindex1
+FDB_PACKAGE=dossierflow-local-idindex1-updateclose1
 
 fdb_version_ok() { # binary
     local out
@@ -379,7 +379,12 @@ fdb_version_ok() { # binary
 # index it creates is on `_ferretdb_sjson->"_id"`: SQLite cannot use the index for the other
 # spelling, so every update and delete by _id scans the whole table (17 ms at 10,000 documents).
 # Spelling the lookup like the index (same value: both extract the _id member) makes it an
-# index search. Test server only; MongoDB in production is not concerned.
+# index search.
+# Its update command opens each statement's query iterator (holding one of the database's 100
+# pooled SQLite connections) and closes it with a `defer` when the whole command ends: a command
+# of 100 or more statements waits for a connection forever and wedges that database until
+# restart. Closing each iterator when its statement is done (the same close, earlier) lets a
+# bulk update of any size run. Test server only; MongoDB in production is not concerned.
 patch_ferretdb() { # source dir
     python3 - "$1/internal/backends/sqlite/metadata/metadata.go" <<'PY' ||
 import sys
@@ -392,6 +397,23 @@ if old not in text:
 open(path, "w").write(text.replace(old, new))
 PY
         die "ferretdb source changed: the _id lookup patch no longer applies"
+    python3 - "$1/internal/handler/msg_update.go" <<'PY' ||
+import sys
+path = sys.argv[1]
+edits = [
+    ("\t\tcloser := iterator.NewMultiCloser()\n\t\tdefer closer.Close()\n",
+     "\t\tcloser := iterator.NewMultiCloser()\n"),
+    ('\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n',
+     '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n\t\tcloser.Close()\n'),
+]
+text = open(path).read()
+for old, new in edits:
+    if text.count(old) != 1:
+        sys.exit(1)
+    text = text.replace(old, new)
+open(path, "w").write(text)
+PY
+        die "ferretdb source changed: the update iterator patch no longer applies"
 }
 
 # `go install` / `go build <module>/cmd/ferretdb` produce a binary that panics at start: FerretDB
@@ -448,7 +470,10 @@ start_ferretdb() {
         (
             cd "$FDB_DIR"
             close_inherited_fds
-            setsid nohup "$FDB_BIN" --handler=sqlite --sqlite-url="file:$FDB_DIR/data/" \
+            # synchronous(normal) in WAL mode: a commit no longer waits for fsync (2-3x the update
+            # rate). A FerretDB crash loses nothing; an OS crash or power loss can lose the last
+            # commits - acceptable for a local and test server only.
+            setsid nohup "$FDB_BIN" --handler=sqlite --sqlite-url="file:$FDB_DIR/data/?_pragma=synchronous(normal)" \
                 --listen-addr="$HOST:$MONGO_PORT" --state-dir=- --telemetry=disable --debug-addr=- \
                 >>"$FDB_LOG" 2>&1 </dev/null &
             echo $! >"$FDB_PID"
@@ -531,6 +556,13 @@ stop)
 restart)
     bash "$0" stop
     exec bash "$0" start
+    ;;
+restart-ferretdb)
+    # Build first while the old server still runs, so the database is away only for the restart.
+    lock
+    ensure_ferretdb
+    stop_ferretdb
+    start_ferretdb
     ;;
 status) cmd_status ;;
 env) cmd_env ;;
