@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -17,6 +18,19 @@ from reminder.texts import instruction_text
 from store import InstructionStatus, Role, Store, TaskStatus
 
 Command = Callable[[Settings, argparse.Namespace], int]
+
+# Control, format (bidi overrides), line-separator and private characters: stored values
+# come from connectors and the API, and printed raw they could move the cursor, recolour
+# or rewrite what the operator reads.
+_UNPRINTED = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
+
+
+def clean(value: object) -> str:
+    """The text of a value with its control characters stripped, safe to print."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c for c in text if unicodedata.category(c) not in _UNPRINTED)
 
 
 def _jsonable(value: Any) -> Any:
@@ -33,7 +47,7 @@ def _jsonable(value: Any) -> Any:
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     """A plain text table with columns as wide as their content."""
-    cells = [list(header), *[list(r) for r in rows]]
+    cells = [list(header), *[[clean(c) for c in r] for r in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -44,9 +58,23 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-def tasks_list(settings: Settings, args: argparse.Namespace) -> int:
+def _with_store(run: Callable[[Store, argparse.Namespace], int]) -> Command:
+    """A command on the configured database, closed when the command ends."""
+
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        store = Store.connect(settings.mongo_url, settings.mongo_db)
+        try:
+            return run(store, args)
+        finally:
+            store.close()
+
+    command.__doc__ = run.__doc__
+    return command
+
+
+@_with_store
+def tasks_list(store: Store, args: argparse.Namespace) -> int:
     """List tasks; the default shows failed and retry-waiting ones (what needs a person)."""
-    store = Store.connect(settings.mongo_url, settings.mongo_db)
     statuses = (
         [TaskStatus(s) for s in args.status]
         if args.status
@@ -79,12 +107,12 @@ def tasks_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def tasks_show(settings: Settings, args: argparse.Namespace) -> int:
+@_with_store
+def tasks_show(store: Store, args: argparse.Namespace) -> int:
     """One task with its history and instructions."""
-    store = Store.connect(settings.mongo_url, settings.mongo_db)
     task = store.task(args.task_id)
     if task is None:
-        print(f"dossierflow: no task {args.task_id}", file=sys.stderr)
+        print(f"dossierflow: no task {clean(args.task_id)}", file=sys.stderr)
         return 1
     history = store.history(task.id)
     instructions = store.find_instructions(task_id=task.id)
@@ -97,19 +125,22 @@ def tasks_show(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(_jsonable(document), indent=2))
         return 0
     for name in ("id", "office", "dossier", "kind", "status", "seq", "attempts", "worker"):
-        print(f"{name:>10}: {getattr(task, name)}")
+        print(f"{name:>10}: {clean(getattr(task, name))}")
     if task.status is TaskStatus.RETRY_WAIT:
         print(f"{'next try':>10}: {_when(task.next_attempt_at)} (delayed retry {task.retries})")
     print(f"{'payload':>10}: {json.dumps(task.payload)}")
     if task.error:
-        print(f"{'error':>10}: {task.error.get('code')} ({task.error.get('severity')})")
+        print(
+            f"{'error':>10}: {clean(task.error.get('code'))} ({clean(task.error.get('severity'))})"
+        )
     print("history:")
     for h in history:
-        print(f"  {_when(h.at)}  {h.status.value:<10} {h.note}")
+        print(f"  {_when(h.at)}  {h.status.value:<10} {clean(h.note)}")
     for i in instructions:
         text = instruction_text(i.code, i.facts, args.lang)
-        print(f"instruction {i.id} [{i.severity}, {i.status.value}]: {text.title}")
-        print(f"  {text.action}")
+        stripe = f"{clean(i.severity)}, {i.status.value}"
+        print(f"instruction {clean(i.id)} [{stripe}]: {clean(text.title)}")
+        print(f"  {clean(text.action)}")
     return 0
 
 
@@ -124,19 +155,20 @@ def _act(action: str) -> Command:
                 kwargs["payload"] = json.loads(args.payload)
             record = method(args.task_id, **kwargs)
         except (ActionRefused, DispatcherError, json.JSONDecodeError) as exc:
-            print(f"dossierflow: {action} refused: {exc}", file=sys.stderr)
+            print(f"dossierflow: {action} refused: {clean(exc)}", file=sys.stderr)
             return 1
         finally:
             client.close()
-        print(f"{action} of task {args.task_id}: {record.status.value}")
+            store.close()
+        print(f"{action} of task {clean(args.task_id)}: {record.status.value}")
         return 0 if record.status.value == "applied" else 3
 
     return run
 
 
-def instructions_list(settings: Settings, args: argparse.Namespace) -> int:
+@_with_store
+def instructions_list(store: Store, args: argparse.Namespace) -> int:
     """List instructions with their text in the chosen language."""
-    store = Store.connect(settings.mongo_url, settings.mongo_db)
     status = None if args.status == "all" else InstructionStatus(args.status)
     found = store.find_instructions(
         office=args.office,

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dispatcher.api.auth import Principal
@@ -31,7 +32,31 @@ from dispatcher.api.service import Service
 from store import ActionType, InstructionStatus, TaskStatus
 from store.monitoring import DossierSummary, TaskFilter
 
-router = APIRouter(prefix="/v1")
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def known_query(request: Request) -> None:
+    """422 for a query parameter the operation does not declare.
+
+    Ignoring it would turn a typo or an injection attempt (`status[$ne]=x`) into a wider
+    answer than the caller asked for.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise Problem(422, "invalid-request", f"unknown query parameter(s): {shown}")
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(known_query)])
 _bearer = HTTPBearer(auto_error=False, description="a token from `dossierflow users token`")
 
 Office = Annotated[Id | None, Query(description="support only: the office to look at")]
