@@ -1,4 +1,9 @@
-"""Start and stop dossierflow processes as a user would (demo, benchmark and e2e tests)."""
+"""Start and stop dossierflow processes as a user would (demo, benchmark, chaos and e2e tests).
+
+Like systemd or Kubernetes, the cluster can supervise its processes: one that exits (a
+dispatcher that lost its broker, a connector killed by a fault) is started again with
+backoff, until `stop`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,6 +32,15 @@ class Cluster:
     log_dir: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Times each process was started again by the supervisor, and the exit codes it saw.
+    restarts: Counter[str] = field(default_factory=Counter)
+    exits: dict[str, list[int]] = field(default_factory=dict)
+    _specs: dict[str, tuple[tuple[str, ...], dict[str, str]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _supervisor: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @property
     def amqp_url(self) -> str:
@@ -55,12 +71,20 @@ class Cluster:
         for old in self.log_dir.glob("*.log"):
             old.unlink()  # logs of a previous run would read as this run's
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start `dossierflow <args>` as process `name`."""
+    def start(
+        self, name: str, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `dossierflow <args>` as process `name` (`env` adds to the cluster's)."""
+        with self._lock:
+            self._specs[name] = (args, dict(env or {}))
+            return self._spawn(name)
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        args, extra = self._specs[name]
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "dispatcher", *args],
-            env=self.env(),
+            env={**self.env(), **extra},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -68,6 +92,46 @@ class Cluster:
         log.close()
         self.procs[name] = proc
         return proc
+
+    def supervise(self, backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
+        """Restart any process that exits, as systemd or Kubernetes would, until `stop`."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(
+                target=self._watch, args=(backoff_s, max_backoff_s), name="supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def _watch(self, backoff_s: float, max_backoff_s: float) -> None:
+        # A process that exits soon after its start waits twice as long as the time before
+        # (a crash loop backs off); one that ran for a while starts again after `backoff_s`.
+        last_wait: dict[str, float] = {}
+        due: dict[str, float] = {}
+        started = {name: time.monotonic() for name in self.procs}
+        while not self._stopping.wait(0.1):
+            now = time.monotonic()
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                for name, proc in list(self.procs.items()):
+                    if name not in due:
+                        code = proc.poll()
+                        if code is None:
+                            continue
+                        self.exits.setdefault(name, []).append(code)
+                        quick = now - started.get(name, now) < 30 and name in last_wait
+                        wait = min(last_wait[name] * 2, max_backoff_s) if quick else backoff_s
+                        last_wait[name] = wait
+                        due[name] = now + wait
+                    if now >= due[name]:
+                        del due[name]
+                        self._spawn(name)
+                        self.restarts[name] += 1
+                        started[name] = now
+
+    def pid(self, name: str) -> int:
+        """The process id of the current incarnation of `name`."""
+        with self._lock:
+            return self.procs[name].pid
 
     def start_dispatcher(self, name: str = "dispatcher") -> subprocess.Popen[bytes]:
         """Start a dispatcher (the first one is active, later ones stand by)."""
@@ -90,15 +154,21 @@ class Cluster:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send a signal to one process and wait for it when it is a kill."""
-        proc = self.procs[name]
-        proc.send_signal(sig)
+        with self._lock:
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(sig)
         if sig == signal.SIGKILL:
             proc.wait(timeout=10)
 
     def stop(self, timeout: float = 30.0) -> dict[str, int]:
         """SIGTERM every process, SIGKILL what is left after `timeout`; exit codes."""
+        self._stopping.set()  # before any signal: nothing stopped here is started again
+        if self._supervisor is not None:
+            self._supervisor.join()
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         codes: dict[str, int] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 from dispatcher.client import Client
 from dispatcher.workload import Planned, company_code
-from store import Role, Store, TaskStatus
+from store import ActionRecord, Role, Store, TaskStatus
 from workers.accounting.simulated import SimulatedPackage
 
 CLOSED = "2024-05"
@@ -96,16 +96,21 @@ def inject(plan: list[Planned], package: SimulatedPackage) -> dict[int, Fault]:
         key = (item.office, item.dossier)
         if item.kind != "booking_proposal.process" or key in used or index < len(plan) // 10:
             continue
+        earlier = next(
+            (
+                p
+                for p in plan[:index]
+                if (p.office, p.dossier) == key and p.kind == "booking_proposal.process"
+            ),
+            None,
+        )
+        if fault.code == "duplicate_booking" and earlier is None:
+            continue  # a duplicate needs an earlier booking of the same dossier
         used.add(key)
         code = company_code(item.office, item.dossier)
         fault.prepare(package, code)
         payload = fault.change(dict(item.payload))
-        if fault.code == "duplicate_booking":
-            earlier = next(
-                p
-                for p in plan[:index]
-                if (p.office, p.dossier) == key and p.kind == "booking_proposal.process"
-            )
+        if fault.code == "duplicate_booking" and earlier is not None:
             payload = {**payload, "proposal_id": earlier.payload["proposal_id"]}
         plan[index] = Planned(item.office, item.dossier, item.kind, payload, expect_ok=False)
         chosen[index] = fault
@@ -131,30 +136,53 @@ def fix_blocked(
     """
     done: Counter[str] = Counter()
     for _round in range(20):
-        blocked = store.dossiers_blocked()
-        if not blocked:
+        if not store.dossiers_blocked():
             break
-        for dossier in blocked:
-            task = store.task(dossier.active or "")
-            if task is None or task.status is not TaskStatus.FAILED:
-                continue
-            fault = BY_CODE.get(str((task.error or {}).get("code")))
-            if fault is None:
-                client.cancel(task.id, by="demo")
-                done["cancel"] += 1
-                continue
-            fault.repair(package, company_code(task.office, task.dossier))
-            original = originals.get(task.id)
-            if fault.fix == "restart-corrected" and original is not None:
-                client.restart(task.id, payload=original.payload, role=fault.role, by="demo")
-            elif fault.fix.startswith("restart"):
-                client.restart(task.id, role=fault.role, by="demo")
-            elif fault.fix == "cancel":
-                client.cancel(task.id, role=fault.role, by="demo")
-            else:
-                client.resolve(task.id, role=fault.role, by="demo")
-            done[fault.fix] += 1
+        done += fix_once(client, package, store, originals)
         _settle(store)
+    return done
+
+
+def fix_once(
+    client: Client,
+    package: SimulatedPackage,
+    store: Store,
+    originals: Mapping[str, Planned],
+    *,
+    cancel: Callable[[], bool] = lambda: False,
+    records: list[ActionRecord] | None = None,
+) -> Counter[str]:
+    """One pass over the blocked dossiers: repair and act on each failed task once.
+
+    `cancel` may choose to cancel a task (as support) instead of doing what its
+    instruction says, as a person who gives up on it would. Each action taken is appended
+    to `records` when given.
+    """
+    done: Counter[str] = Counter()
+    taken = records if records is not None else []
+    for dossier in store.dossiers_blocked():
+        task = store.task(dossier.active or "")
+        if task is None or task.status is not TaskStatus.FAILED:
+            continue
+        fault = BY_CODE.get(str((task.error or {}).get("code")))
+        if fault is None or cancel():
+            if fault is not None:
+                fault.repair(package, company_code(task.office, task.dossier))
+            taken.append(client.cancel(task.id, by="demo"))
+            done["cancel"] += 1
+            continue
+        fault.repair(package, company_code(task.office, task.dossier))
+        original = originals.get(task.id)
+        if fault.fix == "restart-corrected" and original is not None:
+            action = client.restart(task.id, payload=original.payload, role=fault.role, by="demo")
+        elif fault.fix.startswith("restart"):
+            action = client.restart(task.id, role=fault.role, by="demo")
+        elif fault.fix == "cancel":
+            action = client.cancel(task.id, role=fault.role, by="demo")
+        else:
+            action = client.resolve(task.id, role=fault.role, by="demo")
+        taken.append(action)
+        done[fault.fix] += 1
     return done
 
 

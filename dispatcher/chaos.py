@@ -1,0 +1,223 @@
+"""`dossierflow chaos`: the real processes under a seeded schedule of faults, then checked.
+
+Two dispatchers and connectors for two offices run on the simulated package under a
+supervisor (a killed process is started again). The workload is submitted while faults
+drawn from the seed hit the processes, the broker, the store and the package; then
+everything is healed, blocked dossiers are fixed as their instructions say, and once
+nothing moves the checker reads the package's log and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dispatcher import chaoscheck as cc
+from dispatcher.chaosactors import Fixer, Submitter
+from dispatcher.chaosfaults import FAULTS, SERVICE_FAULTS, Injector, Services
+from dispatcher.chaosreport import render
+from dispatcher.cluster import Cluster
+from dispatcher.faultplan import inject
+from dispatcher.settings import Settings
+from dispatcher.workload import JOURNALS, PERIODS, VAT_CODES, company_code, demo_tasks
+from dispatcher.workload import dossiers as spread
+from store import ActionRecord, Actions, ActionStatus, Store, StoreError
+from workers.accounting.simulated import SimulatedPackage
+
+OFFICES = ["office1", "office2"]
+STATE = Path(".dossierflow/chaos")
+QUIET_S = 12.0  # nothing moved for this long (past the sweeper's grace and retry delays)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run: workload size, seed, the faults to inject and how long to inject them."""
+
+    tasks: int = 1000
+    dossiers: int = 50
+    seed: int = 1
+    faults: tuple[str, ...] = FAULTS
+    duration_s: float = 90.0
+
+
+def chaos_settings(settings: Settings) -> Settings:
+    """The run's settings: its own database and package; short timers so faults heal fast."""
+    return replace(
+        settings,
+        mongo_db=settings.mongo_db + "_chaos",
+        simpackage_path=(STATE / "simulated-package.sqlite3").resolve(),
+        simpackage_latency_ms="10,60",
+        heartbeat_s=min(settings.heartbeat_s, 5),
+        sweep_grace_s=5.0,
+        sweep_interval_s=1.0,
+        retry_delays_s="1,2,4",
+    )
+
+
+def run_chaos(settings: Settings, options: Options) -> int:
+    """Run, heal, check; print the table and the last line; 0 only when every count is 0."""
+    settings = chaos_settings(settings)
+    # Our own connections die with the broker on purpose: pika's tracebacks are noise here.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    services = Services(settings)
+    faults = options.faults
+    if set(faults) & set(SERVICE_FAULTS) and not services.controls_settings():
+        print("  services.sh does not run this broker and store: no broker or store faults")
+        faults = tuple(f for f in faults if f not in SERVICE_FAULTS)
+    rng = random.Random(options.seed)
+    cluster = Cluster(settings, "dossierflow-chaos", settings.mongo_db, STATE / "logs")
+    store, package = _fresh(settings, cluster, options.dossiers)
+    plan = demo_tasks(OFFICES, options.dossiers, options.tasks, seed=options.seed)
+    originals = list(plan)
+    for start in range(0, len(plan), 1000):  # one failing task per failure class per 1,000
+        chunk = plan[start : start + 1000]
+        inject(chunk, package)
+        plan[start : start + len(chunk)] = chunk
+    print(
+        f"dossierflow chaos: seed {options.seed}, {options.tasks} tasks over {options.dossiers}"
+        f" dossiers, faults {', '.join(faults)} for {options.duration_s:.0f} s"
+    )
+    print(f"  logs in {cluster.log_dir}/")
+    _start(cluster)
+    begin = time.time()
+    submitter = Submitter(settings, cluster, store)
+    fixer = Fixer(settings, cluster, store, package, {})
+    injector = Injector(
+        cluster, services, package, rng, OFFICES, spread(OFFICES, options.dossiers), fixer.round
+    )
+    try:
+        schedule = draw_schedule(rng, faults, options.duration_s)
+        chaos = threading.Thread(target=_inject_all, args=(injector, schedule, begin), daemon=True)
+        chaos.start()
+        pace = options.duration_s * 0.7 / max(1, len(plan))
+        for i, item in enumerate(plan):
+            time.sleep(max(0.0, begin + i * pace - time.time()))
+            task_id = submitter.submit(item)
+            fixer.originals[task_id] = originals[i]
+        late = sum(1 for a in submitter.accepted if not a.announced)
+        print(f"  submitted {len(plan)} in {time.time() - begin:.0f} s ({late} not announced)")
+        chaos.join()
+        print(f"  {len(injector.windows)} faults injected; healing")
+        if set(faults) & set(SERVICE_FAULTS):
+            services.start()
+        package.set_unreachable(0)
+        _settle(store, package, fixer)
+    finally:
+        submitter.close()
+        codes = cluster.stop()
+    elapsed = time.time() - begin
+    print(f"  restarts by the supervisor: {dict(sorted(cluster.restarts.items()))}")
+    print(f"  exit codes at the end: {sorted(set(codes.values()))}; actions {dict(fixer.done)}")
+    observed = observe(store, package, submitter.accepted, fixer.records, injector.poison)
+    verdict = cc.check(observed)
+    for line in render(verdict, injector.windows, len(submitter.accepted), elapsed):
+        print(line)
+    return 0 if verdict.ok else 1
+
+
+def _fresh(settings: Settings, cluster: Cluster, count: int) -> tuple[Store, SimulatedPackage]:
+    cluster.reset()
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    store.drop()
+    store.ensure_indexes()
+    STATE.mkdir(parents=True, exist_ok=True)
+    package = SimulatedPackage(settings.simpackage_path)
+    package.reset()
+    for office, dossier in spread(OFFICES, count):
+        package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
+    return store, package
+
+
+def _start(cluster: Cluster) -> None:
+    cluster.start_dispatcher("dispatcher-1")
+    time.sleep(1.0)  # the first to register is the active one; the second stands by
+    cluster.start_dispatcher("dispatcher-2")
+    for office in OFFICES:
+        for n in (1, 2):
+            cluster.start_worker(office, f"worker-{office}-{n}")
+        # Some tasks take much longer: this connector's package answers in 0.2-1.5 s.
+        cluster.start(
+            f"worker-{office}-slow",
+            *("worker", "--office", office, "--adapter", "simulated"),
+            env={"DOSSIERFLOW_SIMPACKAGE_LATENCY_MS": "200,1500"},
+        )
+    cluster.supervise()
+
+
+def draw_schedule(
+    rng: random.Random, faults: tuple[str, ...], duration_s: float
+) -> list[tuple[float, str]]:
+    """(seconds from the start, fault) for each fault at least once, more on longer runs."""
+    cheap = ("connector-kill", "poison", "actions", "connections-close", "package-unreachable")
+    events = []
+    for name in faults:
+        times = max(1, int(duration_s // (25 if name in cheap else 60)))
+        events += [(rng.uniform(0.05, 0.8) * duration_s, name) for _ in range(times)]
+    return sorted(events)
+
+
+def _inject_all(injector: Injector, schedule: list[tuple[float, str]], begin: float) -> None:
+    for offset, name in schedule:
+        time.sleep(max(0.0, begin + offset - time.time()))
+        try:
+            window = injector.inject(name)
+        except Exception as exc:  # a fault that could not be injected is reported, not fatal
+            print(f"  fault {name} failed: {type(exc).__name__}: {exc}")
+            continue
+        print(f"  fault {window.name} at {window.start - begin:.0f} s: {window.detail}")
+
+
+def _settle(store: Store, package: SimulatedPackage, fixer: Fixer, timeout_s: float = 900) -> None:
+    """Until nothing moves and no dossier is blocked: wait for quiet, fix what is blocked."""
+    rng = random.Random(0)
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            now = (store.count_tasks(), len(package.executions()), len(store.dossiers_blocked()))
+        except StoreError:
+            now = None
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= QUIET_S:
+            if now is not None and now[2] == 0:
+                return
+            fixer.round(rng)
+            quiet_since = time.monotonic()
+        time.sleep(0.5)
+    print(f"  still moving after {timeout_s:.0f} s")
+
+
+def observe(
+    store: Store,
+    package: SimulatedPackage,
+    accepted: list[cc.Accepted],
+    actions: list[ActionRecord],
+    poison: list[cc.Poison],
+) -> cc.Observed:
+    """Read what the checker needs from the package and the store."""
+    decided = [Actions(store).get(a.id) for a in actions]
+    applied = [
+        cc.AppliedAction(a.task_id, a.type.value)
+        for a in decided
+        if a is not None and a.status is ActionStatus.APPLIED
+    ]
+    return cc.Observed(
+        accepted=accepted,
+        executions=package.executions(),
+        bookings_per_key=Counter(b.idempotency_key for b in package.bookings(include_deleted=True)),
+        tasks={t.id: cc.StoredTask(t.id, t.status.value, t.failures) for t in store.find_tasks()},
+        blocked=frozenset(d.key for d in store.dossiers_blocked()),
+        actions=applied,
+        instructions=[
+            cc.Instruction(i.id, i.task_id, i.office, i.dossier, i.raw)
+            for i in store.find_instructions()
+        ],
+        poison=poison,
+    )

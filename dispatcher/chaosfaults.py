@@ -1,0 +1,250 @@
+"""The faults of `dossierflow chaos`: each one injected, held for a while and healed.
+
+Broker and store faults go through `deploy/local/services.sh` with the caller's
+`DOSSIERFLOW_*` environment, so they hit the services the run uses (CI's, or a private
+pair on other ports) and never an instance the settings do not point at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker import topology
+from broker.admin import Admin
+from broker.errors import BrokerError
+from broker.messages import Envelope, MessageType, encode, utcnow
+from broker.rabbitmq import Connection
+from dispatcher.chaoscheck import FaultWindow, Poison
+from dispatcher.cluster import Cluster
+from dispatcher.settings import Settings
+from workers.accounting.simulated import SimulatedPackage
+
+SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services.sh"
+# Faults that stop or cut the shared services: only on services this run controls.
+SERVICE_FAULTS = ("rabbitmq-restart", "store-restart", "connections-close")
+FAULTS = (
+    "connector-kill",
+    "dispatcher-kill",
+    "dispatcher-pause",
+    *SERVICE_FAULTS,
+    "package-unreachable",
+    "poison",
+    "actions",
+)
+
+
+@dataclass
+class Services:
+    """The run's RabbitMQ and FerretDB, driven through services.sh."""
+
+    settings: Settings
+    script: Path = SCRIPT
+
+    def _run(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            ["bash", str(self.script), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"services.sh {' '.join(args)}: {done.stderr.strip()[-400:]}")
+        return done.stdout
+
+    def controls_settings(self) -> bool:
+        """Whether services.sh (with this environment) runs the broker and store we use."""
+        if not self.script.exists():
+            return False
+        wanted = {
+            "AMQP_URL": self.settings.amqp_url,
+            "MONGO_URL": self.settings.mongo_url,
+        }
+        for line in self._run("env").splitlines():
+            name, _, value = line.removeprefix("export DOSSIERFLOW_").partition("=")
+            if name in wanted and _port(value.strip("'")) != _port(wanted[name]):
+                return False
+        return True
+
+    def rabbitmqctl(self, *args: str) -> None:
+        """Run rabbitmqctl against our node."""
+        self._run("rabbitmqctl", *args)
+
+    def stop_store(self) -> None:
+        """Stop FerretDB (SIGTERM, as an operator or the kubelet would)."""
+        state = Path(
+            os.environ.get("DOSSIERFLOW_STATE_DIR", Path.home() / ".local/state/dossierflow")
+        )
+        pid = int((state / "ferretdb" / "ferretdb.pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def start(self) -> None:
+        """Start whatever is stopped (idempotent); waits until both answer."""
+        self._run("start", timeout=300)
+
+
+def _port(url: str) -> int | None:
+    return urllib.parse.urlsplit(url).port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@dataclass
+class Injector:
+    """Injects one fault at a time into a running cluster; records each window."""
+
+    cluster: Cluster
+    services: Services
+    package: SimulatedPackage
+    rng: random.Random
+    offices: list[str]
+    dossiers: list[tuple[str, str]]
+    fix: Callable[[random.Random], int]  # one round of fixing blocked dossiers
+    windows: list[FaultWindow] = field(default_factory=list)
+    poison: list[Poison] = field(default_factory=list)
+
+    def inject(self, name: str) -> FaultWindow:
+        """Inject the fault `name`, hold it, heal it; the window it lasted."""
+        start = time.time()
+        detail = getattr(self, "_" + name.replace("-", "_"))()
+        window = FaultWindow(name, start, time.time(), detail)
+        self.windows.append(window)
+        return window
+
+    def _names(self, prefix: str) -> list[str]:
+        return sorted(n for n in self.cluster.procs if n.startswith(prefix))
+
+    def _wait_restarted(self, name: str, pid: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.cluster.pid(name) == pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def _connector_kill(self) -> str:
+        name = self.rng.choice(self._names("worker-"))
+        pid = self.cluster.pid(name)
+        self.cluster.kill(name)
+        self._wait_restarted(name, pid)
+        return name
+
+    def _dispatcher_kill(self) -> str:
+        name = self.active_dispatcher()
+        pid = self.cluster.pid(name)
+        self.cluster.kill(name)
+        self._wait_restarted(name, pid)
+        return name
+
+    def _dispatcher_pause(self) -> str:
+        name = self.active_dispatcher()
+        # Longer than the broker's heartbeat timeout (two missed heartbeats): it loses its
+        # partitions to the standby, then wakes up as a zombie owner.
+        hold = self.cluster.settings.heartbeat_s * 3 + self.rng.uniform(1, 4)
+        self.cluster.kill(name, signal.SIGSTOP)
+        time.sleep(hold)
+        self.cluster.kill(name, signal.SIGCONT)
+        return f"{name} for {hold:.0f} s"
+
+    def _rabbitmq_restart(self) -> str:
+        hold = self.rng.uniform(4, 9)
+        self.services.rabbitmqctl("stop_app")
+        time.sleep(hold)
+        self.services.rabbitmqctl("start_app")
+        return f"down {hold:.0f} s"
+
+    def _store_restart(self) -> str:
+        hold = self.rng.uniform(3, 7)
+        self.services.stop_store()
+        time.sleep(hold)
+        self.services.start()
+        return f"down {hold:.0f} s"
+
+    def _connections_close(self) -> str:
+        self.services.rabbitmqctl("close_all_connections", "dossierflow chaos")
+        return ""
+
+    def _package_unreachable(self) -> str:
+        hold = self.rng.uniform(2, 8)
+        self.package.set_unreachable(hold)
+        time.sleep(hold)
+        return f"{hold:.0f} s"
+
+    def _poison(self) -> str:
+        messages = [self._bad_message() for _ in range(self.rng.randint(2, 4))]
+        conn = Connection.open(self.cluster.amqp_url, name="dossierflow-chaos-poison")
+        try:
+            channel = conn.channel(confirm=True)
+            for office, dossier, body in messages:
+                message_id = uuid.uuid4().hex
+                channel.publish_raw(
+                    topology.WORK_EXCHANGE, f"{office}.{dossier}", body, message_id=message_id
+                )
+                self.poison.append(Poison(message_id, office, dossier, time.time(), body))
+        finally:
+            conn.close()
+        return f"{len(messages)} messages"
+
+    def _bad_message(self) -> tuple[str, str, bytes]:
+        """A garbled or foreign message on a real dossier's routing key (no task of ours)."""
+        office, dossier = self.rng.choice(self.dossiers)
+        good = Envelope(
+            MessageType.RUN,
+            uuid.uuid4().hex,  # a task no store knows: the instruction is tied to no task
+            office,
+            dossier,
+            utcnow(),
+            {"kind": "dossier.sync", "payload": {"dossier_code": "x"}},
+        )
+        body = json.loads(encode(good))
+        other = next(o for o in self.offices if o != office)
+        variants = [
+            b"\x00garbled{",
+            b"[1, 2, 3]",
+            json.dumps({**body, "v": 2}).encode(),
+            json.dumps({**body, "data": {"kind": "coffee.make", "payload": {}}}).encode(),
+            json.dumps({**body, "office": other}).encode(),  # another office's message
+            json.dumps({**body, "type": "task.done"}).encode(),  # an event, not work
+        ]
+        return office, dossier, self.rng.choice(variants)
+
+    def _actions(self) -> str:
+        return f"{self.fix(self.rng)} action(s)"
+
+    def active_dispatcher(self) -> str:
+        """The dispatcher that owns the partitions (the broker's single active consumer)."""
+        names = self._names("dispatcher-")
+        by_pid = {self.cluster.pid(n): n for n in names}
+        admin = Admin(self.cluster.settings.rabbitmq_api)
+        try:
+            queue = admin.queue(
+                self.cluster.vhost, self.cluster.settings.topology().partition_queues()[0]
+            )
+        except BrokerError:
+            return names[0]
+        for consumer in queue.get("consumer_details", []):
+            if consumer.get("activity_status", "up") not in ("up", "single_active"):
+                continue
+            if consumer.get("active") is False:
+                continue
+            conn_name = str(consumer.get("channel_details", {}).get("connection_name", ""))
+            pid = conn_name.rsplit(":", 1)[-1].split("/", maxsplit=1)[0]
+            if pid.isdigit() and int(pid) in by_pid:
+                return by_pid[int(pid)]
+        return names[0]
