@@ -92,7 +92,13 @@ class Store(InstructionsMixin, DirectoryMixin):
         self.coalescing: Collection[Doc] = self._db["coalescing"]
 
     @classmethod
-    def connect(cls, url: str, database: str, timeout_ms: int = 10_000) -> Store:
+    def connect(
+        cls,
+        url: str,
+        database: str,
+        timeout_ms: int = 10_000,
+        listeners: Sequence[object] = (),
+    ) -> Store:
         """Open a client (lazy: the first operation connects) with UTC-aware datetimes."""
         client: MongoClient[Doc] = MongoClient(
             url,
@@ -101,6 +107,7 @@ class Store(InstructionsMixin, DirectoryMixin):
             connectTimeoutMS=timeout_ms,
             retryWrites=True,
             appname="dossierflow",
+            event_listeners=list(listeners),  # pymongo monitoring, e.g. store.counting
         )
         return cls(client, database)
 
