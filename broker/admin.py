@@ -71,6 +71,11 @@ class Admin:
         """Delete a virtual host with everything in it (absent is fine)."""
         self._call("DELETE", f"/vhosts/{self._q(vhost)}")
 
+    def vhost(self, vhost: str) -> dict[str, Any]:
+        """Figures of a virtual host, e.g. `message_stats` (refreshed every ~5 s by the broker)."""
+        result: dict[str, Any] = self._call("GET", f"/vhosts/{self._q(vhost)}")
+        return result
+
     def queue(self, vhost: str, name: str) -> dict[str, Any]:
         """Figures of one queue (messages, consumers, ...)."""
         result: dict[str, Any] = self._call("GET", f"/queues/{self._q(vhost)}/{self._q(name)}")

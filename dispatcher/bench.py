@@ -1,20 +1,52 @@
-"""`dossierflow bench`: throughput and submit-to-start latency with a no-op package."""
+"""`dossierflow bench`: throughput, submit-to-start latency and where the cost goes."""
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from broker.admin import Admin
 from dispatcher.client import Client
 from dispatcher.cluster import Cluster
 from dispatcher.demo import FINISHED, cluster_settings, wait_finished
 from dispatcher.progress import Progress
 from dispatcher.settings import Settings
+from dispatcher.stats import STATS_DIR_ENV, StatsFile, load_counts, per_task_line
 from store import Store
+from store.counting import CommandCounter
 
 OFFICE = "bench"
+# RabbitMQ refreshes its message stats every ~5 s: figures unchanged this long are final.
+STATS_SETTLE_S = 6.0
+STATS_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one run measured."""
+
+    submit_s: float
+    elapsed_s: float
+    finished: int
+    refused: int
+    latencies_ms: list[float]
+    message_stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What one run submits and how: `rate` 0 submits as fast as it can."""
+
+    tasks: int = 5000
+    dossiers: int = 500
+    workers: int = 4
+    rate: float = 0.0
+    batch: int = 100
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -26,62 +58,163 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
-def run_bench(settings: Settings, tasks: int, dossiers: int, workers: int) -> int:
+def due_offset(index: int, rate: float) -> float:
+    """Seconds after the start when item `index` is due at `rate` per second (0: at once).
+
+    A late submitter does not move the schedule: it catches up, so the load stays the
+    offered one instead of easing off whenever the system slows down.
+    """
+    return index / rate if rate > 0 else 0.0
+
+
+def batches(total: int, size: int) -> list[range]:
+    """The item numbers of each submission, in order, at most `size` per batch."""
+    return [range(start, min(total, start + size)) for start in range(0, total, max(1, size))]
+
+
+def broker_line(message_stats: Mapping[str, Any], tasks: int) -> str:
+    """Messages published into the virtual host and delivered from it, per task."""
+    published = int(message_stats.get("publish", 0))
+    delivered = int(message_stats.get("deliver_get", 0))
+    return (
+        f"{published / tasks:.2f} published, {delivered / tasks:.2f} delivered per task "
+        f"({published} and {delivered} for {tasks} tasks)"
+    )
+
+
+def _item(i: int, dossiers: int) -> tuple[str, str, str, dict[str, Any]]:
+    # Deletions are not coalesced (syncs would be): every submit is a task.
+    payload = {"dossier_code": "c1", "proposal_id": f"p{i}"}
+    return OFFICE, f"d{i % dossiers:05d}", "booking_proposal.delete", payload
+
+
+def _submit_batch(client: Client, numbers: range, dossiers: int) -> int:
+    """Submit one batch; the number of items refused."""
+    from dispatcher.client import Submission
+
+    results = client.submit_many([Submission(*_item(i, dossiers)) for i in numbers])
+    return sum(1 for r in results if r.error is not None)
+
+
+def _submit_all(client: Client, opts: BenchOptions) -> int:
+    """Submit every task at the offered pace; the number refused."""
+    bar = Progress("submitting", opts.tasks)
+    started = time.monotonic()
+    refused = 0
+    for numbers in batches(opts.tasks, opts.batch):
+        wait = started + due_offset(numbers.start, opts.rate) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        if opts.batch == 1:
+            client.submit(*_item(numbers.start, opts.dossiers))
+        else:
+            refused += _submit_batch(client, numbers, opts.dossiers)
+        bar.update(numbers.stop)
+    bar.close()
+    return refused
+
+
+def _settled_message_stats(admin: Admin, vhost: str) -> dict[str, Any]:
+    """The virtual host's message stats once they stop changing (or after STATS_WAIT_S)."""
+    deadline = time.monotonic() + STATS_WAIT_S
+    last: dict[str, Any] = {}
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        stats = dict(admin.vhost(vhost).get("message_stats") or {})
+        figures = {k: v for k, v in stats.items() if isinstance(v, int)}
+        if figures != last:
+            last, since = figures, time.monotonic()
+        elif time.monotonic() - since >= STATS_SETTLE_S:
+            break
+        time.sleep(1.0)
+    return last
+
+
+def run_bench(settings: Settings, opts: BenchOptions) -> int:
     """Run one measurement and print its figures; the last line is the summary."""
-    if tasks < 1 or dossiers < 1 or workers < 1:
-        print("dossierflow bench: --tasks, --dossiers and --workers must be at least 1")
+    if opts.tasks < 1 or opts.dossiers < 1 or opts.workers < 1 or opts.batch < 1:
+        print("dossierflow bench: --tasks, --dossiers, --workers and --batch must be at least 1")
+        return 2
+    if opts.rate < 0:
+        print("dossierflow bench: --rate must not be negative")
         return 2
     state = Path(".dossierflow/bench")
+    stats_dir = (state / "stats").resolve()
+    shutil.rmtree(stats_dir, ignore_errors=True)
     settings = replace(settings, mongo_db=settings.mongo_db + "_bench", log_level="warning")
-    cluster = Cluster(settings, "dossierflow-bench", settings.mongo_db, state / "logs")
+    cluster = Cluster(
+        settings,
+        "dossierflow-bench",
+        settings.mongo_db,
+        state / "logs",
+        extra_env={STATS_DIR_ENV: str(stats_dir)},
+    )
     cluster.reset()
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     store.drop()
     store.ensure_indexes()
     cluster.start_dispatcher()
-    for n in range(workers):
+    for n in range(opts.workers):
         cluster.start_worker(OFFICE, f"worker-{n}", adapter="noop")
+    # The client's own store counts its commands; `store` (setup, polling) is not counted.
+    counter = CommandCounter()
+    client_store = Store.connect(settings.mongo_url, settings.mongo_db, listeners=[counter])
+    client_stats = StatsFile(counter, stats_dir, "client")
     try:
-        client = Client.connect(cluster_settings(settings, cluster), store)
-        bar = Progress("submitting", tasks)
+        client = Client.connect(cluster_settings(settings, cluster), client_store)
         started = time.monotonic()
-        for i in range(tasks):
-            # Deletions are not coalesced (syncs would be): every submit is a task.
-            client.submit(
-                OFFICE,
-                f"d{i % dossiers:05d}",
-                "booking_proposal.delete",
-                {"dossier_code": "c1", "proposal_id": f"p{i}"},
-            )
-            if i % 100 == 99:
-                bar.update(i + 1)
-        bar.close()
+        refused = _submit_all(client, opts)
         submit_s = time.monotonic() - started
         client.close()
-        counts = wait_finished(store, tasks, "running")
+        counts = wait_finished(store, opts.tasks - refused, "running")
         elapsed = time.monotonic() - started
     finally:
         cluster.stop()
+        client_stats.close()
+        client_store.close()
     records = store.find_tasks(office=OFFICE)
-    latencies = [
-        (t.started_at - t.submitted_at).total_seconds() * 1000
-        for t in records
-        if t.started_at is not None
-    ]
-    finished = sum(counts.get(s.value, 0) for s in FINISHED)
-    print(f"  {tasks} tasks over {dossiers} dossiers, {workers} connectors (no-op package)")
-    print(
-        f"  submitted in {submit_s:.1f} s ({tasks / submit_s:.0f}/s), "
-        f"all finished in {elapsed:.1f} s, finished {finished}"
+    run = Run(
+        submit_s=submit_s,
+        elapsed_s=elapsed,
+        finished=sum(counts.get(s.value, 0) for s in FINISHED),
+        refused=refused,
+        latencies_ms=[
+            (t.started_at - t.submitted_at).total_seconds() * 1000
+            for t in records
+            if t.started_at is not None
+        ],
+        message_stats=_settled_message_stats(Admin(settings.rabbitmq_api), cluster.vhost),
     )
+    _report(opts, run, stats_dir)
+    store.drop()
+    return 0 if run.finished == opts.tasks else 1
+
+
+def _report(opts: BenchOptions, run: Run, stats_dir: Path) -> None:
+    tasks = opts.tasks
+    client_counts = load_counts(stats_dir, "client")
+    dispatcher_counts = load_counts(stats_dir, "dispatcher")
+    pace = f"paced at {opts.rate:g}/s" if opts.rate > 0 else "as fast as it can"
+    print(
+        f"  {tasks} tasks over {opts.dossiers} dossiers, {opts.workers} connectors (no-op package)"
+    )
+    print(
+        f"  submitted in {run.submit_s:.1f} s ({tasks / run.submit_s:.0f}/s, "
+        f"batches of {opts.batch}, {pace}), all finished in {run.elapsed_s:.1f} s, "
+        f"finished {run.finished}, refused {run.refused}"
+    )
+    latencies = run.latencies_ms
     if latencies:
         print(
             f"  submit-to-start ms: mean {statistics.fmean(latencies):.1f}, "
             f"max {max(latencies):.1f}"
         )
+    total = client_counts.total + dispatcher_counts.total
+    print(f"  store commands per task: {total / tasks:.2f} (client plus dispatcher)")
+    print(f"    client:     {per_task_line(client_counts, tasks)}")
+    print(f"    dispatcher: {per_task_line(dispatcher_counts, tasks)}")
+    print(f"  broker messages: {broker_line(run.message_stats, tasks)}")
     print(
-        f"dossierflow bench: {finished / elapsed:.0f} tasks/s, "
+        f"dossierflow bench: {run.finished / run.elapsed_s:.0f} tasks/s, "
         f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms"
     )
-    store.drop()
-    return 0 if finished == tasks else 1

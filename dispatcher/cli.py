@@ -19,11 +19,14 @@ log = structlog.get_logger("dossierflow")
 def cmd_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
     """Run the sequencer partitions and the sweeper."""
     from dispatcher.service import Dispatcher
+    from dispatcher.stats import counting
     from store import Store
 
-    store = Store.connect(settings.mongo_url, settings.mongo_db)
-    code = Dispatcher(settings, store, stop_on_signals()).run()
-    store.close()
+    # `dossierflow bench` sets DOSSIERFLOW_STATS_DIR to learn how many store commands a task costs.
+    with counting("dispatcher") as listeners:
+        store = Store.connect(settings.mongo_url, settings.mongo_db, listeners=listeners)
+        code = Dispatcher(settings, store, stop_on_signals()).run()
+        store.close()
     return code
 
 
@@ -71,9 +74,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     """Measure throughput and submit-to-start latency with a no-op package."""
-    from dispatcher.bench import run_bench
+    from dispatcher.bench import BenchOptions, run_bench
 
-    return run_bench(settings, tasks=args.tasks, dossiers=args.dossiers, workers=args.workers)
+    options = BenchOptions(args.tasks, args.dossiers, args.workers, args.rate, args.batch)
+    return run_bench(settings, options)
 
 
 def cmd_chaos(settings: Settings, args: argparse.Namespace) -> int:
@@ -107,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tasks", type=int, default=5000)
     bench.add_argument("--dossiers", type=int, default=500)
     bench.add_argument("--workers", type=int, default=4)
+    bench.add_argument("--rate", type=float, default=0.0, help="tasks/s to submit; 0: at once")
+    # The platform's nightly loads come in batches; --batch 1 submits one task per call.
+    bench.add_argument("--batch", type=int, default=100, help="tasks per submit call")
     chaos = sub.add_parser("chaos", help="the system under injected faults, checked")
     chaos.add_argument("--tasks", type=int, default=1000)
     chaos.add_argument("--dossiers", type=int, default=50)
