@@ -141,10 +141,12 @@ def run_bench(settings: Settings, opts: BenchOptions) -> int:
     state = Path(".dossierflow/bench")
     stats_dir = (state / "stats").resolve()
     shutil.rmtree(stats_dir, ignore_errors=True)
+    # Named after the database: a second bench (DOSSIERFLOW_MONGO_DB=other) leaves this one be.
+    vhost = settings.mongo_db + "-bench"
     settings = replace(settings, mongo_db=settings.mongo_db + "_bench", log_level="warning")
     cluster = Cluster(
         settings,
-        "dossierflow-bench",
+        vhost,
         settings.mongo_db,
         state / "logs",
         extra_env={STATS_DIR_ENV: str(stats_dir)},
