@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services stop status demo test lint bench clean distclean
+.PHONY: help venv services stop status demo test lint bench clean distclean messages catalogs
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -40,10 +40,10 @@ stop: ## stop RabbitMQ and FerretDB
 status: ## show whether the local services run
 	@$(SERVICES) status
 
-demo: venv services ## run the whole system on a demo workload
+demo: venv services catalogs ## run the whole system on a demo workload
 	$(BIN)/dossierflow demo
 
-test: venv services ## run the test suite against the local services
+test: venv services catalogs ## run the test suite against the local services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff check, ruff format --check, mypy (runs all three)
@@ -55,6 +55,20 @@ lint: venv ## ruff check, ruff format --check, mypy (runs all three)
 
 bench: venv services ## throughput and latency with a no-op package
 	$(BIN)/dossierflow bench --tasks 5000 --dossiers 500 --workers 4
+
+# The page's translations: gettext catalogs through Babel. `messages` after changing a text
+# of the page, then translate the new entries in the .po files; `catalogs` compiles them
+# (the .mo files are committed too, so an installed package needs no build step).
+LOCALES := dispatcher/api/locale
+BABEL   := $(BIN)/pybabel
+
+messages: venv ## extract the page's texts and update the nl, fr, en catalogs
+	$(BABEL) -q extract -F dispatcher/api/babel.cfg -k N_ --no-location --sort-output \
+	    --project dossierflow --copyright-holder dossierflow -o $(LOCALES)/messages.pot dispatcher/api
+	$(BABEL) -q update -i $(LOCALES)/messages.pot -d $(LOCALES) --no-fuzzy-matching --ignore-obsolete
+
+catalogs: venv ## compile the page's catalogs (.po to .mo)
+	$(BABEL) -q compile -d $(LOCALES)
 
 clean: ## remove caches and build output (keeps .venv and service data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info test-artifacts

@@ -83,6 +83,6 @@ def _user(doc: Mapping[str, Any]) -> UserRecord:
         office=doc.get("office"),
         role=Role(doc["role"]),
         email=doc.get("email", ""),
-        language=doc.get("language", "nl"),
+        language=doc.get("language", ""),
         dossiers=tuple(doc.get("dossiers") or ()),
     )

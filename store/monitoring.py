@@ -172,6 +172,26 @@ class Monitoring:
             cursor = self._store.instructions.find(query, limit=limit)
             return [_instruction(d) for d in cursor.sort([("created_at", -1), ("_id", -1)])]
 
+    def open_instructions_of(
+        self, scope: Scope, task_ids: list[str]
+    ) -> dict[str, InstructionRecord]:
+        """The newest open instruction of each listed task: one query for a page of tasks."""
+        if not task_ids:
+            return {}
+        query = {
+            **scope.query(),
+            "status": InstructionStatus.OPEN.value,
+            "task_id": {"$in": task_ids},
+        }
+        newest: dict[str, InstructionRecord] = {}
+        with _mapped():
+            for d in self._store.instructions.find(query):
+                i = _instruction(d)
+                known = newest.get(i.task_id)
+                if known is None or (i.created_at, i.id) > (known.created_at, known.id):
+                    newest[i.task_id] = i
+        return newest
+
     def overview(self, scope: Scope) -> list[DossierSummary]:
         """Every dossier in scope with its stripe and its waiting, running and failed counts."""
         rows: dict[tuple[str, str], _Counts] = defaultdict(_Counts)

@@ -146,7 +146,7 @@ class UserRecord:
     office: str | None
     role: Role
     email: str = ""
-    language: str = "nl"
+    language: str = ""  # "" = not chosen: the page follows the browser, then the office
     dossiers: tuple[str, ...] = ()
 
 

@@ -51,7 +51,8 @@ def serve_for_demo(
     settings = replace(settings, mongo_db=database)
     store = Store.connect(settings.mongo_url, database)
     store.ensure_indexes()
-    store.save_user(UserRecord(id=DEMO_USER, office=DEMO_OFFICE, role=Role.ADMIN, language="en"))
+    # No language of its own: the page speaks the browser's language, else the office's.
+    store.save_user(UserRecord(id=DEMO_USER, office=DEMO_OFFICE, role=Role.ADMIN))
     token = Tokens(store).issue(DEMO_USER)
     app = create_app(settings, store)
     server = Server(app, host, port)

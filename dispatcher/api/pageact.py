@@ -1,0 +1,78 @@
+"""The page's buttons: restart (arrows), cancel (cross) and resolve, with typed corrections.
+
+An office user corrects through the fields of `corrections`; the values are checked
+against the kind's schema here, and a wrong one comes back on the task's page with the
+error next to its field. Only support may send a whole payload as JSON.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from dispatcher.api import corrections, pagelists
+from dispatcher.api.pagebase import ID, context, option
+from dispatcher.api.problems import Problem
+from store import ActionType, Role
+
+_MAX_FIELD = 300_000  # a support JSON payload; the body limit bounds the whole form
+
+
+def _back(next_url: str, task_id: str, notice: str) -> str:
+    """Where the person was, with the action's outcome; never another site."""
+    parts = urlsplit(next_url)
+    if parts.scheme or parts.netloc or not next_url.startswith("/") or "\\" in next_url:
+        next_url, parts = f"/tasks/{task_id}", urlsplit(f"/tasks/{task_id}")
+    query = [p for p in parts.query.split("&") if p and not p.startswith(("notice=", "fragment="))]
+    query.append(urlencode({"notice": notice}))
+    return f"{parts.path}?{'&'.join(query)}#task-{task_id}"
+
+
+def _json_payload(text: str, role: Role) -> dict[str, Any] | None:
+    if not text.strip():
+        return None
+    if role is not Role.SUPPORT:
+        raise Problem(403, "forbidden", "only support edits a payload as JSON")
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise Problem(422, "invalid-payload", "the corrected payload is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise Problem(422, "invalid-payload", "the corrected payload must be an object")
+    return payload
+
+
+async def act(request: Request, task_id: str, action: str) -> Response:
+    """A restart, cancel or resolve button, confirmed with that one click."""
+    ctx = await run_in_threadpool(context, request)
+    try:
+        kind = ActionType(action)
+    except ValueError as exc:
+        raise Problem(404, "not-found", "no such action") from exc
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= _MAX_FIELD}
+    csrf = values.get("csrf", "")
+    if not hmac.compare_digest(csrf, ctx.who.csrf_token(request.app.state.secret)):
+        raise Problem(403, "forbidden", "the form is stale: reload the page and try again")
+    task_id = option(task_id, ID, "task") or ""
+    payload = _json_payload(values.get("payload", ""), ctx.who.role)
+    if kind is ActionType.RESTART and payload is None:
+        task = await run_in_threadpool(ctx.svc.task, ctx.who, task_id)
+        given = corrections.submitted(values)
+        if given:
+            code = (task.error or {}).get("code")
+            fixed, fields = corrections.corrected(task.kind, code, task.payload, given)
+            if fixed is None:
+                return await run_in_threadpool(
+                    pagelists.task, request, ctx, task_id, 422, fields=fields
+                )
+            payload = fixed if fixed != task.payload else None
+    record = await run_in_threadpool(ctx.svc.act, ctx.who, task_id, kind, payload)
+    notice = f"{kind.value}-{record.status.value}"
+    return RedirectResponse(_back(values.get("next", ""), task_id, notice), status_code=303)

@@ -1,0 +1,155 @@
+"""The page's lists: the office overview, the monitoring list and "Monitoring dossier"."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from dispatcher.api.pagebase import ID, KIND, Context, option, render
+from dispatcher.api.problems import Problem
+from dispatcher.api.views import row_of, rows_of, task_page
+from store import TaskStatus
+from store.monitoring import DossierSummary, Scope, TaskFilter
+
+DOSSIERS_PER_PAGE = 100
+ATTENTION_ROWS = 20  # the overview shows the first ones; the list has the rest
+FILTERS = ("status", "kind", "dossier", "instruction", "severity", "submitted_from", "submitted_to")
+SEVERITIES = ("orange", "red")
+
+
+def _day(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value[:10]).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise Problem(422, "invalid-request", f"{name} must be a date") from exc
+
+
+def filters_of(request: Request, ctx: Context, dossier: str | None = None) -> dict[str, str]:
+    """The list's filters as given in the URL (checked), without empty ones."""
+    q = request.query_params
+    form = {k: q[k][:64] for k in FILTERS if q.get(k)}
+    if dossier is not None:
+        form["dossier"] = dossier
+    option(form.get("dossier"), ID, "dossier")
+    option(form.get("kind"), KIND, "kind")
+    status = form.get("status", "")
+    if status and status != "all" and status not in {s.value for s in TaskStatus}:
+        raise Problem(422, "invalid-request", "unknown status")
+    if form.get("severity", "") not in ("", *SEVERITIES):
+        raise Problem(422, "invalid-request", "unknown stripe colour")
+    if form.get("instruction", "") not in ("", "yes", "no"):
+        raise Problem(422, "invalid-request", "unknown instruction filter")
+    return form
+
+
+def task_filter(form: dict[str, str]) -> TaskFilter:
+    """The store's filter; no status, instruction or colour means what needs a person."""
+    status = form.get("status", "")
+    instruction = {"yes": True, "no": False}.get(form.get("instruction", ""))
+    severity = form.get("severity") or None
+    return TaskFilter(
+        statuses=(TaskStatus(status),) if status and status != "all" else (),
+        kind=form.get("kind"),
+        dossier=form.get("dossier"),
+        has_instruction=instruction,
+        severity=severity,
+        submitted_from=_day(form.get("submitted_from"), "from"),
+        submitted_to=_day(form.get("submitted_to"), "to"),
+        needs_attention=not (status or instruction is not None or severity),
+    )
+
+
+def _scope(ctx: Context, dossier: str | None = None) -> Scope:
+    scope = ctx.who.scope(ctx.office, need_office=dossier is not None)
+    if dossier is not None:
+        assert scope.office is not None
+        ctx.svc.check_dossier(ctx.who, scope.office, dossier)
+        return Scope(scope.office, (dossier,))
+    return scope
+
+
+def _list(request: Request, ctx: Context, form: dict[str, str], scope: Scope) -> dict[str, Any]:
+    tasks, after = task_page(
+        ctx.svc.monitoring, scope, task_filter(form), request.query_params.get("cursor")
+    )
+    rows = rows_of(ctx.who, ctx.svc.monitoring, scope, tasks, ctx.speaker)
+    keep = {**form, **({"office": ctx.office} if ctx.who.role.value == "support" else {})}
+    next_url = f"?{urlencode({**keep, 'cursor': after})}" if after else ""
+    first_url = f"?{urlencode(keep)}" if request.query_params.get("cursor") else ""
+    return {"rows": rows, "next_url": next_url, "first_url": first_url, "form": form}
+
+
+def tasks(request: Request, ctx: Context) -> Response:
+    """The monitoring list with its filters."""
+    form = filters_of(request, ctx)
+    scope = _scope(ctx)
+    values = _list(request, ctx, form, scope)
+    statuses = list(TaskStatus)
+    return render(request, "tasks.html", ctx, statuses=statuses, **values)
+
+
+def dossier(request: Request, ctx: Context, name: str) -> Response:
+    """Monitoring dossier: the list of one dossier, with its stripe and counts."""
+    scope = _scope(ctx, name)
+    rows = ctx.svc.monitoring.overview(scope)
+    summary = rows[0] if rows else DossierSummary(scope.office or "", name, "")
+    form = filters_of(request, ctx, dossier=name)
+    values = _list(request, ctx, form, scope)
+    return render(request, "dossier.html", ctx, summary=summary, dossier=name, **values)
+
+
+def overview(request: Request, ctx: Context) -> Response:
+    """Every dossier with its stripe, a page at a time, and what needs a person."""
+    scope = _scope(ctx)
+    everything = ctx.svc.monitoring.overview(scope)
+    show = request.query_params.get("show", "")
+    chosen = [d for d in everything if d.stripe] if show == "striped" else everything
+    pages = max(1, -(-len(chosen) // DOSSIERS_PER_PAGE))
+    try:
+        page = min(max(1, int(request.query_params.get("page", "1")[:6])), pages)
+    except ValueError as exc:
+        raise Problem(422, "invalid-request", "page must be a number") from exc
+    shown = chosen[(page - 1) * DOSSIERS_PER_PAGE : page * DOSSIERS_PER_PAGE]
+    tasks, _ = ctx.svc.monitoring.tasks(
+        scope, TaskFilter(needs_attention=True), None, ATTENTION_ROWS + 1
+    )
+    rows = rows_of(ctx.who, ctx.svc.monitoring, scope, tasks[:ATTENTION_ROWS], ctx.speaker)
+    counts = {
+        "red": sum(1 for d in everything if d.stripe == "red"),
+        "orange": sum(1 for d in everything if d.stripe == "orange"),
+        "all": len(everything),
+    }
+    return render(
+        request,
+        "overview.html",
+        ctx,
+        dossiers=shown,
+        counts=counts,
+        page=page,
+        pages=pages,
+        show=show,
+        rows=rows,
+        more=len(tasks) > ATTENTION_ROWS,
+    )
+
+
+def task(
+    request: Request, ctx: Context, task_id: str, status: int = 200, fields: Any = None
+) -> Response:
+    """A task's page (also with a refused correction's field errors, status 422)."""
+    record = ctx.svc.task(ctx.who, task_id)
+    scope = ctx.who.scope(record.office)
+    instruction = ctx.svc.monitoring.open_instructions_of(scope, [record.id]).get(record.id)
+    text = ctx.speaker.instruction(instruction.code, instruction.facts) if instruction else None
+    row = row_of(ctx.who, record, instruction, text)
+    if fields is not None:
+        row = replace(row, fields=fields)
+    history = ctx.svc.store.history(record.id)
+    return render(request, "task.html", ctx, status=status, row=row, task=record, history=history)

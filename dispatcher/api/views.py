@@ -1,0 +1,116 @@
+"""What the page shows of tasks: rows with their instruction, allowed actions and fields.
+
+Reads go through the shared `Service` and `store.monitoring`, never through the HTTP
+API's route functions, so the API can change its wire format without touching the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dispatcher.actions import role_refusal, state_refusal
+from dispatcher.api.auth import ACTORS, Principal
+from dispatcher.api.corrections import Field, fields_for
+from dispatcher.api.i18n import Speaker
+from dispatcher.api.problems import Problem
+from reminder.texts import InstructionText
+from store import ActionType, InstructionRecord, Role, TaskRecord
+from store.monitoring import Cursor, Monitoring, Scope, TaskFilter
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Row:
+    """One task as a list shows it: status left, instruction and actions right."""
+
+    task: TaskRecord
+    severity: str  # "red", "orange" or "" (no open instruction, not failed)
+    instruction: InstructionRecord | None
+    text: InstructionText | None
+    can_restart: bool
+    can_cancel: bool
+    can_resolve: bool
+    fields: list[Field] = field(default_factory=list)
+
+    @property
+    def support_acts(self) -> bool:
+        """A red failure: support acts, the office waits."""
+        return self.severity == "red"
+
+
+def allowed(who: Principal, task: TaskRecord, action: ActionType) -> bool:
+    """Whether the user may take the action now (the same rules the service applies)."""
+    if who.role not in ACTORS:
+        return False
+    return state_refusal(task, action) is None and role_refusal(task, action, who.role) is None
+
+
+def row_of(
+    who: Principal,
+    task: TaskRecord,
+    instruction: InstructionRecord | None,
+    text: InstructionText | None,
+) -> Row:
+    """A row with what this user may do to the task."""
+    error = task.error or {}
+    severity = instruction.severity if instruction else str(error.get("severity") or "")
+    if not instruction and task.status.value != "failed":
+        severity = ""
+    can_restart = allowed(who, task, ActionType.RESTART)
+    fields = fields_for(task.kind, error.get("code"), task.payload) if can_restart else []
+    return Row(
+        task=task,
+        severity=severity,
+        instruction=instruction,
+        text=text,
+        can_restart=can_restart,
+        can_cancel=allowed(who, task, ActionType.CANCEL),
+        can_resolve=who.role is Role.SUPPORT and allowed(who, task, ActionType.RESOLVE),
+        fields=fields,
+    )
+
+
+def rows_of(
+    who: Principal, monitoring: Monitoring, scope: Scope, tasks: list[TaskRecord], speaker: Speaker
+) -> list[Row]:
+    """Rows of a page of tasks, with one query for all their open instructions."""
+    found = monitoring.open_instructions_of(scope, [t.id for t in tasks])
+    rows = []
+    for task in tasks:
+        instruction = found.get(task.id)
+        text = speaker.instruction(instruction.code, instruction.facts) if instruction else None
+        rows.append(row_of(who, task, instruction, text))
+    return rows
+
+
+def task_page(
+    monitoring: Monitoring, scope: Scope, filters: TaskFilter, cursor: str | None
+) -> tuple[list[TaskRecord], str | None]:
+    """One page of tasks and the cursor of the next."""
+    tasks, after = monitoring.tasks(scope, filters, decode_cursor(cursor), PAGE_SIZE)
+    return tasks, encode_cursor(after)
+
+
+def encode_cursor(cursor: Cursor | None) -> str | None:
+    """An opaque position in a list, for the URL."""
+    if cursor is None:
+        return None
+    raw = json.dumps([cursor[0].isoformat(), cursor[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> Cursor | None:
+    """The position a cursor of this page stands for; 422 for anything else."""
+    if not text:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text[:300] + "=" * (-len(text[:300]) % 4))
+        at, task_id = json.loads(raw)
+        return datetime.fromisoformat(at), str(task_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise Problem(422, "invalid-request", "the page position is not valid") from exc
