@@ -10,6 +10,7 @@
 #   DOSSIERFLOW_AMQP_PORT           AMQP port                  [5672] (Erlang distribution: +20000)
 #   DOSSIERFLOW_RABBITMQ_MGMT_PORT  management HTTP API port   [15672]
 #   DOSSIERFLOW_MONGO_PORT          FerretDB port              [27017]
+#   DOSSIERFLOW_RABBITMQ_NODENAME   RabbitMQ node name         [rabbit@localhost]
 #   DOSSIERFLOW_START_TIMEOUT       seconds to wait per service [90]
 #   XDG_CACHE_HOME                  ferretdb binary cached in $XDG_CACHE_HOME/dossierflow/bin
 #
@@ -47,7 +48,8 @@ DIST_PORT=$((AMQP_PORT + 20000)) # Erlang distribution listener (RabbitMQ conven
 
 # One environment for the server and every CLI call: same node name, config, data and cookie
 # (HOME points at the state dir, so the Erlang cookie lives there and belongs to the caller).
-export RABBITMQ_NODENAME=rabbit@localhost
+# A second local node (another state dir and ports) needs its own name: DOSSIERFLOW_RABBITMQ_NODENAME.
+export RABBITMQ_NODENAME=${DOSSIERFLOW_RABBITMQ_NODENAME:-rabbit@localhost}
 export RABBITMQ_CONF_ENV_FILE=$RMQ_DIR/rabbitmq-env.conf # ours, not /etc/rabbitmq/rabbitmq-env.conf
 export RABBITMQ_CONFIG_FILE=$RMQ_DIR/rabbitmq.conf
 export RABBITMQ_ADVANCED_CONFIG_FILE=$RMQ_DIR/advanced.config
@@ -283,8 +285,8 @@ start_rabbitmq() {
         "$MGMT_PORT:DOSSIERFLOW_RABBITMQ_MGMT_PORT:rabbitmq management" \
         "$DIST_PORT:DOSSIERFLOW_AMQP_PORT:rabbitmq erlang distribution = amqp port + 20000"
     names=$(epmd_names "$EPMD_PORT")
-    [[ $'\n'$names != *$'\n'"name rabbit at"* ]] ||
-        die "an Erlang node named 'rabbit' is already registered with epmd (port $EPMD_PORT): another RabbitMQ on this host?
+    [[ $'\n'$names != *$'\n'"name ${RABBITMQ_NODENAME%%@*} at"* ]] ||
+        die "an Erlang node named '${RABBITMQ_NODENAME%%@*}' is already registered with epmd (port $EPMD_PORT): another RabbitMQ on this host?
     ${names//$'\n'/$'\n'    }"
     listeners=$(port_listeners "$EPMD_PORT")
     [[ -z $listeners || $listeners == *'"epmd"'* ]] ||
