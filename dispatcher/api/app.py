@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from dispatcher.api import pages, problems, routes
+from dispatcher.api import openapi, pages, problems, routes
 from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
 from dispatcher.api.service import ClientPool, Service
 from dispatcher.client import Client
@@ -38,4 +38,5 @@ def create_app(
     app.include_router(routes.router)
     pages.install(app)
     app.add_middleware(BodyLimit, limit=settings.payload_limit_bytes + ENVELOPE_BYTES)
+    openapi.install(app)
     return app

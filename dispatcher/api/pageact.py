@@ -29,8 +29,9 @@ def _back(next_url: str, task_id: str, notice: str) -> str:
     parts = urlsplit(next_url)
     if parts.scheme or parts.netloc or not next_url.startswith("/") or "\\" in next_url:
         next_url, parts = f"/tasks/{task_id}", urlsplit(f"/tasks/{task_id}")
-    query = [p for p in parts.query.split("&") if p and not p.startswith(("notice=", "fragment="))]
-    query.append(urlencode({"notice": notice}))
+    dropped = ("notice=", "acted=", "fragment=")
+    query = [p for p in parts.query.split("&") if p and not p.startswith(dropped)]
+    query.append(urlencode({"notice": notice, "acted": task_id}))
     return f"{parts.path}?{'&'.join(query)}#task-{task_id}"
 
 

@@ -42,7 +42,7 @@ NOTICES = {
     "resolve-pending": N_("Requested: it follows in the dossier's order."),
     "resolve-refused": N_("The request was refused."),
 }
-_NOT_KEPT = ("fragment", "notice")  # query parameters a form's way back drops
+_NOT_KEPT = ("fragment", "notice", "acted")  # query parameters a form's way back drops
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ def render(
             "fragment": request.query_params.get("fragment") == "1",
             "here": here,
             "notice": request.query_params.get("notice", ""),
+            "acted": option(request.query_params.get("acted"), ID, "acted"),
             "notices": NOTICES,
             "kinds": kinds(),
             **values,

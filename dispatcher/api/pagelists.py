@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import Response
 
+from dispatcher.api.corrections import LABELS
 from dispatcher.api.pagebase import ID, KIND, Context, option, render
 from dispatcher.api.problems import Problem
 from dispatcher.api.views import row_of, rows_of, task_page
@@ -152,4 +153,15 @@ def task(
     if fields is not None:
         row = replace(row, fields=fields)
     history = ctx.svc.store.history(record.id)
-    return render(request, "task.html", ctx, status=status, row=row, task=record, history=history)
+    here = f"/tasks/{record.id}"  # also when a refused correction renders it from its POST
+    return render(
+        request,
+        "task.html",
+        ctx,
+        status=status,
+        row=row,
+        task=record,
+        history=history,
+        here=here,
+        labels=LABELS,
+    )

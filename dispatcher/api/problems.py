@@ -6,6 +6,7 @@ URI and no stack trace or input value (which may hold personal data) is echoed b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -35,6 +36,71 @@ TITLES = {
 }
 
 
+STATUS_TYPES: dict[int, tuple[str, ...]] = {
+    401: ("unauthorized",),
+    403: ("forbidden",),
+    404: ("not-found",),
+    409: ("action-refused", "idempotency-key-reused"),
+    413: ("payload-too-large",),
+    422: ("invalid-request", "invalid-payload", "office-required"),
+    500: ("internal",),
+    503: ("unavailable",),
+}
+"""The problem types each status can carry, as the OpenAPI document lists them."""
+
+SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An error (RFC 9457). `type` is stable; `detail` is for people.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "enum": [f"/problems/{slug}" for slug in TITLES]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "where the request is wrong (invalid-request only)",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these statuses: problem documents of the types each can carry."""
+    answers: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        types = STATUS_TYPES[status]
+        narrowed = {
+            "allOf": [
+                {"$ref": "#/components/schemas/Problem"},
+                {
+                    "properties": {
+                        "type": {"enum": [f"/problems/{slug}" for slug in types]},
+                        "status": {"const": status},
+                    }
+                },
+            ]
+        }
+        answers[status] = {
+            "description": "; ".join(f"`{slug}`: {TITLES[slug]}" for slug in types),
+            "content": {MEDIA_TYPE: {"schema": narrowed}},
+        }
+    if 401 in answers:
+        answers[401]["headers"] = {
+            "WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}
+        }
+    return answers
+
+
 class Problem(Exception):
     """An error answered as problem+json: HTTP status, a type slug and a detail."""
 
@@ -54,9 +120,12 @@ class Problem(Exception):
         }
 
 
-def response(problem: Problem) -> JSONResponse:
+def response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The HTTP response of a problem."""
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    headers = {
+        **(headers or {}),
+        **({"WWW-Authenticate": "Bearer"} if problem.status == 401 else {}),
+    }
     return JSONResponse(
         problem.document(), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers
     )
@@ -89,7 +158,10 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
 async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
-    return response(Problem(exc.status_code, slug.get(exc.status_code, "invalid-request")))
+    # The headers stay: a 405 must say which methods the resource allows.
+    return response(
+        Problem(exc.status_code, slug.get(exc.status_code, "invalid-request")), exc.headers
+    )
 
 
 async def _on_store(_request: Request, exc: Exception) -> JSONResponse:
@@ -99,8 +171,15 @@ async def _on_store(_request: Request, exc: Exception) -> JSONResponse:
     return response(Problem(500, "internal"))
 
 
+async def _on_crash(_request: Request, exc: Exception) -> JSONResponse:
+    # Only the type is logged: the message may quote input; the server logs the traceback.
+    log.error("api.crash", error=type(exc).__name__)
+    return response(Problem(500, "internal"))
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on an app."""
+    app.add_exception_handler(Exception, _on_crash)
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

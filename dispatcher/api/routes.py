@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dispatcher.api.auth import Principal
 from dispatcher.api.models import (
+    CURSOR_PATTERN,
     ActionOut,
     DossierRow,
     DossierView,
@@ -27,10 +28,11 @@ from dispatcher.api.models import (
     decode_cursor,
     encode_cursor,
 )
-from dispatcher.api.problems import Problem
+from dispatcher.api.problems import Problem, documented
 from dispatcher.api.service import Service
 from store import ActionType, InstructionStatus, TaskStatus
 from store.monitoring import DossierSummary, TaskFilter
+from workers.kinds import kinds
 
 
 def _query_names(dependant: Dependant) -> set[str]:
@@ -56,7 +58,11 @@ def known_query(request: Request) -> None:
         raise Problem(422, "invalid-request", f"unknown query parameter(s): {shown}")
 
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(known_query)])
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(known_query)],
+    responses=documented(401, 413, 422, 500, 503),
+)
 _bearer = HTTPBearer(auto_error=False, description="a token from `dossierflow users token`")
 
 Office = Annotated[Id | None, Query(description="support only: the office to look at")]
@@ -84,7 +90,15 @@ Who = Annotated[Principal, Depends(principal)]
 Svc = Annotated[Service, Depends(service)]
 
 
-@router.post("/tasks", status_code=201, response_model=TaskOut)
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskOut,
+    responses={
+        200: {"model": TaskOut, "description": "The task an earlier request with this key made"},
+        **documented(403, 409),
+    },
+)
 def submit(
     body: SubmitRequest, who: Who, svc: Svc, response: Response, key: IdempotencyKey = None
 ) -> TaskOut:
@@ -96,7 +110,7 @@ def submit(
     return TaskOut.of(svc.task(who, task_id))
 
 
-@router.get("/tasks/{task_id}", response_model=TaskDetail)
+@router.get("/tasks/{task_id}", response_model=TaskDetail, responses=documented(404))
 def get_task(task_id: Id, who: Who, svc: Svc) -> TaskDetail:
     """One task with its history and instructions."""
     task = svc.task(who, task_id)
@@ -112,7 +126,7 @@ def get_task(task_id: Id, who: Who, svc: Svc) -> TaskDetail:
     )
 
 
-@router.get("/tasks", response_model=TaskPage)
+@router.get("/tasks", response_model=TaskPage, responses=documented(404))
 def list_tasks(
     who: Who,
     svc: Svc,
@@ -126,7 +140,10 @@ def list_tasks(
     submitted_from: datetime | None = None,
     submitted_to: datetime | None = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="opaque: a `next_cursor`, passed as it is"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TaskPage:
     """Tasks newest first. Without status, has_instruction, severity or all: what needs a person
@@ -134,6 +151,8 @@ def list_tasks(
     scope = who.scope(office)
     if dossier is not None and scope.office is not None:
         svc.check_dossier(who, scope.office, dossier)
+    if kind is not None and kind not in kinds():
+        raise Problem(422, "invalid-request", "kind: not a registered task kind")
     default = not (show_all or status or has_instruction is not None or severity is not None)
     filters = TaskFilter(
         statuses=tuple(status or ()),
@@ -149,7 +168,7 @@ def list_tasks(
     return TaskPage(items=[TaskOut.of(t) for t in tasks], next_cursor=encode_cursor(after))
 
 
-@router.get("/dossiers/{dossier}", response_model=DossierView)
+@router.get("/dossiers/{dossier}", response_model=DossierView, responses=documented(404))
 def get_dossier(dossier: Id, who: Who, svc: Svc, office: Office = None) -> DossierView:
     """A dossier's stripe, counts, open instructions and latest tasks."""
     scope = who.scope(office, need_office=True)
@@ -176,7 +195,7 @@ def overview(who: Who, svc: Svc, office: Office = None) -> Overview:
     return Overview(office=scope.office, dossiers=[DossierRow.of(r) for r in rows])
 
 
-@router.get("/instructions", response_model=list[InstructionOut])
+@router.get("/instructions", response_model=list[InstructionOut], responses=documented(404))
 def list_instructions(
     who: Who,
     svc: Svc,
@@ -201,12 +220,18 @@ def list_instructions(
     return [InstructionOut.of(i, who.user.language) for i in found]
 
 
+ACTED = {
+    202: {"model": ActionOut, "description": "Recorded; the sequencer has not decided yet"},
+    **documented(403, 404, 409),
+}
+
+
 def _answer(response: Response, action: ActionOut) -> ActionOut:
     response.status_code = 200 if action.status == "applied" else 202
     return action
 
 
-@router.post("/tasks/{task_id}/restart", response_model=ActionOut)
+@router.post("/tasks/{task_id}/restart", response_model=ActionOut, responses=ACTED)
 def restart(
     task_id: Id, who: Who, svc: Svc, response: Response, body: RestartRequest | None = None
 ) -> ActionOut:
@@ -215,13 +240,13 @@ def restart(
     return _answer(response, ActionOut.of(svc.act(who, task_id, ActionType.RESTART, payload)))
 
 
-@router.post("/tasks/{task_id}/cancel", response_model=ActionOut)
+@router.post("/tasks/{task_id}/cancel", response_model=ActionOut, responses=ACTED)
 def cancel(task_id: Id, who: Who, svc: Svc, response: Response) -> ActionOut:
     """Never run the task; its dossier goes on (offices cancel activations only)."""
     return _answer(response, ActionOut.of(svc.act(who, task_id, ActionType.CANCEL, None)))
 
 
-@router.post("/tasks/{task_id}/resolve", response_model=ActionOut)
+@router.post("/tasks/{task_id}/resolve", response_model=ActionOut, responses=ACTED)
 def resolve(task_id: Id, who: Who, svc: Svc, response: Response) -> ActionOut:
     """The failure was fixed by hand in the package: skip the task, the dossier goes on."""
     return _answer(response, ActionOut.of(svc.act(who, task_id, ActionType.RESOLVE, None)))

@@ -122,7 +122,8 @@ class Service:
 
     def _replay(self, office: str, key: str, stamp: str, earlier: str) -> str:
         if earlier != stamp:
-            raise Problem(422, "idempotency-key-reused", "the key was used for another request")
+            # 409: the request is well formed; it conflicts with what the key already did.
+            raise Problem(409, "idempotency-key-reused", "the key was used for another request")
         deadline = time.monotonic() + IDEMPOTENCY_WAIT_S
         while time.monotonic() < deadline:
             found = self.keys.get(office, key)
