@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from broker.admin import Admin
 from dispatcher import chaoscheck as cc
 from dispatcher.chaosactors import Fixer, Submitter
 from dispatcher.chaosfaults import FAULTS, SERVICE_FAULTS, Injector, Services
@@ -31,7 +32,9 @@ from workers.accounting.simulated import SimulatedPackage
 
 OFFICES = ["office1", "office2"]
 STATE = Path(".dossierflow/chaos")
-QUIET_S = 12.0  # nothing moved for this long (past the sweeper's grace and retry delays)
+# Nothing moved for this long: longer than the retry delays and the sweeper's interval (a
+# task still `submitted` is older than the sweeper's grace by then, so it would be swept).
+QUIET_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def chaos_settings(settings: Settings) -> Settings:
         simpackage_path=(STATE / "simulated-package.sqlite3").resolve(),
         simpackage_latency_ms="10,60",
         heartbeat_s=min(settings.heartbeat_s, 5),
-        sweep_grace_s=5.0,
+        sweep_grace_s=20.0,
         sweep_interval_s=1.0,
         retry_delays_s="1,2,4",
     )
@@ -84,6 +87,7 @@ def run_chaos(settings: Settings, options: Options) -> int:
     )
     print(f"  logs in {cluster.log_dir}/")
     _start(cluster)
+    _wait_ready(cluster)
     begin = time.time()
     submitter = Submitter(settings, cluster, store)
     fixer = Fixer(settings, cluster, store, package, {})
@@ -149,6 +153,19 @@ def _start(cluster: Cluster) -> None:
     cluster.supervise()
 
 
+def _wait_ready(cluster: Cluster, timeout_s: float = 120) -> None:
+    """Until every office's work queue has its connectors and the partitions a consumer."""
+    admin = Admin(cluster.settings.rabbitmq_api)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        consumers = {q["name"]: q.get("consumers", 0) for q in admin.queues(cluster.vhost)}
+        work = [n for n in consumers if n.startswith("dossierflow.work.")]
+        if len(work) == len(OFFICES) and all(consumers[n] > 0 for n in work):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the cluster did not come up in {timeout_s:.0f} s: see {cluster.log_dir}")
+
+
 def draw_schedule(
     rng: random.Random, faults: tuple[str, ...], duration_s: float
 ) -> list[tuple[float, str]]:
@@ -169,7 +186,8 @@ def _inject_all(injector: Injector, schedule: list[tuple[float, str]], begin: fl
         except Exception as exc:  # a fault that could not be injected is reported, not fatal
             print(f"  fault {name} failed: {type(exc).__name__}: {exc}")
             continue
-        print(f"  fault {window.name} at {window.start - begin:.0f} s: {window.detail}")
+        took = window.end - window.start
+        print(f"  fault {name} at {window.start - begin:.0f} s ({took:.1f} s): {window.detail}")
 
 
 def _settle(store: Store, package: SimulatedPackage, fixer: Fixer, timeout_s: float = 900) -> None:
@@ -212,7 +230,9 @@ def observe(
         accepted=accepted,
         executions=package.executions(),
         bookings_per_key=Counter(b.idempotency_key for b in package.bookings(include_deleted=True)),
-        tasks={t.id: cc.StoredTask(t.id, t.status.value, t.failures) for t in store.find_tasks()},
+        tasks={
+            t.id: cc.StoredTask(t.id, t.status.value, t.failures, t.seq) for t in store.find_tasks()
+        },
         blocked=frozenset(d.key for d in store.dossiers_blocked()),
         actions=applied,
         instructions=[

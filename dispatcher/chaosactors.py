@@ -115,6 +115,8 @@ class Fixer:
                 self.originals,
                 cancel=lambda: rng.random() < 0.25,
                 records=self.records,
+                # Decisions come in the dossier's order, maybe behind a backlog: do not wait.
+                wait_s=0.5,
             )
         except (StoreError, BrokerError, DispatcherError) as exc:
             print(f"  fixing stopped: {type(exc).__name__}: {exc}")

@@ -38,6 +38,7 @@ class StoredTask:
     task_id: str
     status: str
     failures: int = 0
+    seq: int | None = None  # the place the sequencer gave it in its dossier
 
 
 @dataclass(frozen=True)
@@ -188,17 +189,28 @@ def out_of_order(obs: Observed) -> list[Finding]:
         per_dossier[(a.office, a.dossier)].append(a)
     found = []
     for (office, dossier), tasks in per_dossier.items():
-        latest, before = float("-inf"), ""
+        latest, before = float("-inf"), tasks[0]
         for a in tasks:
             start = first_start.get(a.task_id)
             if start is not None and start < latest:
-                late = "" if a.announced else " (its submit was not announced)"
-                detail = f"{office}.{dossier}: ran before {before} finished{late}"
+                detail = f"{office}.{dossier}: ran before {before.task_id} finished" + _why(
+                    obs, before, a
+                )
                 found.append(Finding("out of order", a.task_id, start, detail))
             end = ends.get(a.task_id)
             if end is not None and end > latest:
-                latest, before = end, a.task_id
+                latest, before = end, a
     return found
+
+
+def _why(obs: Observed, earlier: Accepted, later: Accepted) -> str:
+    """What the store says about the pair: the sequencer's numbering, a late announcement."""
+    notes = [f"{a.task_id[:8]} was not announced at submit" for a in (earlier, later)]
+    notes = [n for n, a in zip(notes, (earlier, later), strict=True) if not a.announced]
+    first, second = obs.tasks.get(earlier.task_id), obs.tasks.get(later.task_id)
+    if first and second and first.seq is not None and second.seq is not None:
+        notes.append(f"sequenced #{first.seq} and #{second.seq}")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def stuck(obs: Observed) -> list[Finding]:

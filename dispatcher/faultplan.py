@@ -151,12 +151,13 @@ def fix_once(
     *,
     cancel: Callable[[], bool] = lambda: False,
     records: list[ActionRecord] | None = None,
+    wait_s: float = 30.0,
 ) -> Counter[str]:
     """One pass over the blocked dossiers: repair and act on each failed task once.
 
     `cancel` may choose to cancel a task (as support) instead of doing what its
     instruction says, as a person who gives up on it would. Each action taken is appended
-    to `records` when given.
+    to `records` when given; `wait_s` bounds the wait for each decision.
     """
     done: Counter[str] = Counter()
     taken = records if records is not None else []
@@ -168,19 +169,21 @@ def fix_once(
         if fault is None or cancel():
             if fault is not None:
                 fault.repair(package, company_code(task.office, task.dossier))
-            taken.append(client.cancel(task.id, by="demo"))
+            taken.append(client.cancel(task.id, by="demo", wait_s=wait_s))
             done["cancel"] += 1
             continue
         fault.repair(package, company_code(task.office, task.dossier))
         original = originals.get(task.id)
         if fault.fix == "restart-corrected" and original is not None:
-            action = client.restart(task.id, payload=original.payload, role=fault.role, by="demo")
+            action = client.restart(
+                task.id, payload=original.payload, role=fault.role, by="demo", wait_s=wait_s
+            )
         elif fault.fix.startswith("restart"):
-            action = client.restart(task.id, role=fault.role, by="demo")
+            action = client.restart(task.id, role=fault.role, by="demo", wait_s=wait_s)
         elif fault.fix == "cancel":
-            action = client.cancel(task.id, role=fault.role, by="demo")
+            action = client.cancel(task.id, role=fault.role, by="demo", wait_s=wait_s)
         else:
-            action = client.resolve(task.id, role=fault.role, by="demo")
+            action = client.resolve(task.id, role=fault.role, by="demo", wait_s=wait_s)
         taken.append(action)
         done[fault.fix] += 1
     return done
