@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,106 @@ def _row_status(driver: webdriver.Chrome, task_id: str) -> str:
     return str(rows[0].get_attribute("data-status")) if rows else ""
 
 
+@dataclass
+class Visit:
+    """One person's session on the page, in one language."""
+
+    browser: webdriver.Chrome
+    store: Store
+    tasks: dict[str, str]
+    speaker: Speaker
+    shots: Path
+
+    def see_the_overview(self) -> None:
+        """Stripes in the person's language; red says support acts and offers no button."""
+        b, tasks = self.browser, self.tasks
+        _one(b, "#overview tr[data-dossier]", "the overview")
+        assert b.find_element(By.TAG_NAME, "html").get_attribute("lang") == self.speaker.language
+        stripes = {
+            r.get_attribute("data-dossier"): r.get_attribute("class")
+            for r in b.find_elements(By.CSS_SELECTOR, "#overview tr[data-dossier]")
+        }
+        assert stripes == {
+            "broken": "stripe-red",
+            "code": "stripe-orange",
+            "fine": "stripe-",
+            "wrong": "stripe-orange",
+        }
+        red = b.find_element(By.CSS_SELECTOR, f"#tasks tr[data-task='{tasks['broken']}']")
+        assert red.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
+        assert self.speaker.gettext("Support acts") in red.text
+        listed = {
+            r.get_attribute("data-task")
+            for r in b.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]")
+        }
+        assert listed == {tasks["code"], tasks["wrong"], tasks["broken"]}  # the default filter
+        b.save_screenshot(str(self.shots / "overview.png"))
+        assert accessibility_problems(b) == []
+
+    def follow_the_stripe(self) -> None:
+        """The stripe leads to the monitoring list of that dossier and colour (in the URL)."""
+        b = self.browser
+        b.find_element(By.CSS_SELECTOR, "tr[data-dossier='code'] a.stripe-link").click()
+        wait_for(lambda: "severity=orange" in b.current_url, 20, "the stripe's list")
+        assert "dossier=code" in b.current_url
+        row = _one(b, f"#tasks tr[data-task='{self.tasks['code']}']", "the activation")
+        assert len(b.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]")) == 1
+        wording = self.speaker.instruction("unknown_dossier_code", {"dossier_code": "TYPO"})
+        assert wording.title in row.text and wording.action in row.text
+        assert self.speaker.kind("dossier.activate") in row.text
+        b.save_screenshot(str(self.shots / "stripe-list.png"))
+
+    def correct_the_dossier_code(self) -> None:
+        """By keyboard: a wrong value comes back with its error, the right one restarts."""
+        b, task_id = self.browser, self.tasks["code"]
+        field_id = f"fix-{task_id}-dossier_code"
+        label = b.find_element(By.CSS_SELECTOR, f"label[for='{field_id}']")
+        assert label.text == self.speaker.gettext("Dossier code")
+        field = b.find_element(By.ID, field_id)
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys("not a code!", Keys.ENTER)
+        error = _one(b, f"#{field_id}-error", "the field's error")
+        assert error.text == self.speaker.gettext(INVALID)
+        assert b.find_element(By.ID, field_id).get_attribute("aria-invalid") == "true"
+        assert _status(self.store, task_id) is TaskStatus.FAILED  # nothing was sent
+        assert accessibility_problems(b) == []
+        field = b.find_element(By.ID, field_id)
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(company_code(OFFICE, "code"), Keys.ENTER)
+        notice = _one(b, "#notice", "the restart's notice")
+        assert notice.text.startswith(self.speaker.gettext(NOTICES["restart-applied"]))
+
+    def watch_it_run(self) -> None:
+        """Back on the task's page, the status reaches done without a reload."""
+        b, task_id = self.browser, self.tasks["code"]
+        assert b.current_url.split("?")[0].endswith(f"/tasks/{task_id}")
+        b.execute_script("window.notReloaded = true;")
+        wait_for(
+            lambda: b.find_elements(By.CSS_SELECTOR, "#status [data-status='done']"),
+            60,
+            "the corrected activation done on the page",
+        )
+        assert b.execute_script("return window.notReloaded === true;")
+        assert self.speaker.status("done") in b.find_element(By.ID, "status").text
+        b.save_screenshot(str(self.shots / "activation-corrected.png"))
+        assert accessibility_problems(b) == []
+        corrected = self.store.task(task_id)
+        assert corrected is not None
+        assert corrected.payload == {"dossier_code": company_code(OFFICE, "code")}
+
+    def cancel_with_the_cross(self) -> None:
+        """The wrong activation's cross, in the overview's list."""
+        b, task_id = self.browser, self.tasks["wrong"]
+        b.find_element(By.CSS_SELECTOR, "nav a[href='/']").click()
+        wrong = _one(b, f"#tasks tr[data-task='{task_id}']", "the wrong activation")
+        wrong.find_element(By.CSS_SELECTOR, "button[data-action='cancel']").click()
+        notice = _one(b, "#notice", "the cancel's notice")
+        assert notice.text.startswith(self.speaker.gettext(NOTICES["cancel-applied"]))
+        wait_for(lambda: _status(self.store, task_id) is TaskStatus.CANCELLED, 30, "cancelled")
+        wait_for(lambda: _row_status(b, task_id) == "", 20, "the row gone from the list")
+        b.save_screenshot(str(self.shots / "after-cancel.png"))
+
+
 @pytest.mark.parametrize("language", ["nl", "fr"])
 def test_an_accountant_fixes_and_cancels_activations_in_their_language(
     language: str,
@@ -155,98 +255,22 @@ def test_an_accountant_fixes_and_cancels_activations_in_their_language(
     make_browser: Callable[[str], webdriver.Chrome],
 ) -> None:
     cluster, tasks = _failures(settings, store, make_cluster)
-    speaker = Speaker.of(language, "Europe/Brussels")
     shots = ARTIFACTS / f"monitoring-{language}"
     shots.mkdir(parents=True, exist_ok=True)
     base, token, stop = serve_for_demo(
         replace(settings, amqp_url=cluster.amqp_url), settings.mongo_db, free_port()
     )
     browser = make_browser(language)
+    visit = Visit(browser, store, tasks, Speaker.of(language, "Europe/Brussels"), shots)
     try:
         browser.get(base)
         assert "/login" in browser.current_url
         browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.ID, "login").click()
-
-        # The overview: stripes in the person's language, red means support acts.
-        _one(browser, "#overview tr[data-dossier]", "the overview")
-        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == language
-        stripes = {
-            r.get_attribute("data-dossier"): r.get_attribute("class")
-            for r in browser.find_elements(By.CSS_SELECTOR, "#overview tr[data-dossier]")
-        }
-        assert stripes == {
-            "broken": "stripe-red",
-            "code": "stripe-orange",
-            "fine": "stripe-",
-            "wrong": "stripe-orange",
-        }
-        red = browser.find_element(By.CSS_SELECTOR, f"#tasks tr[data-task='{tasks['broken']}']")
-        assert red.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
-        assert speaker.gettext("Support acts") in red.text
-        listed = {
-            r.get_attribute("data-task")
-            for r in browser.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]")
-        }
-        assert listed == {tasks["code"], tasks["wrong"], tasks["broken"]}  # the default filter
-        browser.save_screenshot(str(shots / "overview.png"))
-        assert accessibility_problems(browser) == []
-
-        # Follow the stripe: the monitoring list of that dossier and colour, filters in the URL.
-        browser.find_element(By.CSS_SELECTOR, "tr[data-dossier='code'] a.stripe-link").click()
-        wait_for(lambda: "severity=orange" in browser.current_url, 20, "the stripe's list")
-        assert "dossier=code" in browser.current_url
-        row = _one(browser, f"#tasks tr[data-task='{tasks['code']}']", "the activation")
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]")) == 1
-        wording = speaker.instruction("unknown_dossier_code", {"dossier_code": "TYPO"})
-        assert wording.title in row.text and wording.action in row.text
-        assert speaker.kind("dossier.activate") in row.text
-        browser.save_screenshot(str(shots / "stripe-list.png"))
-
-        # Correct the dossier code by keyboard: a wrong value first, then the right one.
-        field_id = f"fix-{tasks['code']}-dossier_code"
-        field = browser.find_element(By.ID, field_id)
-        label = browser.find_element(By.CSS_SELECTOR, f"label[for='{field_id}']")
-        assert label.text == speaker.gettext("Dossier code")
-        field.send_keys(Keys.CONTROL, "a")
-        field.send_keys("not a code!", Keys.ENTER)
-        error = _one(browser, f"#{field_id}-error", "the field's error")
-        assert error.text == speaker.gettext(INVALID)
-        assert browser.find_element(By.ID, field_id).get_attribute("aria-invalid") == "true"
-        assert _status(store, tasks["code"]) is TaskStatus.FAILED  # nothing was sent
-        assert accessibility_problems(browser) == []
-        field = browser.find_element(By.ID, field_id)
-        field.send_keys(Keys.CONTROL, "a")
-        field.send_keys(company_code(OFFICE, "code"), Keys.ENTER)
-        notice = _one(browser, "#notice", "the restart's notice")
-        assert notice.text.startswith(speaker.gettext("Restarted: the task runs again."))
-
-        # Back on the task's page (where the refused value was shown): watch it run to done
-        # without reloading the page.
-        assert browser.current_url.split("?")[0].endswith(f"/tasks/{tasks['code']}")
-        browser.execute_script("window.notReloaded = true;")
-        wait_for(
-            lambda: browser.find_elements(By.CSS_SELECTOR, "#status [data-status='done']"),
-            60,
-            "the corrected activation done on the page",
-        )
-        assert browser.execute_script("return window.notReloaded === true;")
-        assert speaker.status("done") in browser.find_element(By.ID, "status").text
-        browser.save_screenshot(str(shots / "activation-corrected.png"))
-        assert accessibility_problems(browser) == []
-
-        # Cancel the wrong activation with the cross, from the overview's list.
-        browser.find_element(By.CSS_SELECTOR, "nav a[href='/']").click()
-        wrong = _one(browser, f"#tasks tr[data-task='{tasks['wrong']}']", "the wrong activation")
-        wrong.find_element(By.CSS_SELECTOR, "button[data-action='cancel']").click()
-        notice = _one(browser, "#notice", "the cancel's notice")
-        assert notice.text.startswith(speaker.gettext(NOTICES["cancel-applied"]))
-        wait_for(lambda: _status(store, tasks["wrong"]) is TaskStatus.CANCELLED, 30, "cancelled")
-        wait_for(lambda: _row_status(browser, tasks["wrong"]) == "", 20, "the row gone by itself")
-        browser.save_screenshot(str(shots / "after-cancel.png"))
-        # The task itself was never touched by the page: its payload is the corrected one.
-        corrected = store.task(tasks["code"])
-        assert corrected is not None
-        assert corrected.payload == {"dossier_code": company_code(OFFICE, "code")}
+        visit.see_the_overview()
+        visit.follow_the_stripe()
+        visit.correct_the_dossier_code()
+        visit.watch_it_run()
+        visit.cancel_with_the_cross()
     finally:
         stop()
