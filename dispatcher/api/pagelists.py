@@ -13,7 +13,8 @@ from fastapi.responses import Response
 from dispatcher.api.corrections import LABELS
 from dispatcher.api.pagebase import ID, KIND, Context, option, render
 from dispatcher.api.problems import Problem
-from dispatcher.api.views import row_of, rows_of, task_page
+from dispatcher.api.snapshot import Snapshot, Snapshots
+from dispatcher.api.views import PAGE_SIZE, Row, decode_cursor, encode_cursor, row_of, rows_of
 from store import TaskStatus
 from store.monitoring import DossierSummary, Scope, TaskFilter
 
@@ -76,11 +77,29 @@ def _scope(ctx: Context, dossier: str | None = None) -> Scope:
     return scope
 
 
+def snapshot(request: Request, scope: Scope) -> Snapshot | None:
+    """The office's snapshot; None for support looking across every office."""
+    snapshots: Snapshots = request.app.state.page_snapshots
+    return snapshots.of(scope.office) if scope.office is not None else None
+
+
+def _page(
+    request: Request, ctx: Context, scope: Scope, f: TaskFilter, limit: int
+) -> tuple[list[Row], str | None]:
+    """A page of rows from the office's snapshot (across offices: from the store)."""
+    cursor = decode_cursor(request.query_params.get("cursor"))
+    snap = snapshot(request, scope)
+    if snap is not None:
+        tasks, after = snap.page(scope, f, cursor, limit)
+        instructions = snap.instructions
+    else:
+        tasks, after = ctx.svc.monitoring.tasks(scope, f, cursor, limit)
+        instructions = ctx.svc.monitoring.open_instructions_of(scope, [t.id for t in tasks])
+    return rows_of(ctx.who, tasks, instructions, ctx.speaker), encode_cursor(after)
+
+
 def _list(request: Request, ctx: Context, form: dict[str, str], scope: Scope) -> dict[str, Any]:
-    tasks, after = task_page(
-        ctx.svc.monitoring, scope, task_filter(form), request.query_params.get("cursor")
-    )
-    rows = rows_of(ctx.who, ctx.svc.monitoring, scope, tasks, ctx.speaker)
+    rows, after = _page(request, ctx, scope, task_filter(form), PAGE_SIZE)
     keep = {**form, **({"office": ctx.office} if ctx.who.role.value == "support" else {})}
     next_url = f"?{urlencode({**keep, 'cursor': after})}" if after else ""
     first_url = f"?{urlencode(keep)}" if request.query_params.get("cursor") else ""
@@ -99,7 +118,8 @@ def tasks(request: Request, ctx: Context) -> Response:
 def dossier(request: Request, ctx: Context, name: str) -> Response:
     """Monitoring dossier: the list of one dossier, with its stripe and counts."""
     scope = _scope(ctx, name)
-    rows = ctx.svc.monitoring.overview(scope)
+    snap = snapshot(request, scope)
+    rows = snap.dossiers(scope) if snap is not None else []
     summary = rows[0] if rows else DossierSummary(scope.office or "", name, "")
     form = filters_of(request, ctx, dossier=name)
     values = _list(request, ctx, form, scope)
@@ -109,7 +129,8 @@ def dossier(request: Request, ctx: Context, name: str) -> Response:
 def overview(request: Request, ctx: Context) -> Response:
     """Every dossier with its stripe, a page at a time, and what needs a person."""
     scope = _scope(ctx)
-    everything = ctx.svc.monitoring.overview(scope)
+    snap = snapshot(request, scope)
+    everything = snap.dossiers(scope) if snap is not None else ctx.svc.monitoring.overview(scope)
     show = request.query_params.get("show", "")
     chosen = [d for d in everything if d.stripe] if show == "striped" else everything
     pages = max(1, -(-len(chosen) // DOSSIERS_PER_PAGE))
@@ -118,10 +139,7 @@ def overview(request: Request, ctx: Context) -> Response:
     except ValueError as exc:
         raise Problem(422, "invalid-request", "page must be a number") from exc
     shown = chosen[(page - 1) * DOSSIERS_PER_PAGE : page * DOSSIERS_PER_PAGE]
-    tasks, _ = ctx.svc.monitoring.tasks(
-        scope, TaskFilter(needs_attention=True), None, ATTENTION_ROWS + 1
-    )
-    rows = rows_of(ctx.who, ctx.svc.monitoring, scope, tasks[:ATTENTION_ROWS], ctx.speaker)
+    rows, more = _page(request, ctx, scope, TaskFilter(needs_attention=True), ATTENTION_ROWS)
     counts = {
         "red": sum(1 for d in everything if d.stripe == "red"),
         "orange": sum(1 for d in everything if d.stripe == "orange"),
@@ -137,7 +155,7 @@ def overview(request: Request, ctx: Context) -> Response:
         pages=pages,
         show=show,
         rows=rows,
-        more=len(tasks) > ATTENTION_ROWS,
+        more=more is not None,
     )
 
 
@@ -152,7 +170,9 @@ def task(
     row = row_of(ctx.who, record, instruction, text)
     if fields is not None:
         row = replace(row, fields=fields)
-    history = ctx.svc.store.history(record.id)
+    # The full history is a scan of every task's events on a server without indexes: on request.
+    everything = request.query_params.get("history") == "all"
+    history = ctx.svc.store.history(record.id) if everything else None
     here = f"/tasks/{record.id}"  # also when a refused correction renders it from its POST
     return render(
         request,

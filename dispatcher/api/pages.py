@@ -25,6 +25,7 @@ from dispatcher.api.pagebase import (
     render,
 )
 from dispatcher.api.problems import Problem
+from dispatcher.api.snapshot import Snapshots
 from store import Role
 
 MESSAGES = {
@@ -125,5 +126,6 @@ def install(app: FastAPI) -> None:
     add("/login", login_form, methods=["GET"], include_in_schema=False)
     add("/login", login, methods=["POST"], include_in_schema=False)
     add("/logout", logout, methods=["POST"], include_in_schema=False)
+    app.state.page_snapshots = Snapshots(app.state.service.monitoring)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(Problem, _on_problem)

@@ -155,13 +155,25 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422, media_type=MEDIA_TYPE)
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed(request: Request) -> str:
+    """Every method some route of this path takes (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
-    # The headers stay: a 405 must say which methods the resource allows.
-    return response(
-        Problem(exc.status_code, slug.get(exc.status_code, "invalid-request")), exc.headers
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request)
+    # A body that is not even text (FastAPI's 400) is malformed like any other: 422.
+    status = 422 if exc.status_code == 400 else exc.status_code
+    return response(Problem(status, slug.get(status, "invalid-request")), headers)
 
 
 async def _on_store(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security
-from fastapi.dependencies.models import Dependant
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dispatcher.api.auth import Principal
@@ -28,35 +26,12 @@ from dispatcher.api.models import (
     decode_cursor,
     encode_cursor,
 )
+from dispatcher.api.params import IdempotencyKey, Instant, Office, Severity, known_query
 from dispatcher.api.problems import Problem, documented
 from dispatcher.api.service import Service
 from store import ActionType, InstructionStatus, TaskStatus
 from store.monitoring import DossierSummary, TaskFilter
 from workers.kinds import kinds
-
-
-def _query_names(dependant: Dependant) -> set[str]:
-    names = {field.alias for field in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
-
-
-def known_query(request: Request) -> None:
-    """422 for a query parameter the operation does not declare.
-
-    Ignoring it would turn a typo or an injection attempt (`status[$ne]=x`) into a wider
-    answer than the caller asked for.
-    """
-    route = request.scope.get("route")
-    dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return
-    unknown = sorted(set(request.query_params) - _query_names(dependant))
-    if unknown:
-        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
-        raise Problem(422, "invalid-request", f"unknown query parameter(s): {shown}")
-
 
 router = APIRouter(
     prefix="/v1",
@@ -64,12 +39,6 @@ router = APIRouter(
     responses=documented(401, 413, 422, 500, 503),
 )
 _bearer = HTTPBearer(auto_error=False, description="a token from `dossierflow users token`")
-
-Office = Annotated[Id | None, Query(description="support only: the office to look at")]
-Severity = Literal["orange", "red"]
-IdempotencyKey = Annotated[
-    str | None, Header(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", alias="Idempotency-Key")
-]
 
 
 def service(request: Request) -> Service:
@@ -137,8 +106,8 @@ def list_tasks(
     dossier: Id | None = None,
     has_instruction: bool | None = None,
     severity: Severity | None = None,
-    submitted_from: datetime | None = None,
-    submitted_to: datetime | None = None,
+    submitted_from: Instant | None = None,
+    submitted_to: Instant | None = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
     cursor: Annotated[
         str | None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,7 +20,7 @@ from dispatcher.api.i18n import Speaker
 from dispatcher.api.problems import Problem
 from reminder.texts import InstructionText
 from store import ActionType, InstructionRecord, Role, TaskRecord
-from store.monitoring import Cursor, Monitoring, Scope, TaskFilter
+from store.monitoring import Cursor
 
 PAGE_SIZE = 50
 
@@ -76,24 +77,18 @@ def row_of(
 
 
 def rows_of(
-    who: Principal, monitoring: Monitoring, scope: Scope, tasks: list[TaskRecord], speaker: Speaker
+    who: Principal,
+    tasks: list[TaskRecord],
+    instructions: Mapping[str, InstructionRecord],
+    speaker: Speaker,
 ) -> list[Row]:
-    """Rows of a page of tasks, with one query for all their open instructions."""
-    found = monitoring.open_instructions_of(scope, [t.id for t in tasks])
+    """Rows of a page of tasks, given their open instructions by task id."""
     rows = []
     for task in tasks:
-        instruction = found.get(task.id)
+        instruction = instructions.get(task.id)
         text = speaker.instruction(instruction.code, instruction.facts) if instruction else None
         rows.append(row_of(who, task, instruction, text))
     return rows
-
-
-def task_page(
-    monitoring: Monitoring, scope: Scope, filters: TaskFilter, cursor: str | None
-) -> tuple[list[TaskRecord], str | None]:
-    """One page of tasks and the cursor of the next."""
-    tasks, after = monitoring.tasks(scope, filters, decode_cursor(cursor), PAGE_SIZE)
-    return tasks, encode_cursor(after)
 
 
 def encode_cursor(cursor: Cursor | None) -> str | None:

@@ -1,0 +1,160 @@
+"""The page's copy of an office's tasks: read in one go, filtered and counted in memory.
+
+Every list and the overview of an office come from one snapshot (all tasks, open
+instructions, blocked dossiers), so a page costs no database query at all once it is
+there; each page view older than `FRESH_S` starts one refresh in the background and is
+answered from the copy it has (the live part shows the new state a moment later). Only
+the first view of an office waits for its read. The store's direct queries stay for
+what spans offices (support without an office) and for single tasks, read by id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from store import InstructionRecord, TaskRecord, TaskStatus
+from store.monitoring import WAITING, Cursor, DossierSummary, Monitoring, Scope, TaskFilter
+
+FRESH_S = 2.0
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An office's tasks (newest first), open instructions by task and dossier rows."""
+
+    taken: float
+    tasks: list[TaskRecord]
+    instructions: dict[str, InstructionRecord]
+    overview: list[DossierSummary]
+
+    def visible(self, scope: Scope) -> list[TaskRecord]:
+        """The tasks a scope may see (a dossier manager's dossiers only)."""
+        if scope.dossiers is None:
+            return self.tasks
+        wanted = set(scope.dossiers)
+        return [t for t in self.tasks if t.dossier in wanted]
+
+    def page(
+        self, scope: Scope, f: TaskFilter, after: Cursor | None, limit: int
+    ) -> tuple[list[TaskRecord], Cursor | None]:
+        """A page of the tasks matching the filter, as `Monitoring.tasks` gives it."""
+        found: list[TaskRecord] = []
+        for t in self.visible(scope):
+            if after is not None and (t.submitted_at, t.id) >= after:
+                continue
+            if self._matches(t, f):
+                found.append(t)
+                if len(found) > limit:
+                    break
+        more = len(found) > limit
+        found = found[:limit]
+        return found, ((found[-1].submitted_at, found[-1].id) if more and found else None)
+
+    def _matches(self, t: TaskRecord, f: TaskFilter) -> bool:
+        instruction = self.instructions.get(t.id)
+        checks = (
+            not f.statuses or t.status in f.statuses,
+            f.kind is None or t.kind == f.kind,
+            f.dossier is None or t.dossier == f.dossier,
+            f.submitted_from is None or t.submitted_at >= f.submitted_from,
+            f.submitted_to is None or t.submitted_at < f.submitted_to,
+            f.has_instruction is None or (instruction is not None) == f.has_instruction,
+            f.severity is None or (instruction is not None and instruction.severity == f.severity),
+            not f.needs_attention or t.status is TaskStatus.FAILED or instruction is not None,
+        )
+        return all(checks)
+
+    def dossiers(self, scope: Scope) -> list[DossierSummary]:
+        """The overview's rows a scope may see."""
+        if scope.dossiers is None:
+            return self.overview
+        wanted = set(scope.dossiers)
+        return [d for d in self.overview if d.dossier in wanted]
+
+
+def build(
+    tasks: list[TaskRecord], instructions: list[InstructionRecord], blocked: set[tuple[str, str]]
+) -> Snapshot:
+    """Sort, index and count what one read gave."""
+    tasks.sort(key=lambda t: (t.submitted_at, t.id), reverse=True)
+    newest: dict[str, InstructionRecord] = {}
+    for i in sorted(instructions, key=lambda i: (i.created_at, i.id)):
+        newest[i.task_id] = i
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for t in tasks:
+        counts[(t.office, t.dossier)][t.status.value] += 1
+    severities: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for i in instructions:
+        severities[(i.office, i.dossier)].append(i.severity)
+    rows = []
+    for key in sorted(set(counts) | set(severities) | blocked):
+        by_status, colours = counts.get(key, {}), severities.get(key, [])
+        rows.append(
+            DossierSummary(
+                office=key[0],
+                dossier=key[1],
+                stripe="red" if "red" in colours else "orange" if colours else "",
+                waiting=sum(by_status.get(s.value, 0) for s in WAITING),
+                running=by_status.get(TaskStatus.RUNNING.value, 0),
+                failed=by_status.get(TaskStatus.FAILED.value, 0),
+                blocked=key in blocked,
+                open_instructions=len(colours),
+            )
+        )
+    return Snapshot(time.monotonic(), tasks, newest, rows)
+
+
+@dataclass
+class Snapshots:
+    """The latest snapshot of each office, refreshed in the background when a page asks."""
+
+    monitoring: Monitoring
+    fresh_s: float = FRESH_S
+    _latest: dict[str, Snapshot] = field(default_factory=dict)
+    _loading: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def of(self, office: str) -> Snapshot:
+        """The office's snapshot; the first one is read now, later ones in the background."""
+        with self._lock:
+            known = self._latest.get(office)
+            stale = known is None or time.monotonic() - known.taken > self.fresh_s
+            start = stale and known is not None and office not in self._loading
+            if start:
+                self._loading.add(office)
+        if known is None:
+            return self._load(office)
+        if start:
+            threading.Thread(target=self._refresh, args=(office,), daemon=True).start()
+        return known
+
+    def forget(self, office: str) -> None:
+        """After an action: the next view reads the office again (in the background)."""
+        with self._lock:
+            known = self._latest.get(office)
+            if known is not None:
+                self._latest[office] = Snapshot(
+                    0.0, known.tasks, known.instructions, known.overview
+                )
+
+    def _load(self, office: str) -> Snapshot:
+        snapshot = build(*self.monitoring.everything(Scope(office)))
+        with self._lock:
+            known = self._latest.get(office)
+            if known is None or known.taken < snapshot.taken:
+                self._latest[office] = snapshot
+        return snapshot
+
+    def _refresh(self, office: str) -> None:
+        try:
+            self._load(office)
+        except Exception:  # the next view tries again; the page keeps its last copy meanwhile
+            _log.warning("page snapshot of office %s not refreshed", office, exc_info=True)
+        finally:
+            with self._lock:
+                self._loading.discard(office)
