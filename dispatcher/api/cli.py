@@ -97,7 +97,12 @@ def add_commands(sub: Any) -> dict[str, Command]:
     add.add_argument("--office", help="the user's office (not for support)")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--email", default="")
-    add.add_argument("--language", default="nl", choices=["nl", "fr", "en"])
+    add.add_argument(
+        "--language",
+        default="",
+        choices=["nl", "fr", "en"],
+        help="the user's language (default: the browser's, else the office's; mails: nl)",
+    )
     add.add_argument("--dossier", action="append", help="a dossier of a dossier manager")
     token = usub.add_parser("token", help="print a new token for a user (shown once)")
     token.add_argument("--id", required=True)
