@@ -53,6 +53,8 @@ class Delivery:
     exchange: str
     message_id: str
     headers: Mapping[str, Any] = field(default_factory=dict)
+    consumer_tag: str = ""
+    user_id: str = ""
 
     @property
     def delivery_count(self) -> int:
@@ -84,6 +86,8 @@ def _delivery(method: Any, props: Any, body: bytes) -> Delivery:
         exchange=method.exchange,
         message_id=props.message_id or "",
         headers=dict(props.headers or {}),
+        consumer_tag=getattr(method, "consumer_tag", "") or "",
+        user_id=props.user_id or "",
     )
 
 
@@ -236,6 +240,108 @@ class Channel:
         return bool(self._ch.is_open)
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of a batch: where it goes and its bytes."""
+
+    exchange: str
+    envelope: Envelope
+    headers: Mapping[str, Any] | None = None
+
+
+def _properties(envelope: Envelope, headers: Mapping[str, Any] | None) -> Any:
+    return pika.BasicProperties(
+        content_type="application/json",
+        delivery_mode=pika.DeliveryMode.Persistent,
+        message_id=envelope.id,
+        type=envelope.type.value,
+        headers={"office": envelope.office, "dossier": envelope.dossier, **(headers or {})},
+    )
+
+
+class BatchPublisher:
+    """Publishes many messages, then waits for all their confirms together.
+
+    pika's BlockingChannel waits for each confirm in turn, which caps a publisher at a
+    few thousand messages a second; here every publish of a batch goes out at once and
+    the broker's (possibly multiple) acks are collected in one wait. Every publish is
+    `mandatory`: a message no queue takes comes back and is reported, never lost.
+    """
+
+    def __init__(self, channel: BlockingChannel) -> None:
+        # The blocking channel's private parts: its asynchronous channel (publish without
+        # waiting) and its flush (pump the connection until a condition holds).
+        raw: Any = channel
+        self._ch = raw
+        self._impl = raw._impl
+        self._next_tag = 1
+        self._pending: dict[int, Outgoing] = {}
+        self._nacked: list[Outgoing] = []
+        self._returned: list[tuple[str, str]] = []  # (message id, routing key)
+        self._sent: list[Outgoing] = []
+        selected: list[bool] = []
+        with _mapped():
+            self._impl.confirm_delivery(
+                ack_nack_callback=self._on_confirm, callback=lambda _f: selected.append(True)
+            )
+            self._impl.add_on_return_callback(self._on_return)
+            self._ch._flush_output(lambda: bool(selected))
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        tags = (
+            [t for t in self._pending if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        nack = isinstance(method, pika.spec.Basic.Nack)
+        for tag in tags:
+            item = self._pending.pop(tag, None)
+            if nack and item is not None:
+                self._nacked.append(item)
+
+    def _on_return(self, _ch: Any, method: Any, props: Any, _body: bytes) -> None:
+        self._returned.append((props.message_id or "", method.routing_key))
+
+    def send(self, items: list[Outgoing]) -> None:
+        """Publish without waiting: `wait` collects the confirms of everything sent."""
+        with _mapped():
+            for item in items:
+                env = item.envelope
+                self._impl.basic_publish(
+                    exchange=item.exchange,
+                    routing_key=env.routing_key,
+                    body=encode(env),
+                    properties=_properties(env, item.headers),
+                    mandatory=True,
+                )
+                self._pending[self._next_tag] = item
+                self._sent.append(item)
+                self._next_tag += 1
+
+    def wait(self) -> list[Outgoing]:
+        """Wait for the confirms of everything sent; return the items no queue took.
+
+        Raises PublishNotConfirmed if the broker nacked any, ConnectionLost if the
+        connection or channel broke before every confirm arrived.
+        """
+        sent, self._sent = self._sent, []
+        with _mapped():
+            self._ch._flush_output(lambda: not self._pending)
+        if self._pending:
+            raise ConnectionLost("channel closed before every publish was confirmed")
+        nacked, self._nacked = self._nacked, []
+        returned, self._returned = set(self._returned), []
+        if nacked:
+            raise PublishNotConfirmed(f"broker nacked {len(nacked)} message(s)")
+        return [i for i in sent if (i.envelope.id, i.envelope.routing_key) in returned]
+
+    def publish_all(self, items: list[Outgoing]) -> list[Outgoing]:
+        """Publish every item and wait for the confirms; return the items no queue took."""
+        self.send(items)
+        return self.wait()
+
+
 class _mapped:
     """Context manager translating pika exceptions into broker errors."""
 
@@ -292,6 +398,12 @@ class Connection:
             if confirm:
                 ch.confirm_delivery()
         return Channel(ch, confirm)
+
+    def publisher(self) -> BatchPublisher:
+        """A channel of its own that publishes batches with their confirms awaited together."""
+        with _mapped():
+            ch = self._conn.channel()
+        return BatchPublisher(ch)
 
     def pump(self, seconds: float) -> None:
         """Process I/O (heartbeats, deliveries, callbacks) for up to `seconds`."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -141,7 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     commands = dict(COMMANDS)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for plugin in PLUGINS:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    # A dispatcher or connector loads neither the API nor the mail code it does not run.
+    for plugin in () if first in COMMANDS else PLUGINS:
         try:
             module = importlib.import_module(plugin)
         except ModuleNotFoundError:
@@ -154,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dossierflow: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how ops see a stuck process.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return commands[args.command](settings, args)
 
 

@@ -12,13 +12,17 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import structlog
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from broker import topology
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ConnectionLost, Unroutable
 from broker.messages import Envelope, MessageType, utcnow, valid_id
-from broker.rabbitmq import Connection
+from broker.rabbitmq import BatchPublisher, Connection, Outgoing
 from dispatcher.actions import refusal
 from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, UnknownTask
 from dispatcher.settings import Settings
@@ -29,12 +33,16 @@ from store import (
     ActionType,
     Role,
     Store,
+    StoreUnavailable,
     TaskRecord,
     TaskStatus,
 )
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
 from workers.errors import InvalidSubmission as InvalidTaskInput
 from workers.kinds import spec_for, validate_payload
+
+log = structlog.get_logger("dossierflow.client")
+T = TypeVar("T")
 
 ACTION_COMMANDS = {
     ActionType.RESTART: MessageType.RESTART,
@@ -49,28 +57,119 @@ def coalesce_key(office: str, dossier: str, kind: str, payload: Mapping[str, Any
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One task to submit."""
+
+    office: str
+    dossier: str
+    kind: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What became of one submission: its task id, or why it was refused."""
+
+    task_id: str | None
+    error: str | None = None
+    new: bool = True  # False: coalesced into an equal task that still waits
+
+
 class Client:
-    """Stores tasks and announces them and actions to the sequencer. Not thread-safe."""
+    """Stores tasks and announces them and actions to the sequencer. Not thread-safe.
+
+    A platform service holds a client for hours: a broker connection that broke while
+    idle (missed heartbeats) or under a call is opened again and the call goes on; a
+    database outage is waited through for up to `store_wait_s` before the caller gets
+    StoreUnavailable.
+    """
 
     def __init__(
-        self, store: Store, conn: Connection, topo: topology.Topology, payload_limit: int
+        self,
+        store: Store,
+        conn: Connection,
+        topo: topology.Topology,
+        payload_limit: int,
+        *,
+        reconnect: Callable[[], Connection] | None = None,
+        store_wait_s: float = 30.0,
     ) -> None:
         self._store = store
         self._actions = Actions(store)
         self._conn = conn
+        self._topo = topo
         self._payload_limit = payload_limit
-        self._ch = conn.channel(confirm=True)
-        self._ch.declare_control(topo)
+        self._reconnect = reconnect
+        self._store_wait_s = store_wait_s
+        self._open_channels()
+
+    def _open_channels(self) -> None:
+        self._ch = self._conn.channel(confirm=True)
+        self._ch.declare_control(self._topo)
+        self._batch: BatchPublisher | None = None
 
     @classmethod
     def connect(cls, settings: Settings, store: Store | None = None) -> Client:
         """Open a client on the configured broker and database."""
         store = store or Store.connect(settings.mongo_url, settings.mongo_db)
-        conn = Connection.open(
-            settings.amqp_url, name="dossierflow-client", heartbeat=settings.heartbeat_s
-        )
-        return cls(store, conn, settings.topology(), settings.payload_limit_bytes)
 
+        def connect() -> Connection:
+            return Connection.open(
+                settings.amqp_url, name="dossierflow-client", heartbeat=settings.heartbeat_s
+            )
+
+        return cls(
+            store, connect(), settings.topology(), settings.payload_limit_bytes, reconnect=connect
+        )
+
+    # -- broker and store, robustly --------------------------------------------------------
+    def _fresh(self) -> None:
+        """Open the connection again (it broke or idled out)."""
+        if self._reconnect is None:
+            raise ConnectionLost("the client's connection broke and it cannot reconnect")
+        self._conn.close()
+        self._conn = self._reconnect()
+        self._open_channels()
+
+    def _announce(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish commands with confirms awaited together; reconnect once if needed.
+
+        A retried command is marked `recheck`: the first attempt may have reached the
+        broker before the connection broke, and the sequencer must not take it twice.
+        """
+        items = [Outgoing(topology.CONTROL_EXCHANGE, e) for e in envelopes]
+        try:
+            if not self._conn.is_open:
+                raise ConnectionLost("idle connection closed")
+            self._publish(items)
+            return
+        except ConnectionLost as exc:
+            log.info("client.reconnecting", error=str(exc))
+        self._fresh()
+        self._publish([Outgoing(i.exchange, _rechecked(i.envelope)) for i in items])
+
+    def _publish(self, items: list[Outgoing]) -> None:
+        if self._batch is None:
+            self._batch = self._conn.publisher()
+        # Let the connection answer heartbeats it missed while idle, or find it broken.
+        self._conn.pump(0)
+        if self._batch.publish_all(items):
+            raise Unroutable("a command found no control partition")
+
+    def _stored(self, step: Callable[[], T]) -> T:
+        """Run a store step, waiting through a short database outage."""
+        for attempt in Retrying(
+            stop=stop_after_delay(self._store_wait_s),
+            wait=wait_exponential(multiplier=0.2, max=3),
+            retry=retry_if_exception_type(StoreUnavailable),
+            reraise=True,
+        ):
+            with attempt:
+                return step()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- submitting ------------------------------------------------------------------------
     def submit(self, office: str, dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
         """Validate, store and announce a task; return its id once the broker confirmed.
 
@@ -79,37 +178,85 @@ class Client:
         the task was stored, NotAnnounced carries the task's id: it is stored and the
         dispatcher's sweeper announces it later, so it must not be submitted again.
         """
-        for name, value in (("office", office), ("dossier", dossier)):
+        (result,) = self._submit([Submission(office, dossier, kind, payload)], strict=True)
+        assert result.task_id is not None
+        return result.task_id
+
+    def submit_many(self, items: Sequence[Submission]) -> list[SubmitResult]:
+        """Submit a batch: one insert, one coalescing write, confirms awaited together.
+
+        One result per item, in order: the task id, or the reason it was refused. If the
+        broker did not confirm after the tasks were stored, NotAnnounced carries every
+        stored id (the sweeper announces them; do not submit them again).
+        """
+        return self._submit(items, strict=False)
+
+    def _submit(self, items: Sequence[Submission], strict: bool) -> list[SubmitResult]:
+        results: list[SubmitResult] = []
+        tasks: list[TaskRecord] = []
+        latest: dict[str, tuple[str, str | None]] = {}
+        now = utcnow()
+        for item in items:
+            try:
+                clean, key = self._checked(item)
+            except InvalidSubmission as exc:
+                if strict:
+                    raise
+                results.append(SubmitResult(None, str(exc), False))
+                continue
+            dossier_key = f"{item.office}.{item.dossier}"
+            if key is not None:
+                merged = self._merged(dossier_key, key, tasks, latest)
+                if merged is not None:
+                    results.append(SubmitResult(merged, None, False))
+                    continue
+            task = TaskRecord(
+                id=uuid.uuid4().hex,
+                office=item.office,
+                dossier=item.dossier,
+                kind=item.kind,
+                payload=clean,
+                status=TaskStatus.SUBMITTED,
+                submitted_at=now,
+                coalesce_key=key,
+            )
+            tasks.append(task)
+            latest[dossier_key] = (task.id, key)
+            results.append(SubmitResult(task.id))
+        if not tasks:
+            return results
+        self._stored(lambda: self._store.insert_tasks(tasks))
+        coalescible = {k: (t, c) for k, (t, c) in latest.items() if c is not None}
+        if coalescible:
+            self._stored(lambda: self._store.remember_latest(coalescible))
+        try:
+            self._announce([_submitted(t) for t in tasks])
+        except BrokerError as exc:
+            raise NotAnnounced(tasks[0].id, [t.id for t in tasks]) from exc
+        return results
+
+    def _checked(self, item: Submission) -> tuple[dict[str, Any], str | None]:
+        for name, value in (("office", item.office), ("dossier", item.dossier)):
             if not isinstance(value, str) or not valid_id(value):
                 raise InvalidSubmission(f"{name} must match [A-Za-z0-9_-]{{1,64}}")
-        clean = self.validate(kind, payload)
-        key = None
-        if spec_for(kind).coalescible:
-            key = coalesce_key(office, dossier, kind, clean)
-            waiting = self._store.waiting_equal(f"{office}.{dossier}", key)
-            if waiting is not None:
-                return waiting.id
-        now = utcnow()
-        task = TaskRecord(
-            id=uuid.uuid4().hex,
-            office=office,
-            dossier=dossier,
-            kind=kind,
-            payload=clean,
-            status=TaskStatus.SUBMITTED,
-            submitted_at=now,
-            coalesce_key=key,
-        )
-        self._store.insert_task(task)
-        self._store.remember_latest(f"{office}.{dossier}", task.id, key)
-        try:
-            self._ch.publish(
-                topology.CONTROL_EXCHANGE,
-                Envelope(MessageType.SUBMITTED, task.id, office, dossier, at=now),
-            )
-        except BrokerError as exc:
-            raise NotAnnounced(task.id) from exc
-        return task.id
+        clean = self.validate(item.kind, item.payload)
+        if not spec_for(item.kind).coalescible:
+            return clean, None
+        return clean, coalesce_key(item.office, item.dossier, item.kind, clean)
+
+    def _merged(
+        self,
+        dossier_key: str,
+        key: str,
+        batch: list[TaskRecord],
+        latest: dict[str, tuple[str, str | None]],
+    ) -> str | None:
+        """The id of an equal waiting task this submission coalesces into, if any."""
+        if dossier_key in latest:  # an earlier item of this batch is the latest one
+            task_id, latest_key = latest[dossier_key]
+            return task_id if latest_key == key else None
+        waiting = self._stored(lambda: self._store.waiting_equal(dossier_key, key))
+        return waiting.id if waiting is not None else None
 
     def validate(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The payload as stored, or InvalidSubmission saying what is wrong."""
@@ -164,7 +311,7 @@ class Client:
         wait_s: float,
         payload: Mapping[str, Any] | None = None,
     ) -> ActionRecord:
-        task = self._store.task(task_id)
+        task = self._stored(lambda: self._store.task(task_id))
         if task is None:
             raise UnknownTask(f"no task {task_id}")
         reason = refusal(task, action, role)
@@ -179,18 +326,22 @@ class Client:
             requested_at=utcnow(),
             payload=clean,
         )
-        self._actions.insert(record)
-        self._ch.publish(
-            topology.CONTROL_EXCHANGE,
-            Envelope(
-                ACTION_COMMANDS[action],
-                task.id,
-                task.office,
-                task.dossier,
-                at=record.requested_at,
-                data={"action_id": record.id},
-                message_id=record.id,
-            ),
+        self._stored(lambda: self._actions.insert(record))
+        data: dict[str, Any] = {"action_id": record.id}
+        if clean is not None:
+            data["payload"] = clean
+        self._announce(
+            [
+                Envelope(
+                    ACTION_COMMANDS[action],
+                    task.id,
+                    task.office,
+                    task.dossier,
+                    at=record.requested_at,
+                    data=data,
+                    message_id=record.id,
+                )
+            ]
         )
         return self._decision(record, wait_s)
 
@@ -207,3 +358,22 @@ class Client:
     def close(self) -> None:
         """Close the broker connection (the store belongs to the caller)."""
         self._conn.close()
+
+
+def _submitted(task: TaskRecord) -> Envelope:
+    """The command announcing a stored task, carrying what the sequencer needs to run it."""
+    return Envelope(
+        MessageType.SUBMITTED,
+        task.id,
+        task.office,
+        task.dossier,
+        at=task.submitted_at,
+        data={"kind": task.kind, "payload": task.payload},
+    )
+
+
+def _rechecked(env: Envelope) -> Envelope:
+    """The same command, marked as possibly seen before."""
+    if env.type is not MessageType.SUBMITTED:
+        return env
+    return replace(env, data={**env.data, "recheck": True})

@@ -25,9 +25,10 @@ class NotAnnounced(DispatcherError):
     Do not submit it again: `task_id` is the task, and it will run.
     """
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self, task_id: str, task_ids: list[str] | None = None) -> None:
         super().__init__(
             f"task {task_id} is stored but the broker did not confirm its announcement; "
             "the dispatcher's sweeper will announce it (do not submit it again)"
         )
         self.task_id = task_id
+        self.task_ids = task_ids or [task_id]

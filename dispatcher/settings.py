@@ -29,9 +29,14 @@ class Settings:
     partitions: int = 8
     delivery_limit: int = 5
     heartbeat_s: int = 30
-    sequencer_prefetch: int = 64
+    # Unacknowledged control messages per partition consumer: what a batch can draw on.
+    sequencer_prefetch: int = 512
     # Threads of a dispatcher, each consuming a share of the partitions on its own connection.
-    sequencer_threads: int = 4
+    sequencer_threads: int = 2
+    # A partition owner handles what arrives within `batch_linger_ms`, at most `batch_max`
+    # messages, as one batch: a constant number of store commands and one confirm wait.
+    batch_max: int = 256
+    batch_linger_ms: float = 5.0
     # A submitted task not accepted by the sequencer after this long is published again.
     sweep_grace_s: float = 30.0
     sweep_interval_s: float = 10.0
@@ -77,6 +82,11 @@ class Settings:
             raise SettingsError("DOSSIERFLOW_PARTITIONS must be between 1 and 99")
         if self.delivery_limit < 1:
             raise SettingsError("DOSSIERFLOW_DELIVERY_LIMIT must be at least 1")
+        if self.batch_max < 1 or self.batch_linger_ms < 0:
+            raise SettingsError(
+                "DOSSIERFLOW_BATCH_MAX must be at least 1 and "
+                "DOSSIERFLOW_BATCH_LINGER_MS not negative"
+            )
         if self.heartbeat_s < 1:
             raise SettingsError("DOSSIERFLOW_HEARTBEAT_S must be at least 1")
         if self.log_format not in ("auto", "json", "console"):

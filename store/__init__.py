@@ -1,6 +1,6 @@
 """Everything MongoDB: collections, indexes, records and their transitions."""
 
-from store.errors import Conflict, NotFound, StoreError, StoreUnavailable
+from store.errors import Conflict, Fenced, NotFound, StoreError, StoreUnavailable
 from store.mongo import Actions, Store
 from store.records import (
     ActionRecord,
@@ -24,6 +24,7 @@ __all__ = [
     "Actions",
     "Conflict",
     "DossierRecord",
+    "Fenced",
     "HistoryEntry",
     "InstructionRecord",
     "InstructionStatus",

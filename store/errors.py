@@ -17,3 +17,7 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """A document with that key exists already."""
+
+
+class Fenced(StoreError):
+    """A newer owner of the partition has written: this owner must stop writing."""

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import MongoClient
+from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from store.actions import Actions
 from store.base import Doc
@@ -23,6 +24,7 @@ from store.directory import DirectoryMixin
 from store.errors import Conflict
 from store.instructions import InstructionsMixin
 from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
+from store.sequencing import BULK_CHUNK
 
 __all__ = ["Actions", "Doc", "Store", "_mapped"]
 
@@ -59,6 +61,23 @@ def _task(doc: Mapping[str, Any]) -> TaskRecord:
         result=doc.get("result"),
         error=doc.get("error"),
     )
+
+
+def _new_task(task: TaskRecord) -> Doc:
+    doc: Doc = {
+        "_id": task.id,
+        "office": task.office,
+        "dossier": task.dossier,
+        "kind": task.kind,
+        "payload": task.payload,
+        "status": task.status.value,
+        "submitted_at": task.submitted_at,
+        "attempts": 0,
+        "epoch": 0,  # no partition owner has written it yet (see store/sequencing.py)
+    }
+    if task.coalesce_key:
+        doc["coalesce_key"] = task.coalesce_key
+    return doc
 
 
 def _dossier(doc: Mapping[str, Any]) -> DossierRecord:
@@ -111,6 +130,11 @@ class Store(InstructionsMixin, DirectoryMixin):
         )
         return cls(client, database)
 
+    @property
+    def database(self) -> Database[Doc]:
+        """The database, for the store modules of other owners."""
+        return self._db
+
     def collection(self, name: str) -> Collection[Doc]:
         """A collection of this database, for the store modules of other owners."""
         return self._db[name]
@@ -127,6 +151,9 @@ class Store(InstructionsMixin, DirectoryMixin):
                 [("office", 1), ("dossier", 1), ("status", 1)], name="office_dossier_status"
             )
             self.tasks.create_index([("status", 1), ("submitted_at", 1)], name="status_submitted")
+            self.tasks.create_index(
+                [("office", 1), ("dossier", 1), ("submitted_at", 1)], name="dossier_submitted"
+            )
             self.dossiers.create_index([("office", 1)], name="office")
             self.users.create_index([("office", 1)], name="office")
             self.task_events.create_index([("task", 1), ("at", 1)], name="task_at")
@@ -147,21 +174,19 @@ class Store(InstructionsMixin, DirectoryMixin):
     # -- tasks ----------------------------------------------------------------------
     def insert_task(self, task: TaskRecord) -> None:
         """Store a new task; Conflict if its id exists."""
-        doc: Doc = {
-            "_id": task.id,
-            "office": task.office,
-            "dossier": task.dossier,
-            "kind": task.kind,
-            "payload": task.payload,
-            "status": task.status.value,
-            "submitted_at": task.submitted_at,
-            "attempts": 0,
-        }
-        if task.coalesce_key:
-            doc["coalesce_key"] = task.coalesce_key
         with _mapped():
-            self.tasks.insert_one(doc)
-        self._log(task.id, task.status, task.submitted_at, "")
+            self.tasks.insert_one(_new_task(task))
+
+    def insert_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        """Store new tasks in one command; ids that exist already (a retry) are skipped."""
+        if not tasks:
+            return
+        with _mapped():
+            try:
+                self.tasks.insert_many([_new_task(t) for t in tasks], ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
 
     def _log(self, task_id: str, status: TaskStatus, at: datetime, note: str) -> None:
         with _mapped():
@@ -176,13 +201,19 @@ class Store(InstructionsMixin, DirectoryMixin):
             )
 
     def history(self, task_id: str) -> list[HistoryEntry]:
-        """Every transition of a task, oldest first."""
+        """Every transition of a task, oldest first (its submission first of all)."""
         with _mapped():
-            cursor = self.task_events.find({"task": task_id}).sort([("at", 1), ("_id", 1)])
-            return [
+            task = self.tasks.find_one({"_id": task_id}, {"submitted_at": 1})
+            cursor = self.task_events.find({"task": task_id}).sort(
+                [("at", 1), ("ord", 1), ("_id", 1)]
+            )
+            entries = [
                 HistoryEntry(at=d["at"], status=TaskStatus(d["status"]), note=d.get("note", ""))
                 for d in cursor
             ]
+        if task is not None:
+            entries.insert(0, HistoryEntry(at=task["submitted_at"], status=TaskStatus.SUBMITTED))
+        return entries
 
     def task(self, task_id: str) -> TaskRecord | None:
         """One task by id."""
@@ -229,10 +260,12 @@ class Store(InstructionsMixin, DirectoryMixin):
         return matched
 
     def waiting_equal(self, key: str, coalesce_key: str) -> TaskRecord | None:
-        """The dossier's latest submission if it is equal (same key) and not released yet.
+        """The dossier's latest coalescible submission if it is equal and still the latest.
 
-        Only the latest: a sync submitted after a booking must run after that booking,
-        so it may not merge into an equal sync that waits before it.
+        Only the latest submission of the dossier may absorb an equal one: a sync
+        submitted after a booking must run after that booking, so it may not merge into
+        an equal sync that waits before it. Equal and not yet released, and no task of
+        the dossier submitted since (a lookup only coalescible submissions pay for).
         """
         with _mapped():
             doc = self.coalescing.find_one({"_id": key})
@@ -241,22 +274,27 @@ class Store(InstructionsMixin, DirectoryMixin):
         task = self.task(str(doc["task"]))
         if task is None or task.status not in (TaskStatus.SUBMITTED, TaskStatus.WAITING):
             return None
-        return task
-
-    def remember_latest(self, key: str, task_id: str, coalesce_key: str | None) -> None:
-        """Record a dossier's latest submission (written by submitters only).
-
-        Only what coalescing needs is written: a submission that cannot be merged into
-        just clears a mergeable latest one (a read, and a write only then).
-        """
         with _mapped():
-            if coalesce_key is None:
-                doc = self.coalescing.find_one({"_id": key}, {"key": 1})
-                if doc is None or doc.get("key") is None:
-                    return
-            self.coalescing.update_one(
-                {"_id": key}, {"$set": {"task": task_id, "key": coalesce_key}}, upsert=True
+            later = self.tasks.find_one(
+                {
+                    "office": task.office,
+                    "dossier": task.dossier,
+                    "submitted_at": {"$gte": task.submitted_at},
+                    "_id": {"$ne": task.id},
+                },
+                {"_id": 1},
             )
+        return task if later is None else None
+
+    def remember_latest(self, latest: Mapping[str, tuple[str, str]]) -> None:
+        """Record dossiers' latest coalescible submissions: key -> (task id, coalescing key)."""
+        ops = [
+            UpdateOne({"_id": key}, {"$set": {"task": task, "key": ckey}}, upsert=True)
+            for key, (task, ckey) in latest.items()
+        ]
+        for start in range(0, len(ops), BULK_CHUNK):
+            with _mapped():
+                self.coalescing.bulk_write(ops[start : start + BULK_CHUNK], ordered=False)
 
     def stale_retry_wait(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks whose delayed retry was due before `before` (its timer may be lost)."""

@@ -21,9 +21,9 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from broker import topology
-from broker.errors import BrokerError, DecodeError
+from broker.errors import BrokerError, DecodeError, Unroutable
 from broker.messages import Envelope, MessageType, decode, utcnow
-from broker.rabbitmq import Channel, Connection, Delivery
+from broker.rabbitmq import BatchPublisher, Channel, Connection, Delivery, Outgoing
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
 from workers.accounting.port import AccountingPackage, TaskRef
 from workers.errors import InvalidSubmission, TransientError, classify
@@ -97,6 +97,7 @@ class _Slot:
         self._name = name
         self._package = worker._factory()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._pub: BatchPublisher
 
     def serve(self) -> None:
         conn = Connection.open(self._cfg.amqp_url, name=self._name, heartbeat=self._cfg.heartbeat_s)
@@ -104,6 +105,7 @@ class _Slot:
             ch = conn.channel(confirm=True)
             topo = topology.Topology(self._cfg.partitions, self._cfg.delivery_limit)
             queue = ch.declare_work_queue(self._cfg.office, topo)
+            self._pub = conn.publisher()
             log.info("worker.ready", name=self._name, queue=queue)
             for delivery in ch.deliveries(queue, prefetch=1, idle_seconds=0.5):
                 if delivery is not None:
@@ -135,7 +137,8 @@ class _Slot:
             kind=spec.kind,
             attempt=attempt,
         )
-        self._report(ch, env, MessageType.STARTED, {"attempt": attempt, "worker": self._name})
+        # `started` goes out without waiting: its confirm is awaited with the result's.
+        self._report(env, MessageType.STARTED, {"attempt": attempt, "worker": self._name})
         bound.debug("task.started")
         future: Future[dict[str, Any]] = self._pool.submit(
             self._run_with_retries, spec.handler, ref, payload
@@ -151,7 +154,6 @@ class _Slot:
             # A failure for good goes through the dead-letter exchange (which feeds the
             # dossier's partition); a transient one straight to the control exchange.
             self._report(
-                ch,
                 env,
                 MessageType.FAILED,
                 {"attempt": attempt, "error": failure.to_dict()},
@@ -159,7 +161,10 @@ class _Slot:
             )
         else:
             bound.debug("task.done")
-            self._report(ch, env, MessageType.DONE, {"attempt": attempt, "result": result})
+            self._report(env, MessageType.DONE, {"attempt": attempt, "result": result})
+        # The result is confirmed before the work message is acknowledged.
+        if self._pub.wait():
+            raise Unroutable("no control partition took the task's result")
         if self._w._stop.is_set():
             # Cancel while this message is still unacked: with prefetch 1 nothing else is
             # buffered yet, so stopping returns no message (a return counts as a failed
@@ -192,7 +197,6 @@ class _Slot:
 
     def _report(
         self,
-        ch: Channel,
         env: Envelope,
         kind: MessageType,
         data: dict[str, Any],
@@ -201,7 +205,5 @@ class _Slot:
         run = env.data.get("run")
         if isinstance(run, int):
             data = {**data, "run": run}  # which release this is about: stale ones are ignored
-        ch.publish(
-            exchange,
-            Envelope(kind, env.task_id, env.office, env.dossier, at=utcnow(), data=data),
-        )
+        event = Envelope(kind, env.task_id, env.office, env.dossier, at=utcnow(), data=data)
+        self._pub.send([Outgoing(exchange, event)])

@@ -1,0 +1,123 @@
+"""Turns the effects of a batch into one store write and one list of publishes.
+
+Changes of one task within a batch are merged into one update (a task released, started
+and done in one batch costs one write); every dossier the batch touched is written once
+with its final state, stamped with the owner's epoch and the batch number.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from broker import topology
+from broker.messages import Envelope, MessageType
+from broker.rabbitmq import Outgoing
+from dispatcher import core
+from store.records import InstructionRecord, InstructionStatus
+from store.sequencing import BatchWrite, HistoryRow
+
+
+def release_envelope(d: core.Dossier, task: core.OpenTask, run: int, at: datetime) -> Envelope:
+    """The work message of a release: everything a connector needs to run the task."""
+    return Envelope(
+        type=MessageType.RUN,
+        task_id=task.id,
+        office=d.office,
+        dossier=d.dossier,
+        at=at,
+        data={"kind": task.kind, "payload": task.payload, "seq": task.seq, "run": run},
+    )
+
+
+def dossier_fields(d: core.Dossier, batch: int, at: datetime) -> dict[str, Any]:
+    """What a dossier document holds: its order counters and who is active (for readers)."""
+    head = d.head
+    return {
+        "office": d.office,
+        "dossier": d.dossier,
+        "next_seq": d.next_seq,
+        "head": head.seq if head is not None else d.next_seq,
+        "active": d.active,
+        "blocked": d.blocked,
+        "open": len(d.tasks),
+        "batch": batch,
+        "updated_at": at,
+    }
+
+
+class Collector:
+    """Accumulates the effects of one batch."""
+
+    def __init__(self, now: datetime, batch: int) -> None:
+        self.now = now
+        self.batch = batch
+        self.write = BatchWrite()
+        self.outgoing: list[Outgoing] = []
+        self.partitions: set[str] = set()
+        self._tasks: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._dossiers: dict[str, tuple[core.Dossier, int]] = {}
+
+    def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
+        """Record the effects of one message (or a repair) of dossier `d`."""
+        self.partitions.add(part)
+        self._dossiers[d.key] = (d, epoch)
+        for effect in effects:
+            self._effect(d, epoch, effect)
+
+    def _effect(self, d: core.Dossier, epoch: int, effect: core.Effect) -> None:
+        w = self.write
+        if isinstance(effect, core.TaskChange):
+            _, fields = self._tasks.setdefault(effect.task_id, (epoch, {}))
+            fields.update(effect.fields)
+            for entry, at, status, note in effect.history:
+                w.history.append(
+                    HistoryRow(entry, effect.task_id, at, status, note, len(w.history))
+                )
+        elif isinstance(effect, core.Release):
+            env = release_envelope(d, effect.task, effect.run, self.now)
+            self.outgoing.append(Outgoing(topology.WORK_EXCHANGE, env))
+        elif isinstance(effect, core.Timer):
+            env = Envelope(
+                MessageType.RETRY_DUE,
+                effect.task_id,
+                d.office,
+                d.dossier,
+                self.now,
+                {"retry": effect.retry, "run": effect.run},
+            )
+            self.outgoing.append(Outgoing(topology.retry_exchange(effect.delay_s), env))
+        elif isinstance(effect, core.Instruct):
+            w.instructions.append(
+                InstructionRecord(
+                    id=effect.id,
+                    task_id=effect.task_id,
+                    office=d.office,
+                    dossier=d.dossier,
+                    kind=effect.kind,
+                    code=effect.code,
+                    severity=effect.severity,
+                    facts=effect.facts,
+                    status=InstructionStatus.OPEN,
+                    created_at=self.now,
+                    raw=effect.raw,
+                )
+            )
+        elif isinstance(effect, core.CloseInstructions):
+            w.closes.extend(
+                (f"{effect.task_id}/{n}", effect.resolution, self.now)
+                for n in range(1, effect.failures + 1)
+            )
+        elif isinstance(effect, core.Decide):
+            w.decisions.append((effect.action_id, effect.status, effect.reason, self.now))
+
+    def finish(self) -> BatchWrite:
+        """The batch's store write, tasks and dossiers in their final state."""
+        # The batch number on every task written: a successor compares it with the last
+        # confirmed batch to know whether a release may not have been published.
+        self.write.tasks = [(t, e, {**f, "batch": self.batch}) for t, (e, f) in self._tasks.items()]
+        self.write.dossiers = [
+            (key, epoch, dossier_fields(d, self.batch, self.now))
+            for key, (d, epoch) in self._dossiers.items()
+        ]
+        return self.write

@@ -1,0 +1,393 @@
+"""The per-dossier rules, pure: a dossier's state and one message give effects.
+
+Nothing here does I/O. The partition owner (`dispatcher/owner.py`) keeps the state of
+the dossiers it owns in memory, feeds every command and event of a batch through `step`,
+then writes and publishes the effects. A dossier's open tasks are kept in submission
+order; the first one (the head) is the only one that is ever released, so ordering, one
+task in flight and blocking all follow from one rule: only the head moves.
+
+Replaying any message (a redelivery after a crash, a republished command) yields the
+same state and only effects that are idempotent in the store (inserts with fixed ids,
+conditional decisions), so the owner never needs to know what it has seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from dispatcher.inbound import (
+    Act,
+    DeadLettered,
+    Done,
+    Failed,
+    Message,
+    RetryDue,
+    Started,
+    Submitted,
+    Unreadable,
+)
+from store.records import ActionStatus, ActionType, TaskStatus
+from workers.errors import SEVERITY, ErrorCode, Failure
+
+IN_FLIGHT = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+# Where a person may act, per action (the client checks the same rule up front).
+ACTIONABLE: Mapping[ActionType, tuple[TaskStatus, ...]] = {
+    ActionType.RESTART: (TaskStatus.FAILED, TaskStatus.RETRY_WAIT),
+    ActionType.CANCEL: (TaskStatus.WAITING, TaskStatus.FAILED, TaskStatus.RETRY_WAIT),
+    ActionType.RESOLVE: (TaskStatus.FAILED,),
+}
+FINAL = {ActionType.CANCEL: TaskStatus.CANCELLED, ActionType.RESOLVE: TaskStatus.SKIPPED}
+
+
+@dataclass
+class OpenTask:
+    """An accepted task that has not finished, as its owner keeps it."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    seq: int
+    status: TaskStatus = TaskStatus.WAITING
+    run: int = 0  # releases so far; events of an earlier release are stale
+    retries: int = 0
+    failures: int = 0
+    last_action: str | None = None
+
+
+@dataclass
+class Dossier:
+    """One dossier's sequencing state: its open tasks in submission order."""
+
+    office: str
+    dossier: str
+    next_seq: int = 0
+    tasks: dict[str, OpenTask] = field(default_factory=dict)  # ordered by seq
+
+    @property
+    def key(self) -> str:
+        """The dossier key `office.dossier`."""
+        return f"{self.office}.{self.dossier}"
+
+    @property
+    def head(self) -> OpenTask | None:
+        """The open task with the lowest sequence number: the only one that may run."""
+        return next(iter(self.tasks.values()), None)
+
+    @property
+    def blocked(self) -> bool:
+        """Whether a failed task waits for a person."""
+        head = self.head
+        return head is not None and head.status is TaskStatus.FAILED
+
+    @property
+    def active(self) -> str | None:
+        """The released (or failed) head, if any."""
+        head = self.head
+        return head.id if head is not None and head.status is not TaskStatus.WAITING else None
+
+
+# -- effects ---------------------------------------------------------------------------
+@dataclass
+class TaskChange:
+    """Fields of a task to set, and the history entries of its transitions."""
+
+    task_id: str
+    fields: dict[str, Any]
+    history: list[tuple[str, datetime, TaskStatus, str]]  # (entry id, at, status, note)
+
+
+@dataclass(frozen=True)
+class Release:
+    """Publish a task to its office's work queue."""
+
+    task: OpenTask
+    run: int
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Park a retry timer that comes back to the dossier after `delay_s`."""
+
+    task_id: str
+    delay_s: int
+    retry: int
+    run: int
+
+
+@dataclass(frozen=True)
+class Instruct:
+    """Create an instruction (its id makes a second insert a no-op)."""
+
+    id: str
+    task_id: str
+    kind: str
+    code: str
+    severity: str
+    facts: dict[str, str]
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True)
+class CloseInstructions:
+    """Resolve the open instructions of a task (ids `<task>/1..failures`)."""
+
+    task_id: str
+    failures: int
+    resolution: str
+
+
+@dataclass(frozen=True)
+class Decide:
+    """Record the outcome of an action (only the first decision counts)."""
+
+    action_id: str
+    status: ActionStatus
+    reason: str = ""
+
+
+Effect = TaskChange | Release | Timer | Instruct | CloseInstructions | Decide
+
+
+@dataclass
+class Rules:
+    """The deployment's choices the rules depend on."""
+
+    retry_delays: Sequence[int] = (10, 60, 300, 1800)
+
+
+def error_of(code: ErrorCode, message: str, **facts: str) -> dict[str, Any]:
+    """A failure as stored on the task; severity always follows from the code."""
+    return {
+        "code": code.value,
+        "severity": SEVERITY[code].value,
+        "transient": False,
+        "message": message,
+        "facts": facts,
+    }
+
+
+def reported_error(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A connector's failure, mapped through the error codes (its severity is not trusted)."""
+    try:
+        failure = Failure.from_dict(data or {})
+    except ValueError:
+        return error_of(ErrorCode.UNKNOWN_ERROR, "the connector reported an unreadable error")
+    error = failure.to_dict()
+    error["severity"] = SEVERITY[failure.code].value
+    return error
+
+
+def step(d: Dossier, msg: Message, now: datetime, rules: Rules) -> list[Effect]:
+    """Apply one message to the dossier; then release its head if it is free."""
+    out: list[Effect] = []
+    if isinstance(msg, Submitted):
+        _accept(d, msg, now, out)
+    elif isinstance(msg, Started):
+        _started(d, msg, out)
+    elif isinstance(msg, Done):
+        _done(d, msg, out)
+    elif isinstance(msg, Failed):
+        _failed(d, msg, now, rules, out)
+    elif isinstance(msg, RetryDue):
+        _retry_due(d, msg)
+    elif isinstance(msg, DeadLettered):
+        _dead_lettered(d, msg, now, out)
+    elif isinstance(msg, Unreadable):
+        _unreadable(d, msg, now, out)
+    elif isinstance(msg, Act):
+        _act(d, msg, now, out)
+    release(d, now, out)
+    return out
+
+
+def release(d: Dossier, now: datetime, out: list[Effect]) -> None:
+    """Release the head when it waits: the dossier's next task in order."""
+    head = d.head
+    if head is None or head.status is not TaskStatus.WAITING:
+        return
+    head.run += 1
+    head.status = TaskStatus.QUEUED
+    fields: dict[str, Any] = {"queued_at": now, "next_attempt_at": None, "run": head.run}
+    _change(out, head.id, TaskStatus.QUEUED, f"r{head.run}", at=now, **fields)
+    out.append(Release(head, head.run))
+
+
+def repair(d: Dossier) -> list[Effect]:
+    """After loading from the store: publish again a release that may not have gone out."""
+    head = d.head
+    if head is not None and head.status is TaskStatus.QUEUED:
+        return [Release(head, head.run)]
+    return []
+
+
+# -- the rules ---------------------------------------------------------------------------
+def _change(
+    out: list[Effect], task_id: str, status: TaskStatus, tag: str, *, at: datetime,
+    note: str = "", **fields: Any,
+) -> None:  # fmt: skip
+    # A fixed history id per transition: a replayed message inserts nothing new.
+    entry = f"{task_id}/{status.value}/{tag}"
+    out.append(TaskChange(task_id, {"status": status.value, **fields}, [(entry, at, status, note)]))
+
+
+def _accept(d: Dossier, msg: Submitted, now: datetime, out: list[Effect]) -> None:
+    if msg.task_id in d.tasks or msg.accepted:
+        return  # a republished or redelivered command
+    task = OpenTask(msg.task_id, msg.kind, dict(msg.payload), d.next_seq)
+    d.next_seq += 1
+    d.tasks[task.id] = task
+    _change(out, task.id, TaskStatus.WAITING, "accepted", at=now, seq=task.seq, accepted_at=now)
+
+
+def _current(d: Dossier, task_id: str, run: int) -> OpenTask | None:
+    """The task an event is about, if it is about the task's current release."""
+    task = d.tasks.get(task_id)
+    if task is None or task.run != run:
+        return None  # another dossier's task, finished, or an earlier release: stale
+    return task
+
+
+def _started(d: Dossier, msg: Started, out: list[Effect]) -> None:
+    task = _current(d, msg.task_id, msg.run)
+    if task is None or task.status not in IN_FLIGHT:
+        return
+    task.status = TaskStatus.RUNNING
+    fields: dict[str, Any] = {"started_at": msg.at, "attempts": msg.attempt}
+    if msg.worker:
+        fields["worker"] = msg.worker
+    tag, note = f"r{task.run}a{msg.attempt}", f"attempt {msg.attempt}"
+    _change(out, task.id, TaskStatus.RUNNING, tag, at=msg.at, note=note, **fields)
+
+
+def _finish(
+    d: Dossier, task: OpenTask, status: TaskStatus, tag: str, *, at: datetime,
+    out: list[Effect], **fields: Any,
+) -> None:  # fmt: skip
+    del d.tasks[task.id]
+    note = "" if status is TaskStatus.DONE else status.value
+    _change(out, task.id, status, tag, at=at, note=note, finished_at=at, **fields)
+
+
+def _done(d: Dossier, msg: Done, out: list[Effect]) -> None:
+    task = _current(d, msg.task_id, msg.run)
+    if task is None or task.status not in IN_FLIGHT:
+        return
+    result = dict(msg.result)
+    _finish(d, task, TaskStatus.DONE, f"r{task.run}", at=msg.at, out=out, result=result)
+
+
+def _failed(d: Dossier, msg: Failed, now: datetime, rules: Rules, out: list[Effect]) -> None:
+    task = _current(d, msg.task_id, msg.run)
+    if task is None or task.status not in IN_FLIGHT:
+        return  # a late event of an attempt that no longer matters, or a replay
+    error = reported_error(msg.error)
+    if error.get("transient") is True:
+        if task.retries < len(rules.retry_delays):
+            delay = rules.retry_delays[task.retries]
+            task.retries += 1
+            task.status = TaskStatus.RETRY_WAIT
+            note = f"retry {task.retries} in {delay} s"
+            due = now + timedelta(seconds=delay)
+            _change(out, task.id, TaskStatus.RETRY_WAIT, f"{task.retries}", at=now, note=note,
+                    retries=task.retries, error=error, next_attempt_at=due)  # fmt: skip
+            out.append(Timer(task.id, delay, task.retries, task.run))
+            return
+        error = error_of(
+            ErrorCode.PACKAGE_UNREACHABLE,
+            "the accounting package stayed unreachable through every retry",
+            attempts=str(task.retries + 1),
+        )
+    fail(task, error, now, out)
+
+
+def fail(
+    task: OpenTask,
+    error: dict[str, Any],
+    now: datetime,
+    out: list[Effect],
+    raw: bytes | None = None,
+) -> None:
+    """Fail the task for good: it blocks its dossier and a person is instructed."""
+    task.failures += 1
+    task.status = TaskStatus.FAILED
+    code = str(error.get("code", ErrorCode.UNKNOWN_ERROR.value))
+    facts = {str(k): str(v) for k, v in (error.get("facts") or {}).items()}
+    severity = str(error.get("severity", "red"))
+    instruction = f"{task.id}/{task.failures}"
+    out.append(Instruct(instruction, task.id, task.kind, code, severity, facts, raw))
+    _change(out, task.id, TaskStatus.FAILED, f"{task.failures}", at=now, note=code,
+            finished_at=now, error=error, failures=task.failures)  # fmt: skip
+
+
+def _retry_due(d: Dossier, msg: RetryDue) -> None:
+    task = _current(d, msg.task_id, msg.run)
+    if task is None or task.status is not TaskStatus.RETRY_WAIT or task.retries != msg.retry:
+        return  # cancelled, restarted meanwhile, or a duplicate timer
+    task.status = TaskStatus.WAITING  # the head again: `release` sends it
+
+
+def _dead_lettered(d: Dossier, msg: DeadLettered, now: datetime, out: list[Effect]) -> None:
+    task = d.tasks.get(msg.task_id)
+    if task is None:
+        out.append(_orphan(d, msg.raw + msg.task_id.encode(), msg.reason, msg.queue))
+        return
+    if task.run != msg.run or task.status not in IN_FLIGHT:
+        return  # an earlier release's message, or the failure is known already
+    why = (
+        f"the message made connectors fail {msg.count} times (delivery limit)"
+        if msg.reason == "delivery_limit"
+        else "no connector could run the message"
+    )
+    fail(task, error_of(ErrorCode.UNREADABLE_MESSAGE, why, reason=msg.reason), now, out, msg.raw)
+
+
+def _unreadable(d: Dossier, msg: Unreadable, now: datetime, out: list[Effect]) -> None:
+    task = d.tasks.get(msg.message_id) if msg.message_id else None
+    if task is None:
+        out.append(_orphan(d, msg.raw + msg.message_id.encode(), msg.reason, msg.queue))
+    elif task.status in IN_FLIGHT:
+        error = error_of(ErrorCode.UNREADABLE_MESSAGE, "unreadable", reason=msg.reason)
+        fail(task, error, now, out, msg.raw)
+
+
+def _orphan(d: Dossier, raw: bytes, reason: str, queue: str) -> Instruct:
+    """A bad message tied to no open task of ours: support sees it, nothing is blocked."""
+    digest = hashlib.sha256(raw).hexdigest()[:24]
+    code = ErrorCode.UNREADABLE_MESSAGE
+    facts = {"reason": reason, "queue": queue}
+    return Instruct(f"message/{d.key}/{digest}", "", "", code.value, SEVERITY[code].value, facts,
+                    raw or b"(empty)")  # fmt: skip
+
+
+def _act(d: Dossier, msg: Act, now: datetime, out: list[Effect]) -> None:
+    task = d.tasks.get(msg.task_id)
+    if task is not None and task.last_action == msg.action_id:
+        out.append(Decide(msg.action_id, ActionStatus.APPLIED))  # a replay: decided already
+        return
+    allowed = ACTIONABLE[msg.action]
+    if task is None or task.status not in allowed:
+        state = task.status.value if task is not None else "no longer open in its dossier"
+        names = ", ".join(s.value for s in allowed)
+        why = f"task {msg.task_id} is {state}; {msg.action.value} applies to a task that is {names}"
+        out.append(Decide(msg.action_id, ActionStatus.REFUSED, why))
+        return
+    # Decided before the task is written: a replay after a crash finds the decision.
+    out.append(Decide(msg.action_id, ActionStatus.APPLIED))
+    out.append(CloseInstructions(task.id, task.failures, msg.action.value))
+    task.last_action = msg.action_id
+    if msg.action is ActionType.RESTART:
+        fields: dict[str, Any] = {"last_action": msg.action_id, "error": None, "retries": 0,
+                                  "next_attempt_at": None, "finished_at": None}  # fmt: skip
+        if msg.payload is not None:
+            task.payload = dict(msg.payload)
+            fields["payload"] = task.payload
+        task.status, task.retries = TaskStatus.WAITING, 0
+        note = "restarted" + (" with a corrected payload" if msg.payload is not None else "")
+        _change(out, task.id, TaskStatus.WAITING, msg.action_id, at=now, note=note, **fields)
+        return
+    final = FINAL[msg.action]
+    _finish(d, task, final, msg.action_id, at=now, out=out, last_action=msg.action_id)

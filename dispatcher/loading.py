@@ -1,0 +1,78 @@
+"""Rebuilding dossiers from the store when an owner first meets them.
+
+A dossier's open tasks are loaded only when it may have some: its document says so, or
+a message about it was redelivered (the previous owner may have written tasks and died
+before its dossier write). A released task whose publish may not have been confirmed
+(its dossier was written in a batch after the partition's last confirmed one) is
+released again with the same run: a duplicate run is harmless (idempotency key), a
+missing one would leave the dossier stuck.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dispatcher import core
+from store.records import TaskStatus
+from store.sequencing import Sequencing
+
+
+def _task(doc: Mapping[str, Any]) -> core.OpenTask:
+    return core.OpenTask(
+        id=doc["_id"],
+        kind=doc["kind"],
+        payload=dict(doc.get("payload") or {}),
+        seq=int(doc.get("seq", 0)),
+        status=TaskStatus(doc["status"]),
+        run=int(doc.get("run", 0)),
+        retries=int(doc.get("retries", 0)),
+        failures=int(doc.get("failures", 0)),
+        last_action=doc.get("last_action"),
+    )
+
+
+def _confirmed(doc: Mapping[str, Any], partition: Mapping[str, Any]) -> bool:
+    """Whether a task's last write came from a batch whose publishes were all confirmed.
+
+    Tasks are written before anything that depends on them, so the head task's own
+    stamp (epoch, batch) tells, even when its owner died before writing its dossier.
+    """
+    mark = partition.get("confirmed") or [0, 0]
+    return (int(doc.get("epoch", 0)), int(doc.get("batch", 0))) <= (int(mark[0]), int(mark[1]))
+
+
+def load_dossiers(
+    seq: Sequencing,
+    missing: Mapping[str, bool],
+    partition_docs: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, core.Dossier], dict[str, list[core.Effect]]]:
+    """Dossiers by key (empty ones for keys never seen) and the repairs they need.
+
+    `missing` maps each dossier key to whether one of its messages was redelivered;
+    `partition_docs` maps each key to its partition's ownership document.
+    """
+    docs = seq.dossiers(missing)
+    need = [
+        k for k, redelivered in missing.items()
+        if redelivered or (k in docs and (docs[k].get("open") or docs[k].get("active")))
+    ]  # fmt: skip
+    tasks: dict[str, list[core.OpenTask]] = {}
+    stamps: dict[str, Mapping[str, Any]] = {}
+    for found in seq.open_tasks(need) if need else []:
+        tasks.setdefault(f"{found['office']}.{found['dossier']}", []).append(_task(found))
+        stamps[found["_id"]] = found
+    dossiers: dict[str, core.Dossier] = {}
+    repairs: dict[str, list[core.Effect]] = {}
+    for key in missing:
+        office, _, dossier = key.partition(".")
+        doc: Mapping[str, Any] | None = docs.get(key)
+        open_ = sorted(tasks.get(key, []), key=lambda t: t.seq)
+        next_seq = max([int(doc.get("next_seq", 0)) if doc else 0, *(t.seq + 1 for t in open_)])
+        d = core.Dossier(office, dossier, next_seq, {t.id: t for t in open_})
+        dossiers[key] = d
+        if open_ and not _confirmed(stamps[open_[0].id], partition_docs[key]):
+            effects = core.repair(d)
+            if effects:
+                repairs[key] = effects
+    return dossiers, repairs

@@ -1,0 +1,275 @@
+"""The partition owner: the batched shell around the pure rules of `dispatcher.core`.
+
+One owner consumes some control partitions on one connection. It collects what arrives
+within a few milliseconds (up to `batch_max` messages), runs the rules over it against the
+dossiers it keeps in memory, writes the batch's effects with a constant number of bulk
+store commands, publishes every release and timer with their confirms awaited together,
+and only then acknowledges the batch. A crash anywhere before the acknowledgement gives
+the whole batch to the successor, whose replay completes it (see `dispatcher.core`).
+
+Each partition is held with an epoch taken in the store when this owner becomes active
+on it; every task and dossier write is conditional on it (fencing). An owner that finds
+a newer epoch raises Fenced: its caller drops it (and its memory) and reconnects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from broker import topology
+from broker.errors import Unroutable
+from broker.messages import utcnow
+from broker.rabbitmq import Connection, Delivery, Outgoing
+from dispatcher import core
+from dispatcher.batchwrite import Collector
+from dispatcher.inbound import Death, Inbound, Submitted, inbound
+from dispatcher.loading import load_dossiers
+from store import Fenced, Store
+from store.sequencing import Sequencing
+
+log = structlog.get_logger("dossierflow.sequencer")
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    """How an owner batches."""
+
+    name: str
+    batch_max: int = 256
+    linger_s: float = 0.005
+    prefetch: int = 512
+
+
+@dataclass
+class _Held:
+    """A partition this owner is active on, and the dossiers of it met so far."""
+
+    epoch: int
+    dossiers: dict[str, core.Dossier] = field(default_factory=dict)
+
+
+def death_of(delivery: Delivery) -> Death | None:
+    """The dead-lettering facts of a work message, None for anything else."""
+    death = delivery.death
+    if death is None or not str(death.get("queue", "")).startswith("dossierflow.work."):
+        return None  # not dead-lettered, or an expired retry timer (queue dossierflow.retry.*)
+    return Death(
+        reason=str(death.get("reason", "")),
+        queue=str(death.get("queue", "")),
+        count=max(int(death.get("count", 1) or 1), delivery.delivery_count),
+    )
+
+
+@dataclass
+class _Item:
+    """One delivery of a batch, decoded, with its partition."""
+
+    delivery: Delivery
+    part: str
+    decoded: Inbound
+
+
+class Owner:
+    """Owns the partitions it is active on, for as long as its connection lives."""
+
+    def __init__(
+        self,
+        store: Store,
+        conn: Connection,
+        topo: topology.Topology,
+        queues: list[str],
+        config: OwnerConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._seq = Sequencing(store.database)
+        self._conn = conn
+        self._topo = topo
+        self._queues = queues
+        self._cfg = config
+        self._rules = core.Rules(topo.retry_delays)
+        self._now = clock
+        self._buffer: list[Delivery] = []
+        self._queue_of: dict[str, str] = {}  # consumer tag -> partition queue
+        self._held: dict[str, _Held] = {}
+        self._batches = 0
+        self._declared: set[str] = set()
+        self.handled = 0  # messages, for the process's figures
+
+    @property
+    def holds(self) -> bool:
+        """Whether this owner is active on at least one partition."""
+        return bool(self._held)
+
+    def serve(self, stopping: Callable[[], bool]) -> None:
+        """Consume and handle batches until `stopping()`; broker and store errors propagate."""
+        self._consume_ch = self._conn.channel(confirm=False)
+        self._declare_ch = self._conn.channel(confirm=True)
+        self._publisher = self._conn.publisher()
+        for queue in self._queues:
+            tag = self._consume_ch.consume(queue, self._buffer.append, prefetch=self._cfg.prefetch)
+            self._queue_of[tag] = queue
+        while not stopping():
+            if not self._buffer:
+                self._conn.pump(0.2)
+                continue
+            deadline = time.monotonic() + self._cfg.linger_s
+            while len(self._buffer) < self._cfg.batch_max:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._conn.pump(left)
+            batch = self._buffer[: self._cfg.batch_max]
+            del self._buffer[: len(batch)]
+            self.handle(batch)
+
+    # -- one batch ----------------------------------------------------------------------
+    def handle(self, batch: list[Delivery]) -> None:
+        """Decide, write, publish, then acknowledge the whole batch."""
+        now = self._now()
+        self._batches += 1
+        items = [_Item(d, self._queue_of[d.consumer_tag], self._decode(d)) for d in batch]
+        parts = {i.part for i in items}
+        self._take_new(parts, now)
+        part_docs = self._seq.partitions(parts)
+        for part in parts:
+            if int(part_docs.get(part, {}).get("epoch", 0)) != self._held[part].epoch:
+                raise Fenced(f"partition {part} has a newer owner")
+        out = Collector(now, self._batches)
+        dossiers = self._dossiers(items, part_docs, out)
+        rechecked = self._recheck(items, dossiers)
+        parked: set[int] = set()
+        for item in items:
+            msg = item.decoded.message
+            if msg is None:
+                log.warning(
+                    "control.dropped",
+                    key=item.delivery.routing_key,
+                    why=item.decoded.problem,
+                    message_id=item.delivery.message_id,
+                )
+                continue
+            dossier = dossiers[item.decoded.key]
+            if isinstance(msg, Submitted) and msg.recheck and msg.task_id not in dossier.tasks:
+                found = rechecked.get(msg.task_id)
+                if found is None:
+                    log.error("sequencer.unknown_task", task_id=msg.task_id, key=dossier.key)
+                    continue
+                msg = found
+            try:
+                effects = core.step(dossier, msg, now, self._rules)
+            except Exception as exc:
+                # A message these rules cannot handle would come back forever and stop its
+                # partition: park it for ops and keep the dossiers moving.
+                log.exception(
+                    "control.parked",
+                    error=type(exc).__name__,
+                    key=dossier.key,
+                    message_id=item.delivery.message_id,
+                )
+                self._consume_ch.reject(item.delivery.delivery_tag, requeue=False)
+                parked.add(item.delivery.delivery_tag)
+                continue
+            out.add(dossier, item.part, self._held[item.part].epoch, effects)
+        self._seq.write(out.finish())
+        self._publish(out.outgoing)
+        self._seq.confirm({p: (self._held[p].epoch, self._batches) for p in out.partitions})
+        last = max((d.delivery_tag for d in batch if d.delivery_tag not in parked), default=0)
+        if last:
+            self._consume_ch.ack(last, multiple=True)
+        self.handled += len(batch)
+
+    def _decode(self, delivery: Delivery) -> Inbound:
+        return inbound(
+            delivery.body,
+            delivery.message_id,
+            delivery.routing_key,
+            death_of(delivery),
+            delivery.redelivered,
+        )
+
+    def _take_new(self, parts: set[str], now: datetime) -> None:
+        """A first delivery on a partition means the broker made this owner its active one."""
+        for part in sorted(parts - self._held.keys()):
+            epoch = self._seq.acquire(part, self._cfg.name, now)
+            self._held[part] = _Held(epoch)
+            log.info("partition.acquired", partition=part, epoch=epoch, owner=self._cfg.name)
+
+    def _dossiers(
+        self, items: list[_Item], part_docs: dict[str, Any], out: Collector
+    ) -> dict[str, core.Dossier]:
+        """The dossiers of a batch: kept in memory, or loaded (and repaired) on first use."""
+        found: dict[str, core.Dossier] = {}
+        missing: dict[str, bool] = {}
+        part_of: dict[str, str] = {}
+        for item in items:
+            key = item.decoded.key
+            if item.decoded.message is None or key in found:
+                continue
+            cached = self._held[item.part].dossiers.get(key)
+            if cached is not None:
+                found[key] = cached
+            else:
+                missing[key] = missing.get(key, False) or item.delivery.redelivered
+                part_of[key] = item.part
+        if missing:
+            docs = {k: part_docs.get(p, {}) for k, p in part_of.items()}
+            loaded, repairs = load_dossiers(self._seq, missing, docs)
+            for key, dossier in loaded.items():
+                self._held[part_of[key]].dossiers[key] = dossier
+                found[key] = dossier
+            for key, effects in repairs.items():
+                log.info("sequencer.republish", key=key, task_id=loaded[key].active)
+                out.add(loaded[key], part_of[key], self._held[part_of[key]].epoch, effects)
+        return found
+
+    def _recheck(
+        self, items: list[_Item], dossiers: dict[str, core.Dossier]
+    ) -> dict[str, Submitted]:
+        """Look up, once per batch, the tasks of commands that may have been seen already."""
+        ask: dict[str, Inbound] = {}
+        for item in items:
+            msg = item.decoded.message
+            key = item.decoded.key
+            if (
+                isinstance(msg, Submitted)
+                and msg.recheck
+                and msg.task_id not in dossiers[key].tasks
+            ):
+                ask[msg.task_id] = item.decoded
+        if not ask:
+            return {}
+        found: dict[str, Submitted] = {}
+        for task_id, doc in self._seq.tasks(ask).items():
+            where = ask[task_id]
+            if (doc["office"], doc["dossier"]) == (where.office, where.dossier):
+                found[task_id] = Submitted(
+                    task_id,
+                    doc["kind"],
+                    doc.get("payload") or {},
+                    accepted=doc["status"] != "submitted",
+                )
+        return found
+
+    # -- publishing ---------------------------------------------------------------------
+    def _publish(self, outgoing: list[Outgoing]) -> None:
+        """Publish the batch's releases and timers; declare a work queue that was missing."""
+        if not outgoing:
+            return
+        offices = {o.envelope.office for o in outgoing if o.exchange == topology.WORK_EXCHANGE}
+        for office in offices - self._declared:
+            self._declare_ch.declare_work_queue(office, self._topo)
+            self._declared.add(office)
+        returned = self._publisher.publish_all(outgoing)
+        if returned:
+            # A work queue deleted behind our back: declare it again and publish once more.
+            for office in {o.envelope.office for o in returned}:
+                self._declare_ch.declare_work_queue(office, self._topo)
+            if self._publisher.publish_all(returned):
+                raise Unroutable(f"{len(returned)} message(s) found no queue")

@@ -1,0 +1,275 @@
+"""The partition owner's store: bulk reads on takeover, one fenced bulk write per batch.
+
+A batch of the sequencer costs a constant number of commands however many messages it
+holds: a handful of bulk writes, one per collection. Every task and dossier write is
+conditional on the owner's epoch (a number taken in the store each time an owner becomes
+active), so an owner that lost its partition and wakes up later cannot overwrite what
+its successor wrote: its bulk write matches less than it expects and raises Fenced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from pymongo import InsertOne, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from store.base import Doc, mapped
+from store.errors import Conflict, Fenced
+from store.records import ActionStatus, InstructionRecord, InstructionStatus, TaskStatus
+
+OPEN = (
+    TaskStatus.WAITING,
+    TaskStatus.QUEUED,
+    TaskStatus.RUNNING,
+    TaskStatus.RETRY_WAIT,
+    TaskStatus.FAILED,
+)
+PARTITIONS = "partitions"
+DUPLICATE_KEY = 11000
+# Statements per bulk command. FerretDB v1.24.2 hangs on an update command of 100 or
+# more statements unless its build is patched (deploy/local/services.sh patches it);
+# MongoDB takes 100,000. Chunking keeps an unpatched test server alive.
+BULK_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One transition of a task; its id is fixed per transition, so replays add nothing."""
+
+    id: str
+    task: str
+    at: datetime
+    status: TaskStatus
+    note: str
+    ord: int = 0  # order of transitions written in the same millisecond
+
+
+@dataclass
+class BatchWrite:
+    """Everything one batch of the sequencer writes, in the order it is written."""
+
+    instructions: list[InstructionRecord] = field(default_factory=list)
+    closes: list[tuple[str, str, datetime]] = field(default_factory=list)  # (id, why, at)
+    decisions: list[tuple[str, ActionStatus, str, datetime]] = field(default_factory=list)
+    history: list[HistoryRow] = field(default_factory=list)
+    tasks: list[tuple[str, int, Doc]] = field(default_factory=list)  # (id, epoch, $set)
+    dossiers: list[tuple[str, int, Doc]] = field(default_factory=list)  # (key, epoch, $set)
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.instructions,
+                self.closes,
+                self.decisions,
+                self.history,
+                self.tasks,
+                self.dossiers,
+            )
+        )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _not_after(epoch: int) -> Doc:
+    # `$not` also matches a document written before epochs existed (no field).
+    return {"$not": {"$gt": epoch}}
+
+
+class Sequencing:
+    """Reads and writes of the partition owners."""
+
+    def __init__(self, db: Any, chunk: int = BULK_CHUNK) -> None:
+        self._tasks: Collection[Doc] = db["tasks"]
+        self._dossiers: Collection[Doc] = db["dossiers"]
+        self._events: Collection[Doc] = db["task_events"]
+        self._instructions: Collection[Doc] = db["instructions"]
+        self._actions: Collection[Doc] = db["actions"]
+        self._partitions: Collection[Doc] = db[PARTITIONS]
+        self._chunk = chunk
+
+    # -- ownership ----------------------------------------------------------------------
+    def acquire(self, partition: str, owner: str, at: datetime) -> int:
+        """Become the partition's owner: a new epoch, higher than any before."""
+        with mapped():
+            doc = self._partitions.find_one_and_update(
+                {"_id": partition},
+                {"$inc": {"epoch": 1}, "$set": {"owner": owner, "since": at}},
+                upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER,
+            )
+        assert doc is not None  # upserted
+        return int(doc["epoch"])
+
+    def lease(self, name: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Hold the lease `name` until `until` if it is free, expired or already ours."""
+        try:
+            with mapped():
+                self._partitions.update_one(
+                    {"_id": name, "$or": [{"owner": owner}, {"until": {"$lt": now}}]},
+                    {"$set": {"owner": owner, "until": until}},
+                    upsert=True,
+                )
+        except Conflict:
+            return False  # held by another owner: the upsert's insert met its document
+        return True
+
+    def partitions(self, names: Iterable[str]) -> dict[str, Doc]:
+        """The ownership documents of some partitions."""
+        with mapped():
+            return {d["_id"]: d for d in self._partitions.find({"_id": {"$in": list(names)}})}
+
+    def confirm(self, marks: dict[str, tuple[int, int]]) -> None:
+        """Record, per partition, the last batch whose publishes were all confirmed."""
+        ops = [
+            UpdateOne({"_id": p, "epoch": epoch}, {"$set": {"confirmed": [epoch, batch]}})
+            for p, (epoch, batch) in marks.items()
+        ]
+        self._bulk(self._partitions, ops)
+
+    # -- reads on takeover --------------------------------------------------------------
+    def dossiers(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Dossier documents by key (absent for dossiers never seen)."""
+        with mapped():
+            return {d["_id"]: d for d in self._dossiers.find({"_id": {"$in": list(keys)}})}
+
+    def open_tasks(self, keys: Iterable[str]) -> list[Doc]:
+        """The accepted, unfinished tasks of some dossiers."""
+        pairs = {tuple(k.split(".", 1)) for k in keys}
+        query: Doc = {
+            "office": {"$in": sorted({o for o, _ in pairs})},
+            "dossier": {"$in": sorted({d for _, d in pairs})},
+            "status": {"$in": [s.value for s in OPEN]},
+        }
+        with mapped():
+            docs = list(self._tasks.find(query))
+        return [d for d in docs if (d["office"], d["dossier"]) in pairs]
+
+    def tasks(self, ids: Iterable[str]) -> dict[str, Doc]:
+        """Task documents by id."""
+        with mapped():
+            return {d["_id"]: d for d in self._tasks.find({"_id": {"$in": list(ids)}})}
+
+    # -- the batch write ----------------------------------------------------------------
+    def write(self, batch: BatchWrite) -> None:
+        """Write a batch in an order that a replay after a crash at any point completes.
+
+        Instructions, their closing and action decisions come first (inserts with fixed
+        ids and conditional updates: written twice, they change nothing), then history,
+        then tasks and dossiers, fenced by epoch.
+        """
+        self._insert(self._instructions, [InsertOne(_instruction(i)) for i in batch.instructions])
+        open_ = InstructionStatus.OPEN.value
+        self._bulk(
+            self._instructions,
+            [
+                UpdateOne(
+                    {"_id": i, "status": open_},
+                    {
+                        "$set": {
+                            "status": InstructionStatus.RESOLVED.value,
+                            "resolved_at": at,
+                            "resolution": why,
+                        }
+                    },
+                )
+                for i, why, at in batch.closes
+            ],
+        )
+        pending = ActionStatus.PENDING.value
+        self._bulk(
+            self._actions,
+            [
+                UpdateOne(
+                    {"_id": a, "status": pending},
+                    {"$set": {"status": s.value, "reason": r, "decided_at": at}},
+                )
+                for a, s, r, at in batch.decisions
+            ],
+        )
+        self._insert(
+            self._events,
+            [
+                InsertOne(
+                    {
+                        "_id": h.id,
+                        "task": h.task,
+                        "at": h.at,
+                        "ord": h.ord,
+                        "status": h.status.value,
+                        "note": h.note,
+                    }
+                )
+                for h in batch.history
+            ],
+        )
+        ops = [
+            UpdateOne({"_id": t, "epoch": _not_after(e)}, {"$set": {**s, "epoch": e}})
+            for t, e, s in batch.tasks
+        ]
+        if self._bulk(self._tasks, ops) != len(ops):
+            raise Fenced("a task was written by a newer owner of its partition")
+        ops = [
+            UpdateOne({"_id": k, "epoch": _not_after(e)}, {"$set": {**s, "epoch": e}}, upsert=True)
+            for k, e, s in batch.dossiers
+        ]
+        self._bulk(self._dossiers, ops, "a dossier was written by a newer owner of its partition")
+
+    def _bulk(self, coll: Collection[Doc], ops: Sequence[Any], fenced: str = "") -> int:
+        """Unordered bulk writes in chunks; the number of documents matched or upserted.
+
+        With `fenced`, a duplicate key (an upsert whose conditional filter missed an
+        existing document) raises Fenced with that text.
+        """
+        matched = 0
+        for chunk in _chunks(ops, self._chunk):
+            with mapped():
+                try:
+                    result = coll.bulk_write(list(chunk), ordered=False)
+                except BulkWriteError as exc:
+                    if fenced and _duplicates_only(exc):
+                        raise Fenced(fenced) from exc
+                    raise
+            matched += result.matched_count + result.upserted_count
+        return matched
+
+    def _insert(self, coll: Collection[Doc], ops: Sequence[Any]) -> None:
+        """Unordered inserts; a document that exists already (a replay) is no error."""
+        for chunk in _chunks(ops, self._chunk):
+            with mapped():
+                try:
+                    coll.bulk_write(list(chunk), ordered=False)
+                except BulkWriteError as exc:
+                    if not _duplicates_only(exc):
+                        raise
+
+
+def _duplicates_only(exc: BulkWriteError) -> bool:
+    errors = exc.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
+
+
+def _instruction(i: InstructionRecord) -> Doc:
+    return {
+        "_id": i.id,
+        "task_id": i.task_id,
+        "office": i.office,
+        "dossier": i.dossier,
+        "kind": i.kind,
+        "code": i.code,
+        "severity": i.severity,
+        "facts": dict(i.facts),
+        "status": i.status.value,
+        "created_at": i.created_at,
+        "resolved_at": i.resolved_at,
+        "resolution": i.resolution,
+        "raw": i.raw,
+    }

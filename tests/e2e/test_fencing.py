@@ -1,0 +1,73 @@
+"""A partition owner that was paused past its heartbeat and wakes up cannot write over its successor."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dispatcher.cluster import Cluster
+from dispatcher.settings import Settings
+from store import Store
+from tests.e2e.helpers import client_for, package_with, submit_bookings, wait_all_done
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+OFFICE = "office1"
+
+
+def _log(cluster: Cluster, name: str) -> str:
+    path = Path(cluster.log_dir) / f"{name}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
+    settings: Settings, store: Store, make_cluster: Callable[..., Cluster]
+) -> None:
+    dossiers = [f"d{i:03d}" for i in range(12)]
+    package = package_with(settings.simpackage_path, OFFICE, dossiers)
+    cluster = make_cluster(simpackage_latency_ms="10,30", heartbeat_s=2)
+    cluster.start_dispatcher("dispatcher-old")
+    wait_for(
+        lambda: "dispatcher.started" in _log(cluster, "dispatcher-old"), 30, "first dispatcher"
+    )
+    cluster.start_dispatcher("dispatcher-new")
+    wait_for(lambda: "dispatcher.started" in _log(cluster, "dispatcher-new"), 30, "the standby")
+    cluster.start_worker(OFFICE, "worker-1")
+    cluster.start_worker(OFFICE, "worker-2")
+    client = client_for(cluster, store)
+    expected = submit_bookings(client, OFFICE, dossiers, count=80, seed=1)
+    wait_for(lambda: store.count_tasks().get("done", 0) >= 10, 60, "some tasks done")
+
+    cluster.kill("dispatcher-old", signal.SIGSTOP)  # a zombie owner: alive, silent
+    more = submit_bookings(client, OFFICE, dossiers, count=80, seed=2)
+    for key, ids in more.items():
+        expected[key].extend(ids)
+    # The broker drops the silent connection after two missed heartbeats; the standby
+    # becomes active, takes new epochs and runs the work.
+    wait_for(lambda: "partition.acquired" in _log(cluster, "dispatcher-new"), 60, "the takeover")
+    done_before_wake = store.count_tasks().get("done", 0)
+    wait_for(
+        lambda: store.count_tasks().get("done", 0) >= done_before_wake + 20, 60, "work going on"
+    )
+    cluster.kill("dispatcher-old", signal.SIGCONT)  # it wakes up in the middle of what it did
+    wait_all_done(store, 160, timeout=120)
+    client.close()
+
+    report = package.check_order(expected)
+    assert report.lost == ()
+    assert report.out_of_order == 0
+    assert report.overlaps_within_dossier == 0
+    assert len(package.bookings()) == 160
+    # Every partition moved to a newer epoch, and every dossier's last write carries it:
+    # a write of the woken owner landing after its successor's would leave an older one.
+    partitions = store.database["partitions"].find({"_id": {"$regex": "^dossierflow.control"}})
+    epochs = {p["_id"]: p["epoch"] for p in partitions}
+    assert epochs and all(e >= 2 for e in epochs.values())
+    for doc in store.database["dossiers"].find():
+        assert doc["epoch"] >= 2, f"dossier {doc['_id']} last written by the paused owner"
+    old = _log(cluster, "dispatcher-old")
+    assert "partitions.reconnecting" in old or "partition.fenced" in old
