@@ -1,0 +1,82 @@
+"""The page's in-memory snapshot filters, pages and counts as the store's queries do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatcher.api.snapshot import build
+from store import InstructionRecord, InstructionStatus, TaskRecord, TaskStatus
+from store.monitoring import Scope, TaskFilter
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _task(n: int, dossier: str, status: TaskStatus, kind: str = "dossier.sync") -> TaskRecord:
+    return TaskRecord(f"t{n:03d}", "o1", dossier, kind, {}, status, T0 + timedelta(minutes=n))
+
+
+def _instruction(task: TaskRecord, severity: str) -> InstructionRecord:
+    return InstructionRecord(
+        f"{task.id}/1", task.id, task.office, task.dossier, task.kind, "x", severity, {},
+        InstructionStatus.OPEN, task.submitted_at,
+    )  # fmt: skip
+
+
+def test_the_default_filter_lists_failed_and_instructed_tasks_newest_first() -> None:
+    tasks = [
+        _task(1, "a", TaskStatus.DONE),
+        _task(2, "a", TaskStatus.FAILED),
+        _task(3, "b", TaskStatus.RETRY_WAIT),
+        _task(4, "b", TaskStatus.WAITING),
+    ]
+    snap = build(list(tasks), [_instruction(tasks[2], "orange")], {("o1", "a")})
+    found, after = snap.page(Scope("o1"), TaskFilter(needs_attention=True), None, 50)
+    assert [t.id for t in found] == ["t003", "t002"] and after is None
+    red, _ = snap.page(Scope("o1"), TaskFilter(severity="orange"), None, 50)
+    assert [t.id for t in red] == ["t003"]
+    mine, _ = snap.page(Scope("o1", ("a",)), TaskFilter(), None, 50)
+    assert [t.id for t in mine] == ["t002", "t001"]
+
+
+def test_the_overview_counts_and_colours_every_dossier() -> None:
+    tasks = [
+        _task(1, "a", TaskStatus.FAILED),
+        _task(2, "a", TaskStatus.WAITING),
+        _task(3, "b", TaskStatus.RUNNING),
+        _task(4, "c", TaskStatus.DONE),
+        _task(5, "d", TaskStatus.FAILED),
+    ]
+    instructions = [_instruction(tasks[0], "orange"), _instruction(tasks[4], "red")]
+    snap = build(list(tasks), instructions, {("o1", "a"), ("o1", "d")})
+    rows = {r.dossier: r for r in snap.dossiers(Scope("o1"))}
+    assert (rows["a"].stripe, rows["a"].waiting, rows["a"].failed, rows["a"].blocked) == (
+        "orange", 1, 1, True,
+    )  # fmt: skip
+    assert (rows["b"].stripe, rows["b"].running) == ("", 1)
+    assert rows["c"].stripe == "" and rows["d"].stripe == "red"
+    assert [r.dossier for r in snap.dossiers(Scope("o1", ("b",)))] == ["b"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    statuses=st.lists(st.sampled_from(list(TaskStatus)), min_size=0, max_size=40),
+    limit=st.integers(min_value=1, max_value=7),
+)
+def test_paging_with_the_cursor_visits_every_match_once(
+    statuses: list[TaskStatus], limit: int
+) -> None:
+    tasks = [_task(n, f"d{n % 3}", s) for n, s in enumerate(statuses)]
+    snap = build(list(tasks), [], set())
+    seen, cursor = [], None
+    while True:
+        found, cursor = snap.page(
+            Scope("o1"), TaskFilter(statuses=(TaskStatus.FAILED,)), cursor, limit
+        )
+        seen.extend(t.id for t in found)
+        if cursor is None:
+            break
+    expected = sorted((t.id for t in tasks if t.status is TaskStatus.FAILED), reverse=True)
+    assert seen == expected
