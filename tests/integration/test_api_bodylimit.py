@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +14,7 @@ from dispatcher.api.app import create_app
 from dispatcher.api.bodylimit import ENVELOPE_BYTES
 from dispatcher.settings import Settings
 from store import Store
+from tests.integration.live_api import serve
 from tests.integration.test_api_access import seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -65,13 +62,6 @@ def test_a_chunked_body_under_the_limit_reaches_the_endpoint(
     app.state.service.clients.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak) of a process, in KiB."""
     fields = {}
@@ -85,38 +75,8 @@ def _memory_kib(pid: int) -> dict[str, int]:
 @pytest.fixture
 def live_api(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int]]:
     """`dossierflow api` on a free local port: (base URL, pid)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DOSSIERFLOW_MONGO_URL": settings.mongo_url,
-        "DOSSIERFLOW_MONGO_DB": settings.mongo_db,
-        "DOSSIERFLOW_AMQP_URL": settings.amqp_url,
-        "DOSSIERFLOW_LOG_FORMAT": "json",
-    }
-    log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "api.log").read_text()
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.2)
-        yield base, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+    with serve(settings, tmp_path / "api.log") as running:
+        yield running
 
 
 def test_a_500_mb_chunked_upload_gets_an_early_413_and_server_memory_stays_flat(

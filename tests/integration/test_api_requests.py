@@ -51,7 +51,7 @@ def test_a_retried_submit_with_the_same_idempotency_key_returns_the_same_task(
     assert first.headers["location"] == f"/v1/tasks/{first.json()['id']}"
     assert len(store.find_tasks(dossier="d1", statuses=None)) == 2  # the seeded one and this
     other = http.post("/v1/tasks", json={**SYNC, "dossier": "d2"}, headers=key)
-    problem(other, 422, "idempotency-key-reused")
+    problem(other, 409, "idempotency-key-reused")
 
 
 def test_a_submitted_task_reads_back_with_history(http: TestClient) -> None:
