@@ -196,7 +196,8 @@ def out_of_order(obs: Observed) -> list[Finding]:
                 detail = f"{office}.{dossier}: ran before {before.task_id} finished" + _why(
                     obs, before, a
                 )
-                found.append(Finding("out of order", a.task_id, start, detail))
+                # Counted at the overtaken task's submission: the fault then is the suspect.
+                found.append(Finding("out of order", a.task_id, before.at, detail))
             end = ends.get(a.task_id)
             if end is not None and end > latest:
                 latest, before = end, a

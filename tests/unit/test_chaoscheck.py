@@ -156,11 +156,11 @@ def test_each_poison_message_needs_exactly_one_instruction() -> None:
     assert counts(obs) == {"duplicated": 1}
 
 
-def test_findings_are_counted_against_the_faults_around_them() -> None:
+def test_an_overtaken_task_is_counted_against_the_fault_it_was_submitted_in() -> None:
     obs = clean()
     obs.executions = [run("a", 10, 13), run("b", 12, 14), run("c", 15, 16)]
-    verdict = check(obs)
-    faults = [FaultWindow("dispatcher-kill", 11.0, 11.5), FaultWindow("poison", 100.0, 101.0)]
+    verdict = check(obs)  # a, submitted at 0.0, was overtaken by b
+    faults = [FaultWindow("dispatcher-kill", -0.5, 0.5), FaultWindow("poison", 100.0, 101.0)]
     rows = {name: counts for name, _, _, counts in per_fault(verdict, faults)}
     assert rows["dispatcher-kill"]["out of order"] == 1
     assert rows["poison"]["out of order"] == 0
