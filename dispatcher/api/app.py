@@ -8,6 +8,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from dispatcher.api import openapi, pages, problems, routes
+from dispatcher.api.batch import BATCH_BODY_BYTES
 from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
 from dispatcher.api.service import ClientPool, Service
 from dispatcher.client import Client
@@ -37,6 +38,8 @@ def create_app(
     problems.install(app)
     app.include_router(routes.router)
     pages.install(app)
-    app.add_middleware(BodyLimit, limit=settings.payload_limit_bytes + ENVELOPE_BYTES)
+    limit = settings.payload_limit_bytes + ENVELOPE_BYTES
+    larger = {"/v1/task-batches": max(limit, BATCH_BODY_BYTES)}
+    app.add_middleware(BodyLimit, limit=limit, larger=larger)
     openapi.install(app)
     return app

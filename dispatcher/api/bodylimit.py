@@ -7,7 +7,7 @@ limit, so memory per request stays bounded) and hands it to the app in one messa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from dispatcher.api import problems
@@ -24,18 +24,20 @@ ENVELOPE_BYTES = 16 * 1024  # room for the fields around the payload
 class BodyLimit:
     """Answer 413 problem+json as soon as a request's body passes `limit` bytes."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.larger = dict(larger or {})  # path → its own limit (the batch endpoint)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the body up to the limit, then run the app on it; 413 past the limit."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, receive, send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -45,18 +47,16 @@ class BodyLimit:
                 return  # the client went away: nobody to answer
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        problem = problems.Problem(
-            413, "payload-too-large", f"the body limit is {self.limit} bytes"
-        )
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        problem = problems.Problem(413, "payload-too-large", f"the body limit is {limit} bytes")
         answer = problems.response(problem)
         # Closing the connection stops a client that is still streaming: it reads the 413
         # instead of sending the rest of a body nobody will read.

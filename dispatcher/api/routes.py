@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dispatcher.api.auth import Principal
+from dispatcher.api.batch import BatchAnswer, BatchRequest, submit_batch
 from dispatcher.api.models import (
     CURSOR_PATTERN,
     ActionOut,
@@ -77,6 +78,16 @@ def submit(
         response.status_code = 200
     response.headers["Location"] = f"/v1/tasks/{task_id}"
     return TaskOut.of(svc.task(who, task_id))
+
+
+@router.post("/task-batches", response_model=BatchAnswer, responses=documented(403))
+def submit_tasks(body: BatchRequest, who: Who, svc: Svc) -> BatchAnswer:
+    """Submit up to 1,000 tasks: one result per item, in order, each with its own key.
+
+    An item's result is 201 with the new task, 200 with the task an earlier request with
+    its key made (or an equal sync it joined), or its problem (422, 409).
+    """
+    return BatchAnswer(items=submit_batch(svc, who, body.items))
 
 
 @router.get("/tasks/{task_id}", response_model=TaskDetail, responses=documented(404))
