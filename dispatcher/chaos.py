@@ -25,7 +25,14 @@ from dispatcher.chaosreport import render
 from dispatcher.cluster import Cluster
 from dispatcher.faultplan import inject
 from dispatcher.settings import Settings
-from dispatcher.workload import JOURNALS, PERIODS, VAT_CODES, company_code, demo_tasks
+from dispatcher.workload import (
+    JOURNALS,
+    PERIODS,
+    VAT_CODES,
+    Planned,
+    company_code,
+    demo_tasks,
+)
 from dispatcher.workload import dossiers as spread
 from store import ActionRecord, Actions, ActionStatus, Store, StoreError
 from workers.accounting.simulated import SimulatedPackage
@@ -75,12 +82,7 @@ def run_chaos(settings: Settings, options: Options) -> int:
     rng = random.Random(options.seed)
     cluster = Cluster(settings, "dossierflow-chaos", settings.mongo_db, STATE / "logs")
     store, package = _fresh(settings, cluster, options.dossiers)
-    plan = demo_tasks(OFFICES, options.dossiers, options.tasks, seed=options.seed)
-    originals = list(plan)
-    for start in range(0, len(plan), 1000):  # one failing task per failure class per 1,000
-        chunk = plan[start : start + 1000]
-        inject(chunk, package)
-        plan[start : start + len(chunk)] = chunk
+    plan, originals = _workload(options, package)
     print(
         f"dossierflow chaos: seed {options.seed}, {options.tasks} tasks over {options.dossiers}"
         f" dossiers, faults {', '.join(faults)} for {options.duration_s:.0f} s"
@@ -98,11 +100,7 @@ def run_chaos(settings: Settings, options: Options) -> int:
         schedule = draw_schedule(rng, faults, options.duration_s)
         chaos = threading.Thread(target=_inject_all, args=(injector, schedule, begin), daemon=True)
         chaos.start()
-        pace = options.duration_s * 0.7 / max(1, len(plan))
-        for i, item in enumerate(plan):
-            time.sleep(max(0.0, begin + i * pace - time.time()))
-            task_id = submitter.submit(item)
-            fixer.originals[task_id] = originals[i]
+        _submit_all(plan, originals, submitter, fixer, options=options, begin=begin)
         late = sum(1 for a in submitter.accepted if not a.announced)
         print(f"  submitted {len(plan)} in {time.time() - begin:.0f} s ({late} not announced)")
         chaos.join()
@@ -122,6 +120,39 @@ def run_chaos(settings: Settings, options: Options) -> int:
     for line in render(verdict, injector.windows, len(submitter.accepted), elapsed):
         print(line)
     return 0 if verdict.ok else 1
+
+
+def _workload(options: Options, package: SimulatedPackage) -> tuple[list[Planned], list[Planned]]:
+    """The tasks to submit (one failing per failure class per 1,000) and what was meant."""
+    plan = demo_tasks(OFFICES, options.dossiers, options.tasks, seed=options.seed)
+    originals = list(plan)
+    for start in range(0, len(plan), 1000):
+        chunk = plan[start : start + 1000]
+        inject(chunk, package)
+        plan[start : start + len(chunk)] = chunk
+    return plan, originals
+
+
+def _submit_all(
+    plan: list[Planned],
+    originals: list[Planned],
+    submitter: Submitter,
+    fixer: Fixer,
+    *,
+    options: Options,
+    begin: float,
+) -> None:
+    """Submit over 70 % of the fault time; some in batches of 20 (`submit_many`)."""
+    pace = options.duration_s * 0.7 / max(1, len(plan))
+    batches = random.Random(options.seed + 1)  # apart from the faults' draws
+    i = 0
+    while i < len(plan):
+        time.sleep(max(0.0, begin + i * pace - time.time()))
+        items = plan[i : i + (20 if batches.random() < 0.3 else 1)]
+        ids = submitter.submit_batch(items) if len(items) > 1 else [submitter.submit(items[0])]
+        for k, task_id in enumerate(ids):
+            fixer.originals[task_id] = originals[i + k]
+        i += len(items)
 
 
 def _fresh(settings: Settings, cluster: Cluster, count: int) -> tuple[Store, SimulatedPackage]:

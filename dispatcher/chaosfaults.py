@@ -164,11 +164,25 @@ class Injector:
             time.sleep(0.1)
 
     def _connector_kill(self) -> str:
-        name = self.rng.choice(self._names("worker-"))
+        office = self.rng.choice(self.offices)
+        names = self._names(f"worker-{office}-")
+        name = self.rng.choice(names)
+        # Mid-task for sure only when every connector of the office is busy: the package's
+        # log shows as many calls running there (each connector runs one at a time).
+        deadline = time.monotonic() + 5
+        busy = 0
+        while busy < len(names) and time.monotonic() < deadline:
+            recent = time.time() - 2  # a call cut off by an earlier kill stays open forever
+            busy = sum(
+                1
+                for e in self.package.executions()
+                if e.office == office and e.ended_at is None and e.started_at > recent
+            )
+            time.sleep(0.1)
         pid = self.cluster.pid(name)
         self.cluster.kill(name)
         self._wait_restarted(name, pid)
-        return name
+        return f"{name} ({busy} of {len(names)} connectors of {office} busy)"
 
     def _dispatcher_kill(self) -> str:
         name = self.active_dispatcher()
