@@ -8,6 +8,7 @@ fields, so a new kind gets correction fields without touching the page.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,8 +58,13 @@ class Field:
     error: str = ""
 
 
+@functools.cache
 def _text_fields(kind: str) -> dict[str, dict[str, Any]]:
-    """The kind's top-level text fields and their JSON schemas ({} for an unknown kind)."""
+    """The kind's top-level text fields and their JSON schemas ({} for an unknown kind).
+
+    Cached: a kind's schema does not change while the process runs, and building it costs
+    milliseconds, which a list of failed tasks would pay per row.
+    """
     try:
         schema = spec_for(kind).payload_model.model_json_schema()
     except Exception:  # an unknown kind, or a schema pydantic cannot express

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.core import Locale
 from babel.dates import format_datetime, format_timedelta
 from babel.support import NullTranslations, Translations
 
@@ -43,6 +44,12 @@ STATUS_LABELS: dict[TaskStatus, str] = {
     TaskStatus.CANCELLED: N_("cancelled"),
     TaskStatus.SKIPPED: N_("skipped"),
 }
+
+
+@functools.cache
+def _locale(language: str) -> Locale:
+    """Babel's locale data of a language, parsed once (formatting a date parses it anew)."""
+    return Locale.parse(language)
 
 
 @functools.cache
@@ -129,7 +136,7 @@ class Speaker:
         if at is None:
             return ""
         pattern = "medium" if seconds else "short"
-        return format_datetime(_aware(at), pattern, tzinfo=self.tz, locale=self.language)
+        return format_datetime(_aware(at), pattern, tzinfo=self.tz, locale=_locale(self.language))
 
     def ago(self, at: datetime | None) -> str:
         """How long ago (or from now) a moment is, in words: '5 days ago'."""
@@ -137,7 +144,7 @@ class Speaker:
             return ""
         delta = _aware(at) - self.now
         return format_timedelta(
-            delta, threshold=1.0, add_direction=True, format="long", locale=self.language
+            delta, threshold=1.0, add_direction=True, format="long", locale=_locale(self.language)
         )
 
     def iso(self, at: datetime | None) -> str:

@@ -32,6 +32,8 @@ class Snapshot:
     tasks: list[TaskRecord]
     instructions: dict[str, InstructionRecord]
     overview: list[DossierSummary]
+    attention: list[TaskRecord] = field(default_factory=list)  # failed or instructed, newest first
+    by_dossier: dict[str, list[TaskRecord]] = field(default_factory=dict)
 
     def visible(self, scope: Scope) -> list[TaskRecord]:
         """The tasks a scope may see (a dossier manager's dossiers only)."""
@@ -45,7 +47,7 @@ class Snapshot:
     ) -> tuple[list[TaskRecord], Cursor | None]:
         """A page of the tasks matching the filter, as `Monitoring.tasks` gives it."""
         found: list[TaskRecord] = []
-        for t in self.visible(scope):
+        for t in self._candidates(scope, f):
             if after is not None and (t.submitted_at, t.id) >= after:
                 continue
             if self._matches(t, f):
@@ -55,6 +57,18 @@ class Snapshot:
         more = len(found) > limit
         found = found[:limit]
         return found, ((found[-1].submitted_at, found[-1].id) if more and found else None)
+
+    def _candidates(self, scope: Scope, f: TaskFilter) -> list[TaskRecord]:
+        """The smallest list that holds every match: the default view checks only a few."""
+        if f.dossier is not None:
+            mine = scope.dossiers is None or f.dossier in scope.dossiers
+            return self.by_dossier.get(f.dossier, []) if mine else []
+        if f.needs_attention or f.has_instruction or f.severity is not None:
+            if scope.dossiers is None:
+                return self.attention
+            wanted = set(scope.dossiers)
+            return [t for t in self.attention if t.dossier in wanted]
+        return self.visible(scope)
 
     def _matches(self, t: TaskRecord, f: TaskFilter) -> bool:
         instruction = self.instructions.get(t.id)
@@ -107,7 +121,11 @@ def build(
                 open_instructions=len(colours),
             )
         )
-    return Snapshot(time.monotonic(), 0.0, tasks, newest, rows)
+    attention = [t for t in tasks if t.status is TaskStatus.FAILED or t.id in newest]
+    by_dossier: dict[str, list[TaskRecord]] = defaultdict(list)
+    for t in tasks:
+        by_dossier[t.dossier].append(t)
+    return Snapshot(time.monotonic(), 0.0, tasks, newest, rows, attention, dict(by_dossier))
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """How fast each monitoring page answers with 10,000 tasks in the office (prints figures).
 
     .venv/bin/python -m tests.bench.page_times [--tasks 10000] [--dossiers 1000] [--rounds 20]
+        [--database NAME --keep]   # seed once, time again later with --database NAME
 
 Seeds its own database on the local MongoDB-compatible server (DOSSIERFLOW_MONGO_URL),
 serves the page with uvicorn on 127.0.0.1 as `dossierflow api` does, logs in as an
-office admin and times each page over real HTTP; the database is dropped afterwards.
-No broker is needed: the pages only read.
+office admin and times each page over real HTTP: the office's first view (which reads
+the page's snapshot of the office), then each page warm, one view every `--every`
+seconds, as people and the page's live part ask. No broker is needed: pages only read.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from store import (
     OfficeRecord,
     Role,
     Store,
-    TaskRecord,
     TaskStatus,
     UserRecord,
 )
@@ -38,24 +39,29 @@ OFFICE = "office1"
 
 
 def seed(store: Store, tasks: int, dossiers: int) -> tuple[str, str]:
-    """Tasks over the dossiers: mostly done, some waiting, one failed in fifty dossiers."""
+    """Tasks over the dossiers: 97 % done, the rest waiting, one failed in 25 dossiers.
+
+    Written in bulk as the store lays tasks out (inserting one by one through the
+    sequencer's path would take minutes here, and only the pages are measured).
+    """
     start = datetime.now(UTC) - timedelta(days=20)
     store.save_office(OfficeRecord(OFFICE, "Bench office", "Europe/Brussels", "nl"))
-    failed_id = ""
+    failing = {tasks - 1 - 2 * k for k in range(max(1, dossiers // 25))}
+    docs, failed_id = [], ""
     for n in range(tasks):
-        dossier = f"d{n % dossiers:05d}"
-        task_id = uuid.uuid4().hex
+        dossier, task_id = f"d{n % dossiers:05d}", uuid.uuid4().hex
         at = start + timedelta(seconds=n * 10)
         payload = {"dossier_code": f"C-{dossier}"}
-        store.insert_task(
-            TaskRecord(task_id, OFFICE, dossier, "dossier.sync", payload, TaskStatus.SUBMITTED, at)
-        )
-        if n >= tasks - dossiers // 50 * 2 and n % 2 == 0:
+        status = TaskStatus.DONE if n < tasks * 0.97 else TaskStatus.WAITING
+        doc = {
+            "_id": task_id, "office": OFFICE, "dossier": dossier, "kind": "dossier.sync",
+            "payload": payload, "submitted_at": at, "attempts": 1, "status": status.value,
+        }  # fmt: skip
+        if n in failing:
             code, severity = (
                 ("unknown_dossier_code", "orange") if n % 4 else ("database_error", "red")
             )
-            error = {"code": code, "severity": severity, "facts": payload}
-            store.update_task(task_id, TaskStatus.FAILED, at, {"error": error})
+            doc.update(status=TaskStatus.FAILED.value, error={"code": code, "severity": severity})
             store.insert_instruction(
                 InstructionRecord(
                     f"{task_id}/1", task_id, OFFICE, dossier, "dossier.sync", code, severity,
@@ -63,26 +69,34 @@ def seed(store: Store, tasks: int, dossiers: int) -> tuple[str, str]:
                 )
             )  # fmt: skip
             failed_id = task_id
-        elif n < tasks * 0.97:
-            store.update_task(task_id, TaskStatus.DONE, at)
-        else:
-            store.update_task(task_id, TaskStatus.WAITING, at)
+        docs.append(doc)
+        if len(docs) == 1000:
+            store.tasks.insert_many(docs)
+            docs = []
+    if docs:
+        store.tasks.insert_many(docs)
     store.save_user(UserRecord("bench-admin", OFFICE, Role.ADMIN))
     return Tokens(store).issue("bench-admin"), failed_id
 
 
-def timed(url: str, token: str, rounds: int, language: str) -> tuple[float, float, int]:
+def get(url: str, token: str, language: str = "nl") -> tuple[float, int]:
+    """One GET: its time in ms and the page's size."""
+    request = urllib.request.Request(
+        url, headers={"Cookie": f"dossierflow_token={token}", "Accept-Language": language}
+    )
+    began = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        size = len(answer.read())
+    return (time.perf_counter() - began) * 1000, size
+
+
+def timed(url: str, token: str, rounds: int, every: float) -> tuple[float, float, int]:
     """Median and worst time (ms) of `rounds` GETs, and the page's size."""
     times, size = [], 0
-    for _ in range(rounds + 1):
-        request = urllib.request.Request(
-            url, headers={"Cookie": f"dossierflow_token={token}", "Accept-Language": language}
-        )
-        began = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            size = len(answer.read())
-        times.append((time.perf_counter() - began) * 1000)
-    times = times[1:]  # the first request warms caches and the connection pool
+    for _ in range(rounds):
+        elapsed, size = get(url, token)
+        times.append(elapsed)
+        time.sleep(every)
     return statistics.median(times), max(times), size
 
 
@@ -92,21 +106,29 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--dossiers", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--every", type=float, default=0.5, help="seconds between views")
+    parser.add_argument("--database", help="a database an earlier --keep run seeded")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     settings = Settings.from_env()
-    database = f"pagebench_{uuid.uuid4().hex[:8]}"
+    database = args.database or f"pagebench_{uuid.uuid4().hex[:8]}"
     store = Store.connect(settings.mongo_url, database)
     store.ensure_indexes()
     try:
         began = time.monotonic()
-        token, failed = seed(store, args.tasks, args.dossiers)
-        print(f"seeded {args.tasks} tasks over {args.dossiers} dossiers in "
-              f"{time.monotonic() - began:.0f} s")  # fmt: skip
+        if args.database:
+            token, failed = Tokens(store).issue("bench-admin"), _a_failed_task(store)
+        else:
+            token, failed = seed(store, args.tasks, args.dossiers)
+            print(f"seeded {args.tasks} tasks over {args.dossiers} dossiers in "
+                  f"{time.monotonic() - began:.0f} s into {database}")  # fmt: skip
         app = create_app(replace(settings, mongo_db=database), store, client_factory=_no_broker)
         port = free_port()
         server = Server(app, "127.0.0.1", port)
         server.start()
         base = f"http://127.0.0.1:{port}"
+        cold, _ = get(base + "/", token)
+        print(f"first view of the office (reads its snapshot): {cold:.0f} ms")
         pages = {
             "overview /": "/",
             "overview page 5": "/?page=5",
@@ -119,12 +141,18 @@ def main() -> None:
         }
         print(f"{'page':36} {'median ms':>10} {'max ms':>8} {'bytes':>8}")
         for name, path in pages.items():
-            median, worst, size = timed(base + path, token, args.rounds, "nl")
+            median, worst, size = timed(base + path, token, args.rounds, args.every)
             print(f"{name:36} {median:10.1f} {worst:8.1f} {size:8d}")
         server.stop()
     finally:
-        store.drop()
+        if not args.keep:
+            store.drop()
         store.close()
+
+
+def _a_failed_task(store: Store) -> str:
+    found = store.find_instructions(office=OFFICE, status=InstructionStatus.OPEN, limit=1)
+    return found[0].task_id if found else "none"
 
 
 def _no_broker() -> object:
