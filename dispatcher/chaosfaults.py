@@ -22,10 +22,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker import topology
-from broker.admin import Admin
-from broker.errors import BrokerError
 from broker.messages import Envelope, MessageType, encode, utcnow
 from broker.rabbitmq import Connection
 from dispatcher.chaoscheck import FaultWindow, Poison
@@ -100,25 +99,47 @@ class Services:
         self._run("start", timeout=300)
 
 
-def close_all_connections(api_url: str) -> int:
-    """Make the broker close every client connection; how many it closed."""
+def _management(api_url: str) -> Callable[[str, str], Any]:
+    """A caller of the management API: (method, path) -> the decoded answer."""
     parts = urllib.parse.urlsplit(api_url)
     base = f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path.rstrip('/')}"
     user, password = parts.username or "guest", parts.password or "guest"
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", "X-Reason": "dossierflow chaos"}
 
-    def call(method: str, path: str) -> bytes:
+    def call(method: str, path: str) -> Any:
         request = urllib.request.Request(base + path, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
-            body: bytes = response.read()
-            return body
+            body = response.read()
+        return json.loads(body) if body else None
 
-    names = [c["name"] for c in json.loads(call("GET", "/connections?columns=name"))]
+    return call
+
+
+def close_all_connections(api_url: str) -> int:
+    """Make the broker close every client connection; how many it closed."""
+    call = _management(api_url)
+    names = [c["name"] for c in call("GET", "/connections?columns=name")]
     for name in names:
         with contextlib.suppress(urllib.error.HTTPError):  # already gone
             call("DELETE", "/connections/" + urllib.parse.quote(name, safe=""))
     return len(names)
+
+
+def active_pid(api_url: str, vhost: str, queue: str) -> int | None:
+    """The process id in the client-given connection name of a queue's active consumer."""
+    call = _management(api_url)
+    q = urllib.parse.quote
+    details = call("GET", f"/queues/{q(vhost, safe='')}/{q(queue, safe='')}")
+    for consumer in details.get("consumer_details", []):
+        if consumer.get("activity_status") not in (None, "up", "single_active"):
+            continue
+        conn = consumer.get("channel_details", {}).get("connection_name", "")
+        props = call("GET", "/connections/" + q(conn, safe="")).get("client_properties", {})
+        pid = str(props.get("connection_name", "")).rsplit(":", 1)[-1].split("/", 1)[0]
+        if pid.isdigit():
+            return int(pid)
+    return None
 
 
 def _port(url: str) -> int | None:
@@ -271,20 +292,9 @@ class Injector:
         """The dispatcher that owns the partitions (the broker's single active consumer)."""
         names = self._names("dispatcher-")
         by_pid = {self.cluster.pid(n): n for n in names}
-        admin = Admin(self.cluster.settings.rabbitmq_api)
+        first = self.cluster.settings.topology().partition_queues()[0]
         try:
-            queue = admin.queue(
-                self.cluster.vhost, self.cluster.settings.topology().partition_queues()[0]
-            )
-        except BrokerError:
-            return names[0]
-        for consumer in queue.get("consumer_details", []):
-            if consumer.get("activity_status", "up") not in ("up", "single_active"):
-                continue
-            if consumer.get("active") is False:
-                continue
-            conn_name = str(consumer.get("channel_details", {}).get("connection_name", ""))
-            pid = conn_name.rsplit(":", 1)[-1].split("/", maxsplit=1)[0]
-            if pid.isdigit() and int(pid) in by_pid:
-                return by_pid[int(pid)]
-        return names[0]
+            pid = active_pid(self.cluster.settings.rabbitmq_api, self.cluster.vhost, first)
+        except (OSError, ValueError, KeyError):
+            pid = None
+        return by_pid.get(pid or -1, names[0])
