@@ -20,6 +20,7 @@ from store import InstructionRecord, TaskRecord, TaskStatus
 from store.monitoring import WAITING, Cursor, DossierSummary, Monitoring, Scope, TaskFilter
 
 FRESH_S = 2.0
+MAX_OFFICES = 100  # copies kept; the offices viewed least recently are dropped first
 _log = logging.getLogger(__name__)
 
 
@@ -136,11 +137,13 @@ class Snapshots:
     fresh_s: float = FRESH_S
     _latest: dict[str, Snapshot] = field(default_factory=dict)
     _loading: set[str] = field(default_factory=set)
+    _viewed: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def of(self, office: str) -> Snapshot:
         """The office's snapshot; the first one is read now, later ones in the background."""
         with self._lock:
+            self._viewed[office] = time.monotonic()
             known = self._latest.get(office)
             # Never spend more than a third of the time reading: at 10,000 tasks on a server
             # that scans, a read takes seconds and the copy is refreshed less often.
@@ -166,11 +169,16 @@ class Snapshots:
     def _load(self, office: str) -> Snapshot:
         began = time.monotonic()
         snapshot = build(*self.monitoring.everything(Scope(office)))
-        snapshot = replace(snapshot, cost=time.monotonic() - began)
+        # Its age counts from the start of the read: what changed during it may be missing.
+        snapshot = replace(snapshot, taken=began, cost=time.monotonic() - began)
         with self._lock:
             known = self._latest.get(office)
             if known is None or known.taken < snapshot.taken:
                 self._latest[office] = snapshot
+            while len(self._latest) > MAX_OFFICES:
+                oldest = min(self._latest, key=lambda o: self._viewed.get(o, 0.0))
+                del self._latest[oldest]
+                self._viewed.pop(oldest, None)
         return snapshot
 
     def _refresh(self, office: str) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.api.snapshot import build
+from dispatcher.api import snapshot
+from dispatcher.api.snapshot import Snapshots, build
 from store import InstructionRecord, InstructionStatus, TaskRecord, TaskStatus
 from store.monitoring import Scope, TaskFilter
+from tests.waiting import wait_for
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -80,3 +83,37 @@ def test_paging_with_the_cursor_visits_every_match_once(
             break
     expected = sorted((t.id for t in tasks if t.status is TaskStatus.FAILED), reverse=True)
     assert seen == expected
+
+
+class _Reads:
+    """A stand-in for Monitoring.everything that counts reads per office."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def everything(
+        self, scope: Scope
+    ) -> tuple[list[TaskRecord], list[InstructionRecord], set[tuple[str, str]]]:
+        self.reads.append(str(scope.office))
+        return [_task(len(self.reads), "a", TaskStatus.WAITING)], [], set()
+
+
+def test_views_share_one_copy_and_an_action_makes_the_next_view_refresh() -> None:
+    reads = _Reads()
+    snapshots = Snapshots(reads, fresh_s=60)  # type: ignore[arg-type]
+    first = snapshots.of("o1")
+    assert snapshots.of("o1") is first and reads.reads == ["o1"]
+    snapshots.forget("o1")
+    snapshots.of("o1")  # answered from the copy; the refresh runs in the background
+    wait_for(lambda: len(reads.reads) == 2, 10, "the refresh")
+    wait_for(lambda: snapshots.of("o1").tasks[0].id == "t002", 10, "the new copy")
+
+
+def test_only_the_offices_viewed_last_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot, "MAX_OFFICES", 2)
+    reads = _Reads()
+    snapshots = Snapshots(reads)  # type: ignore[arg-type]
+    for office in ("o1", "o2", "o1", "o3"):
+        snapshots.of(office)
+    snapshots.of("o2")  # dropped by o3: read again
+    assert reads.reads == ["o1", "o2", "o3", "o2"]
