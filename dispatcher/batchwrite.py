@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from broker import topology
-from broker.messages import Envelope, MessageType
+from broker.messages import RAW_KEEP_BYTES, Envelope, MessageType
 from broker.rabbitmq import Outgoing
 from dispatcher import core
 from store.records import InstructionRecord, InstructionStatus
@@ -100,7 +100,7 @@ class Collector:
                     facts=effect.facts,
                     status=InstructionStatus.OPEN,
                     created_at=self.now,
-                    raw=effect.raw,
+                    raw=effect.raw[:RAW_KEEP_BYTES] if effect.raw else None,
                 )
             )
         elif isinstance(effect, core.CloseInstructions):

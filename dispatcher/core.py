@@ -56,6 +56,9 @@ class OpenTask:
     retries: int = 0
     failures: int = 0
     last_action: str | None = None
+    attempts: int = 0  # the latest attempt reported started in this run
+    decided: set[str] = field(default_factory=set)  # actions decided on it (applied or refused)
+    dead: set[str] = field(default_factory=set)  # digests of unreadable messages handled
 
 
 @dataclass
@@ -210,7 +213,7 @@ def release(d: Dossier, now: datetime, out: list[Effect]) -> None:
     if head is None or head.status is not TaskStatus.WAITING:
         return
     head.run += 1
-    head.status = TaskStatus.QUEUED
+    head.status, head.attempts = TaskStatus.QUEUED, 0
     fields: dict[str, Any] = {"queued_at": now, "next_attempt_at": None, "run": head.run}
     _change(out, head.id, TaskStatus.QUEUED, f"r{head.run}", at=now, **fields)
     out.append(Release(head, head.run))
@@ -255,7 +258,9 @@ def _started(d: Dossier, msg: Started, out: list[Effect]) -> None:
     task = _current(d, msg.task_id, msg.run)
     if task is None or task.status not in IN_FLIGHT:
         return
-    task.status = TaskStatus.RUNNING
+    if task.status is TaskStatus.RUNNING and msg.attempt <= task.attempts:
+        return  # an earlier (or this) attempt's start, redelivered
+    task.status, task.attempts = TaskStatus.RUNNING, msg.attempt
     fields: dict[str, Any] = {"started_at": msg.at, "attempts": msg.attempt}
     if msg.worker:
         fields["worker"] = msg.worker
@@ -310,6 +315,7 @@ def fail(
     now: datetime,
     out: list[Effect],
     raw: bytes | None = None,
+    **fields: Any,
 ) -> None:
     """Fail the task for good: it blocks its dossier and a person is instructed."""
     task.failures += 1
@@ -320,7 +326,7 @@ def fail(
     instruction = f"{task.id}/{task.failures}"
     out.append(Instruct(instruction, task.id, task.kind, code, severity, facts, raw))
     _change(out, task.id, TaskStatus.FAILED, f"{task.failures}", at=now, note=code,
-            finished_at=now, error=error, failures=task.failures)  # fmt: skip
+            finished_at=now, error=error, failures=task.failures, **fields)  # fmt: skip
 
 
 def _retry_due(d: Dossier, msg: RetryDue) -> None:
@@ -333,8 +339,9 @@ def _retry_due(d: Dossier, msg: RetryDue) -> None:
 def _dead_lettered(d: Dossier, msg: DeadLettered, now: datetime, out: list[Effect]) -> None:
     task = d.tasks.get(msg.task_id)
     if task is None:
-        out.append(_orphan(d, msg.raw + msg.task_id.encode(), msg.reason, msg.queue))
-        return
+        if msg.orphan:  # no task of this dossier has that id: support must look
+            out.append(_orphan(d, msg.raw + msg.task_id.encode(), msg.reason, msg.queue))
+        return  # a finished task's late message
     if task.run != msg.run or task.status not in IN_FLIGHT:
         return  # an earlier release's message, or the failure is known already
     why = (
@@ -348,10 +355,16 @@ def _dead_lettered(d: Dossier, msg: DeadLettered, now: datetime, out: list[Effec
 def _unreadable(d: Dossier, msg: Unreadable, now: datetime, out: list[Effect]) -> None:
     task = d.tasks.get(msg.message_id) if msg.message_id else None
     if task is None:
-        out.append(_orphan(d, msg.raw + msg.message_id.encode(), msg.reason, msg.queue))
-    elif task.status in IN_FLIGHT:
-        error = error_of(ErrorCode.UNREADABLE_MESSAGE, "unreadable", reason=msg.reason)
-        fail(task, error, now, out, msg.raw)
+        if msg.orphan:
+            out.append(_orphan(d, msg.raw + msg.message_id.encode(), msg.reason, msg.queue))
+        return
+    # No run in bytes that are no envelope: the digest tells a redelivery from a new one.
+    digest = hashlib.sha256(msg.raw).hexdigest()[:24]
+    if task.status not in IN_FLIGHT or digest in task.dead:
+        return
+    task.dead.add(digest)
+    error = error_of(ErrorCode.UNREADABLE_MESSAGE, "unreadable", reason=msg.reason)
+    fail(task, error, now, out, msg.raw, dead_letters=sorted(task.dead))
 
 
 def _orphan(d: Dossier, raw: bytes, reason: str, queue: str) -> Instruct:
@@ -365,23 +378,28 @@ def _orphan(d: Dossier, raw: bytes, reason: str, queue: str) -> Instruct:
 
 def _act(d: Dossier, msg: Act, now: datetime, out: list[Effect]) -> None:
     task = d.tasks.get(msg.task_id)
-    if task is not None and task.last_action == msg.action_id:
-        out.append(Decide(msg.action_id, ActionStatus.APPLIED))  # a replay: decided already
-        return
+    if task is not None and msg.action_id in task.decided:
+        return  # a replay: decided already (the decision was written before the task)
     allowed = ACTIONABLE[msg.action]
     if task is None or task.status not in allowed:
         state = task.status.value if task is not None else "no longer open in its dossier"
         names = ", ".join(s.value for s in allowed)
         why = f"task {msg.task_id} is {state}; {msg.action.value} applies to a task that is {names}"
         out.append(Decide(msg.action_id, ActionStatus.REFUSED, why))
+        if task is not None:
+            task.decided.add(msg.action_id)
+            _remember(out, task, now)
         return
     # Decided before the task is written: a replay after a crash finds the decision.
     out.append(Decide(msg.action_id, ActionStatus.APPLIED))
     out.append(CloseInstructions(task.id, task.failures, msg.action.value))
     task.last_action = msg.action_id
+    task.decided.add(msg.action_id)
+    decided = sorted(task.decided)
     if msg.action is ActionType.RESTART:
         fields: dict[str, Any] = {"last_action": msg.action_id, "error": None, "retries": 0,
-                                  "next_attempt_at": None, "finished_at": None}  # fmt: skip
+                                  "next_attempt_at": None, "finished_at": None,
+                                  "decided": decided}  # fmt: skip
         if msg.payload is not None:
             task.payload = dict(msg.payload)
             fields["payload"] = task.payload
@@ -390,4 +408,10 @@ def _act(d: Dossier, msg: Act, now: datetime, out: list[Effect]) -> None:
         _change(out, task.id, TaskStatus.WAITING, msg.action_id, at=now, note=note, **fields)
         return
     final = FINAL[msg.action]
-    _finish(d, task, final, msg.action_id, at=now, out=out, last_action=msg.action_id)
+    _finish(d, task, final, msg.action_id, at=now, out=out, last_action=msg.action_id,
+            decided=decided)  # fmt: skip
+
+
+def _remember(out: list[Effect], task: OpenTask, now: datetime) -> None:
+    """Record the actions decided on a task, without a transition (no history entry)."""
+    out.append(TaskChange(task.id, {"decided": sorted(task.decided)}, []))

@@ -79,6 +79,7 @@ class DeadLettered:
     queue: str
     count: int
     raw: bytes = b""
+    orphan: bool = False  # set by the owner: no task of this dossier has that id
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Unreadable:
     reason: str
     queue: str
     raw: bytes = b""
+    orphan: bool = False  # set by the owner: no task of this dossier has that id
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ def _task(doc: Mapping[str, Any]) -> core.OpenTask:
         retries=int(doc.get("retries", 0)),
         failures=int(doc.get("failures", 0)),
         last_action=doc.get("last_action"),
+        attempts=int(doc.get("attempts", 0)),
+        decided=set(doc.get("decided") or ()),
+        dead=set(doc.get("dead_letters") or ()),
     )
 
 

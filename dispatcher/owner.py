@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,15 @@ from broker.messages import utcnow
 from broker.rabbitmq import Connection, Delivery, Outgoing
 from dispatcher import core
 from dispatcher.batchwrite import Collector
-from dispatcher.inbound import Death, Inbound, Submitted, inbound
+from dispatcher.inbound import (
+    DeadLettered,
+    Death,
+    Inbound,
+    Message,
+    Submitted,
+    Unreadable,
+    inbound,
+)
 from dispatcher.loading import load_dossiers
 from store import Fenced, Store
 from store.sequencing import Sequencing
@@ -145,7 +153,7 @@ class Owner:
         dossiers = self._dossiers(items, part_docs, out)
         rechecked = self._recheck(items, dossiers)
         parked: set[int] = set()
-        for item in items:
+        for n, item in enumerate(items):
             msg = item.decoded.message
             if msg is None:
                 log.warning(
@@ -156,12 +164,11 @@ class Owner:
                 )
                 continue
             dossier = dossiers[item.decoded.key]
-            if isinstance(msg, Submitted) and msg.recheck and msg.task_id not in dossier.tasks:
-                found = rechecked.get(msg.task_id)
-                if found is None:
-                    log.error("sequencer.unknown_task", task_id=msg.task_id, key=dossier.key)
-                    continue
-                msg = found
+            if n in rechecked:
+                msg = rechecked[n]
+            elif isinstance(msg, Submitted) and msg.recheck and msg.task_id not in dossier.tasks:
+                log.error("sequencer.unknown_task", task_id=msg.task_id, key=dossier.key)
+                continue
             try:
                 effects = core.step(dossier, msg, now, self._rules)
             except Exception as exc:
@@ -229,32 +236,38 @@ class Owner:
                 out.add(loaded[key], part_of[key], self._held[part_of[key]].epoch, effects)
         return found
 
-    def _recheck(
-        self, items: list[_Item], dossiers: dict[str, core.Dossier]
-    ) -> dict[str, Submitted]:
-        """Look up, once per batch, the tasks of commands that may have been seen already."""
-        ask: dict[str, Inbound] = {}
-        for item in items:
-            msg = item.decoded.message
-            key = item.decoded.key
-            if (
-                isinstance(msg, Submitted)
-                and msg.recheck
-                and msg.task_id not in dossiers[key].tasks
-            ):
-                ask[msg.task_id] = item.decoded
+    def _recheck(self, items: list[_Item], dossiers: dict[str, core.Dossier]) -> dict[int, Message]:
+        """Look up, once per batch, the tasks the rules cannot judge from memory.
+
+        A command that may have been seen already (republished, redelivered), and a
+        dead letter about a task that is not open here (finished, or never ours). The
+        answer replaces the message of each such delivery (by its position in the batch).
+        """
+        ask: dict[int, str] = {}
+        for n, item in enumerate(items):
+            msg, key = item.decoded.message, item.decoded.key
+            if isinstance(msg, Submitted) and not msg.recheck:
+                continue
+            task_id = _task_of(msg)
+            if task_id and task_id not in dossiers[key].tasks:
+                ask[n] = task_id
         if not ask:
             return {}
-        found: dict[str, Submitted] = {}
-        for task_id, doc in self._seq.tasks(ask).items():
-            where = ask[task_id]
-            if (doc["office"], doc["dossier"]) == (where.office, where.dossier):
-                found[task_id] = Submitted(
-                    task_id,
-                    doc["kind"],
-                    doc.get("payload") or {},
-                    accepted=doc["status"] != "submitted",
-                )
+        docs = self._seq.tasks(set(ask.values()))
+        found: dict[int, Message] = {}
+        for n, task_id in ask.items():
+            where, msg = items[n].decoded, items[n].decoded.message
+            doc = docs.get(task_id)
+            ours = doc is not None and (doc["office"], doc["dossier"]) == (
+                where.office,
+                where.dossier,
+            )
+            if isinstance(msg, Submitted):
+                if doc is not None and ours:
+                    found[n] = Submitted(task_id, doc["kind"], doc.get("payload") or {},
+                                         accepted=doc["status"] != "submitted")  # fmt: skip
+            elif isinstance(msg, DeadLettered | Unreadable):
+                found[n] = replace(msg, orphan=not ours)
         return found
 
     # -- publishing ---------------------------------------------------------------------
@@ -273,3 +286,10 @@ class Owner:
                 self._declare_ch.declare_work_queue(office, self._topo)
             if self._publisher.publish_all(returned):
                 raise Unroutable(f"{len(returned)} message(s) found no queue")
+
+
+def _task_of(msg: Message | None) -> str:
+    """The task id a message names (an unreadable one: its message id)."""
+    if isinstance(msg, Unreadable):
+        return msg.message_id
+    return msg.task_id if msg is not None else ""

@@ -1,4 +1,4 @@
-"""A partition owner that was paused past its heartbeat and wakes up cannot write over its successor."""
+"""A paused partition owner that wakes up cannot write over its successor."""
 
 from __future__ import annotations
 
