@@ -125,6 +125,8 @@ def response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSON
     headers = {
         **(headers or {}),
         **({"WWW-Authenticate": "Bearer"} if problem.status == 401 else {}),
+        # A passing outage (the client already waited through a short one): try again soon.
+        **({"Retry-After": "5"} if problem.status == 503 else {}),
     }
     return JSONResponse(
         problem.document(), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers
