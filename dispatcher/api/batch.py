@@ -20,6 +20,8 @@ from dispatcher.api.problems import Problem
 from dispatcher.api.service import Service, fingerprint
 from dispatcher.client import Submission, SubmitResult
 from dispatcher.errors import NotAnnounced
+from workers.errors import InvalidSubmission as InvalidTaskInput
+from workers.kinds import validate_payload
 
 MAX_ITEMS = 1000
 BATCH_BODY_BYTES = 8 * 1024 * 1024  # the body limit of a batch (a single submit's is smaller)
@@ -160,6 +162,7 @@ def submit_batch(svc: Service, who: Principal, items: list[BatchItem]) -> list[I
     office = who.user.office
     if office is None:
         raise Problem(403, "forbidden", "the user belongs to no office")
+    _check_schemas(items)
     batch = _Batch(svc, office, len(items))
     for index, item in enumerate(items):
         batch.claim(index, item)
@@ -176,6 +179,23 @@ def submit_batch(svc: Service, who: Principal, items: list[BatchItem]) -> list[I
         )
     batch.settle(outcomes)
     return [batch.answer(index) for index in range(len(items))]
+
+
+def _check_schemas(items: list[BatchItem]) -> None:
+    """422 for the whole batch when an item breaks its kind's schema, as the document says.
+
+    What the schema cannot say (a payload over the size limit, a key used before) is
+    answered per item instead.
+    """
+    broken: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            validate_payload(item.kind, item.payload)
+        except InvalidTaskInput as exc:
+            broken.append(f"items.{index}: {exc}")
+    if broken:
+        more = f"; and {len(broken) - 5} more" if len(broken) > 5 else ""
+        raise Problem(422, "invalid-payload", "; ".join(broken[:5]) + more)
 
 
 def _submit(svc: Service, office: str, items: list[BatchItem]) -> list[SubmitResult] | None:

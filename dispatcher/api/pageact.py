@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -17,18 +18,25 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher.api import corrections, pagelists
-from dispatcher.api.pagebase import ID, context, option
+from dispatcher.api.pagebase import ID, Context, context, option
 from dispatcher.api.problems import Problem
+from reminder.texts import LANGUAGES
 from store import ActionType, Role
 
 _MAX_FIELD = 300_000  # a support JSON payload; the body limit bounds the whole form
 
 
-def _back(next_url: str, task_id: str, notice: str) -> str:
-    """Where the person was, with the action's outcome; never another site."""
+def _local(next_url: str, fallback: str) -> str:
+    """A path of this site to go back to; never another site."""
     parts = urlsplit(next_url)
     if parts.scheme or parts.netloc or not next_url.startswith("/") or "\\" in next_url:
-        next_url, parts = f"/tasks/{task_id}", urlsplit(f"/tasks/{task_id}")
+        return fallback
+    return next_url
+
+
+def _back(next_url: str, task_id: str, notice: str) -> str:
+    """Where the person was, with the action's outcome."""
+    parts = urlsplit(_local(next_url, f"/tasks/{task_id}"))
     dropped = ("notice=", "acted=", "fragment=")
     query = [p for p in parts.query.split("&") if p and not p.startswith(dropped)]
     query.append(urlencode({"notice": notice, "acted": task_id}))
@@ -49,18 +57,35 @@ def _json_payload(text: str, role: Role) -> dict[str, Any] | None:
     return payload
 
 
-async def act(request: Request, task_id: str, action: str) -> Response:
-    """A restart, cancel or resolve button, confirmed with that one click."""
+async def _checked_form(request: Request) -> tuple[Context, dict[str, str]]:
+    """The user and the posted form, once its CSRF token is this login's."""
     ctx = await run_in_threadpool(context, request)
-    try:
-        kind = ActionType(action)
-    except ValueError as exc:
-        raise Problem(404, "not-found", "no such action") from exc
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= _MAX_FIELD}
     csrf = values.get("csrf", "")
     if not hmac.compare_digest(csrf, ctx.who.csrf_token(request.app.state.secret)):
         raise Problem(403, "forbidden", "the form is stale: reload the page and try again")
+    return ctx, values
+
+
+async def choose_language(request: Request) -> Response:
+    """The user's own language for the page ("": the browser's, else the office's)."""
+    ctx, values = await _checked_form(request)
+    language = values.get("language", "")
+    if language not in ("", *LANGUAGES):
+        raise Problem(422, "invalid-request", "unknown language")
+    user = replace(ctx.who.user, language=language)
+    await run_in_threadpool(ctx.svc.store.save_user, user)
+    return RedirectResponse(_local(values.get("next", ""), "/"), status_code=303)
+
+
+async def act(request: Request, task_id: str, action: str) -> Response:
+    """A restart, cancel or resolve button, confirmed with that one click."""
+    try:
+        kind = ActionType(action)
+    except ValueError as exc:
+        raise Problem(404, "not-found", "no such action") from exc
+    ctx, values = await _checked_form(request)
     task_id = option(task_id, ID, "task") or ""
     payload = _json_payload(values.get("payload", ""), ctx.who.role)
     if kind is ActionType.RESTART and payload is None:

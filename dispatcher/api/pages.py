@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dispatcher.api import pagelists, problems
 from dispatcher.api.i18n import N_
-from dispatcher.api.pageact import act
+from dispatcher.api.pageact import act, choose_language
 from dispatcher.api.pagebase import (
     COOKIE,
     ID,
@@ -123,6 +123,7 @@ def install(app: FastAPI) -> None:
     add("/tasks/{task_id}", task_page, methods=["GET"], include_in_schema=False)
     add("/dossiers/{dossier}", dossier_page, methods=["GET"], include_in_schema=False)
     add("/tasks/{task_id}/{action}", act, methods=["POST"], include_in_schema=False)
+    add("/language", choose_language, methods=["POST"], include_in_schema=False)
     add("/login", login_form, methods=["GET"], include_in_schema=False)
     add("/login", login, methods=["POST"], include_in_schema=False)
     add("/logout", logout, methods=["POST"], include_in_schema=False)

@@ -180,3 +180,22 @@ def test_a_wrong_correction_comes_back_with_the_error_next_to_the_field(
         and task.status is TaskStatus.FAILED
         and task.payload["dossier_code"] == "TYPO"
     )
+
+
+def test_a_user_chooses_their_language_on_the_page(
+    page: tuple[TestClient, dict[str, str]], store: Store
+) -> None:
+    client, tokens = page
+    html = _get(client, tokens["admin"], "/tasks?status=failed", "nl")
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert csrf is not None and '<label for="language">Taal</label>' in html
+    form = {"csrf": csrf.group(1), "language": "fr", "next": "/tasks?status=failed"}
+    answer = client.post("/language", data=form)
+    assert answer.status_code == 303 and answer.headers["location"] == "/tasks?status=failed"
+    assert '<html lang="fr">' in _get(client, tokens["admin"], "/tasks", "nl")
+    user = store.user("admin")
+    assert user is not None and user.language == "fr"
+    back = {"csrf": csrf.group(1), "language": "", "next": "https://elsewhere.example/"}
+    assert client.post("/language", data=back).headers["location"] == "/"
+    assert '<html lang="nl">' in _get(client, tokens["admin"], "/tasks", "nl")
+    assert client.post("/language", data={**back, "language": "de"}).status_code == 422
