@@ -21,14 +21,13 @@ from store.actions import Actions
 from store.base import Doc
 from store.base import mapped as _mapped
 from store.directory import DirectoryMixin
-from store.errors import Conflict
 from store.instructions import InstructionsMixin
 from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
 from store.sequencing import BULK_CHUNK
 
 __all__ = ["Actions", "Doc", "Store", "_mapped"]
 
-TASKS, DOSSIERS, SLOTS, OFFICES, USERS = "tasks", "dossiers", "slots", "offices", "users"
+TASKS, DOSSIERS, OFFICES, USERS = "tasks", "dossiers", "offices", "users"
 # Append-only log of every task transition: inserts only, so the hot path never rewrites a
 # growing history array inside the task document.
 TASK_EVENTS = "task_events"
@@ -101,7 +100,6 @@ class Store(InstructionsMixin, DirectoryMixin):
         self._db: Database[Doc] = client[database]
         self.tasks: Collection[Doc] = self._db[TASKS]
         self.dossiers: Collection[Doc] = self._db[DOSSIERS]
-        self.slots: Collection[Doc] = self._db[SLOTS]
         self.offices: Collection[Doc] = self._db[OFFICES]
         self.users: Collection[Doc] = self._db[USERS]
         self.task_events: Collection[Doc] = self._db[TASK_EVENTS]
@@ -387,30 +385,3 @@ class Store(InstructionsMixin, DirectoryMixin):
         """Set fields of a dossier's state."""
         with _mapped():
             self.dossiers.update_one({"_id": key}, {"$set": {**fields, "updated_at": at}})
-
-    def raise_next_seq(self, key: str, at_least: int) -> None:
-        """Make `next_seq` at least `at_least` (idempotent, unlike an increment)."""
-        with _mapped():
-            self.dossiers.update_one({"_id": key}, {"$max": {"next_seq": at_least}})
-
-    # -- slots: sequence number -> task, per dossier ------------------------------------
-    @staticmethod
-    def _slot_id(key: str, seq: int) -> str:
-        return f"{key}/{seq:012d}"
-
-    def claim_slot(self, key: str, seq: int, task_id: str) -> str:
-        """Give sequence `seq` of a dossier to `task_id`; return the task that holds it."""
-        try:
-            with _mapped():
-                self.slots.insert_one({"_id": self._slot_id(key, seq), "task": task_id})
-        except Conflict:
-            holder = self.slot(key, seq)
-            assert holder is not None
-            return holder
-        return task_id
-
-    def slot(self, key: str, seq: int) -> str | None:
-        """The task holding sequence `seq` of a dossier, if any."""
-        with _mapped():
-            doc = self.slots.find_one({"_id": self._slot_id(key, seq)})
-        return str(doc["task"]) if doc else None
