@@ -276,5 +276,9 @@ def unexplained(obs: Observed) -> list[Finding]:
 
 
 def _orphans(obs: Observed) -> Counter[bytes]:
-    """Instructions tied to no task, per message body (a poison message is known by it)."""
-    return Counter((i.raw or b"")[:RAW_KEPT] for i in obs.instructions if not i.task_id)
+    """Instructions tied to no task, per poison message body they keep (a prefix of `raw`)."""
+    bodies = sorted({p.body[:RAW_KEPT] for p in obs.poison}, key=len, reverse=True)
+    found: Counter[bytes] = Counter()
+    for raw in ((i.raw or b"") for i in obs.instructions if not i.task_id):
+        found[next((b for b in bodies if raw.startswith(b)), raw[:RAW_KEPT])] += 1
+    return found

@@ -174,3 +174,13 @@ def test_the_last_line_says_what_was_found() -> None:
         "dossierflow chaos: 3 tasks, 1 faults, 0 lost, 1 double-booked, 0 out of order, "
         "0 stuck in 42 s"
     )
+
+
+def test_a_poison_message_is_known_by_the_body_its_instruction_keeps_first() -> None:
+    obs = clean()
+    obs.poison = [Poison("m1", *D, 5.0, b"[1, 2, 3]"), Poison("m2", *D, 6.0, b"{garbled")]
+    obs.instructions = [
+        Instruction("message/x", "", *D, raw=b"[1, 2, 3]m1"),
+        Instruction("message/y", "", *D, raw=b"{garbled"),
+    ]
+    assert check(obs).ok
