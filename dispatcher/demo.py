@@ -18,7 +18,7 @@ from pathlib import Path
 from broker import topology
 from broker.rabbitmq import Connection
 from dispatcher.api.demo import serve_for_demo
-from dispatcher.client import Client
+from dispatcher.client import Client, Submission
 from dispatcher.cluster import Cluster
 from dispatcher.faultplan import fix_blocked, inject
 from dispatcher.progress import Progress
@@ -180,13 +180,19 @@ def cluster_settings(settings: Settings, cluster: Cluster) -> Settings:
     return replace(settings, amqp_url=cluster.amqp_url, mongo_db=cluster.database)
 
 
-def _submit(client: Client, plan: list[Planned]) -> list[str]:
+def _submit(client: Client, plan: list[Planned], batch: int = 100) -> list[str]:
+    """Submit the plan the way the platform's nightly loads come: in batches."""
     bar = Progress("submitting", len(plan))
-    ids = []
-    for i, item in enumerate(plan, 1):
-        ids.append(client.submit(item.office, item.dossier, item.kind, item.payload))
-        if i % 50 == 0 or i == len(plan):
-            bar.update(i)
+    ids: list[str] = []
+    for start in range(0, len(plan), batch):
+        chunk = [
+            Submission(p.office, p.dossier, p.kind, p.payload) for p in plan[start : start + batch]
+        ]
+        for result in client.submit_many(chunk):
+            if result.task_id is None:
+                raise RuntimeError(f"the demo's own submission was refused: {result.error}")
+            ids.append(result.task_id)
+        bar.update(len(ids))
     bar.close()
     return ids
 

@@ -1,0 +1,73 @@
+"""The pure parts of the partition owner: decoding deliveries, collecting a batch's writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from broker import topology
+from broker.messages import Envelope, MessageType, encode
+from dispatcher import core
+from dispatcher.batchwrite import Collector
+from dispatcher.inbound import DeadLettered, Death, Done, Submitted, Unreadable, inbound
+from store.records import TaskStatus
+
+NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+def _body(message_type: MessageType, **data: object) -> bytes:
+    return encode(Envelope(message_type, "t1", "o1", "d1", NOW, data))
+
+
+def test_an_event_without_its_release_run_is_dropped_not_believed() -> None:
+    got = inbound(_body(MessageType.DONE, result={}), "t1", "o1.d1", None, redelivered=False)
+    assert got.message is None and "run" in got.problem
+
+
+def test_a_message_routed_to_another_dossier_than_it_names_is_dropped() -> None:
+    got = inbound(_body(MessageType.DONE, run=1), "t1", "o2.d9", None, redelivered=False)
+    assert got.message is None and "routing key" in got.problem
+
+
+def test_a_submitted_command_carries_the_task_and_a_redelivered_one_is_rechecked() -> None:
+    body = _body(MessageType.SUBMITTED, kind="dossier.sync", payload={"dossier_code": "c"})
+    fresh = inbound(body, "t1", "o1.d1", None, redelivered=False).message
+    again = inbound(body, "t1", "o1.d1", None, redelivered=True).message
+    bare = inbound(_body(MessageType.SUBMITTED), "t1", "o1.d1", None, redelivered=False).message
+    assert fresh == Submitted("t1", "dossier.sync", {"dossier_code": "c"})
+    assert isinstance(again, Submitted) and again.recheck
+    assert isinstance(bare, Submitted) and bare.recheck  # the owner fills kind and payload in
+
+
+def test_dead_lettered_work_becomes_a_dead_letter_and_garbage_an_unreadable_one() -> None:
+    death = Death("delivery_limit", "dossierflow.work.o1", 3)
+    run = _body(MessageType.RUN, kind="dossier.sync", payload={}, run=2)
+    assert inbound(run, "t1", "o1.d1", death, redelivered=False).message == DeadLettered(
+        "t1", 2, "delivery_limit", "dossierflow.work.o1", 3, run
+    )
+    garbage = inbound(b"\x00{", "m1", "o1.d1", death, redelivered=False).message
+    assert garbage == Unreadable("m1", "delivery_limit", "dossierflow.work.o1", b"\x00{")
+    assert inbound(b"\x00{", "m1", "o1.d1", None, redelivered=False).message is None
+
+
+def test_a_task_released_started_and_done_in_one_batch_is_written_once() -> None:
+    rules = core.Rules()
+    d = core.Dossier("o1", "d1")
+    out = Collector(NOW, batch=7)
+    for msg in (
+        Submitted("t1", "dossier.sync", {"dossier_code": "c"}),
+        Done("t1", 1, {"ok": True}, NOW),
+    ):
+        out.add(d, "p0", 3, core.step(d, msg, NOW, rules))
+    write = out.finish()
+    ((task_id, epoch, fields),) = write.tasks
+    assert (task_id, epoch, fields["status"], fields["batch"]) == ("t1", 3, "done", 7)
+    assert [h.status for h in write.history] == [
+        TaskStatus.WAITING,
+        TaskStatus.QUEUED,
+        TaskStatus.DONE,
+    ]
+    assert [h.ord for h in write.history] == sorted(h.ord for h in write.history)
+    ((key, _, dossier),) = write.dossiers
+    assert (key, dossier["next_seq"], dossier["open"], dossier["active"]) == ("o1.d1", 1, 0, None)
+    ((release,),) = [[o for o in out.outgoing if o.exchange == topology.WORK_EXCHANGE]]
+    assert release.envelope.data["run"] == 1 and release.envelope.type is MessageType.RUN
