@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 Command = Callable[[Settings, argparse.Namespace], int]
 # Packages that contribute subcommands: each module has `add_commands(sub) -> dict[str, Command]`.
-PLUGINS = ("dispatcher.ops", "reminder.cli", "dispatcher.api.cli")
+PLUGINS = ("dispatcher.ops", "reminder.cli", "dispatcher.api.cli", "dispatcher.onboarding")
 
 COMMANDS: dict[str, Command] = {
     "dispatcher": cmd_dispatcher,

@@ -23,25 +23,25 @@ class DirectoryMixin:
         with _mapped():
             self.offices.replace_one(
                 {"_id": office.id},
-                {"name": office.name, "timezone": office.timezone, "language": office.language},
+                _office_doc(office),
                 upsert=True,
             )
+
+    def add_office(self, office: OfficeRecord) -> None:
+        """Create an office; Conflict when its id is taken."""
+        with _mapped():
+            self.offices.insert_one({"_id": office.id, **_office_doc(office)})
 
     def office(self, office_id: str) -> OfficeRecord | None:
         """One office by id."""
         with _mapped():
             doc = self.offices.find_one({"_id": office_id})
-        if not doc:
-            return None
-        return OfficeRecord(doc["_id"], doc["name"], doc["timezone"], doc["language"])
+        return _office(doc) if doc else None
 
     def find_offices(self) -> list[OfficeRecord]:
         """Every office."""
         with _mapped():
-            return [
-                OfficeRecord(d["_id"], d["name"], d["timezone"], d["language"])
-                for d in self.offices.find({}).sort("_id", 1)
-            ]
+            return [_office(d) for d in self.offices.find({}).sort("_id", 1)]
 
     def save_user(self, user: UserRecord) -> None:
         """Create or replace a user."""
@@ -75,6 +75,21 @@ class DirectoryMixin:
             query["role"] = role.value
         with _mapped():
             return [_user(d) for d in self.users.find(query).sort("_id", 1)]
+
+
+def _office_doc(office: OfficeRecord) -> Doc:
+    return {
+        "name": office.name,
+        "timezone": office.timezone,
+        "language": office.language,
+        "contact": office.contact,
+    }
+
+
+def _office(doc: Mapping[str, Any]) -> OfficeRecord:
+    return OfficeRecord(
+        doc["_id"], doc["name"], doc["timezone"], doc["language"], doc.get("contact", "")
+    )
 
 
 def _user(doc: Mapping[str, Any]) -> UserRecord:

@@ -136,6 +136,17 @@ class OfficeRecord:
     name: str
     timezone: str = "Europe/Brussels"
     language: str = "nl"
+    contact: str = ""  # the office's contact e-mail for ops; "" = none given
+
+
+@dataclass(frozen=True)
+class DossierProfile:
+    """What people call a dossier and its code in the accounting package (not its state)."""
+
+    office: str
+    id: str
+    name: str
+    code: str
 
 
 @dataclass(frozen=True)
