@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 
@@ -38,10 +39,12 @@ from dispatcher.inbound import (
     inbound,
 )
 from dispatcher.loading import load_dossiers
-from store import Fenced, Store
+from store import Fenced, Store, StoreUnavailable
 from store.sequencing import Sequencing
 
 log = structlog.get_logger("dossierflow.sequencer")
+T = TypeVar("T")
+STORE_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class Owner:
         items = [_Item(d, self._queue_of[d.consumer_tag], self._decode(d)) for d in batch]
         parts = {i.part for i in items}
         self._take_new(parts, now)
-        part_docs = self._seq.partitions(parts)
+        part_docs = self._stored(lambda: self._seq.partitions(parts))
         for part in parts:
             if int(part_docs.get(part, {}).get("epoch", 0)) != self._held[part].epoch:
                 raise Fenced(f"partition {part} has a newer owner")
@@ -184,13 +187,35 @@ class Owner:
                 parked.add(item.delivery.delivery_tag)
                 continue
             out.add(dossier, item.part, self._held[item.part].epoch, effects)
-        self._seq.write(out.finish())
+        write = out.finish()
+        self._stored(lambda: self._seq.write(write))
         self._publish(out.outgoing)
-        self._seq.confirm({p: (self._held[p].epoch, self._batches) for p in out.partitions})
+        marks = {p: (self._held[p].epoch, self._batches) for p in out.partitions}
+        self._stored(lambda: self._seq.confirm(marks))
         last = max((d.delivery_tag for d in batch if d.delivery_tag not in parked), default=0)
         if last:
             self._consume_ch.ack(last, multiple=True)
         self.handled += len(batch)
+
+    def _stored(self, step: Callable[[], T]) -> T:
+        """Run a store step, waiting through a short database outage in place.
+
+        Every step of a batch is idempotent, so it is simply done again; the waits go
+        through the connection so heartbeats flow and the partition stays ours. After
+        `STORE_WAIT_S` the error propagates: the owner reconnects and a standby may
+        take the partition.
+        """
+        deadline = time.monotonic() + STORE_WAIT_S
+        wait = 0.2
+        while True:
+            try:
+                return step()
+            except StoreUnavailable as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                log.warning("sequencer.store_unavailable", error=str(exc), retry_in=wait)
+                self._conn.sleep(wait)
+                wait = min(wait * 2, 5.0)
 
     def _decode(self, delivery: Delivery) -> Inbound:
         return inbound(
@@ -204,7 +229,7 @@ class Owner:
     def _take_new(self, parts: set[str], now: datetime) -> None:
         """A first delivery on a partition means the broker made this owner its active one."""
         for part in sorted(parts - self._held.keys()):
-            epoch = self._seq.acquire(part, self._cfg.name, now)
+            epoch = self._stored(partial(self._seq.acquire, part, self._cfg.name, now))
             self._held[part] = _Held(epoch)
             log.info("partition.acquired", partition=part, epoch=epoch, owner=self._cfg.name)
 
@@ -227,7 +252,7 @@ class Owner:
                 part_of[key] = item.part
         if missing:
             docs = {k: part_docs.get(p, {}) for k, p in part_of.items()}
-            loaded, repairs = load_dossiers(self._seq, missing, docs)
+            loaded, repairs = self._stored(lambda: load_dossiers(self._seq, missing, docs))
             for key, dossier in loaded.items():
                 self._held[part_of[key]].dossiers[key] = dossier
                 found[key] = dossier
@@ -253,7 +278,7 @@ class Owner:
                 ask[n] = task_id
         if not ask:
             return {}
-        docs = self._seq.tasks(set(ask.values()))
+        docs = self._stored(lambda: self._seq.tasks(set(ask.values())))
         found: dict[int, Message] = {}
         for n, task_id in ask.items():
             where, msg = items[n].decoded, items[n].decoded.message

@@ -20,7 +20,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from store.base import Doc, mapped
-from store.errors import Conflict, Fenced
+from store.errors import Conflict, Fenced, StoreUnavailable
 from store.records import ActionStatus, InstructionRecord, InstructionStatus, TaskStatus
 
 OPEN = (
@@ -238,6 +238,10 @@ class Sequencing:
                     if fenced and _duplicates_only(exc):
                         raise Fenced(fenced) from exc
                     raise
+                except KeyError as exc:
+                    # A reply without its counts (seen from FerretDB while it shuts down):
+                    # the write's outcome is unknown; the batch is idempotent, so retry it.
+                    raise StoreUnavailable(f"malformed bulk write reply: {exc}") from exc
             matched += result.matched_count + result.upserted_count
         return matched
 
