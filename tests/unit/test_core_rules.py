@@ -470,3 +470,25 @@ def test_a_late_dead_letter_of_a_finished_task_of_ours_is_ignored() -> None:
     # The owner looked t1 up: ours, finished. No instruction for support.
     assert step(d, late) == []
     assert step(d, Unreadable("t1", "rejected", QUEUE, b"\xff")) == []
+
+
+# -- open: for the lead --------------------------------------------------------------------------
+@pytest.mark.xfail(
+    strict=True,
+    reason="core: an Unreadable whose bytes equal an earlier one's is taken for a redelivery "
+    "even when it is the dead letter of a later run, so that run stays queued with no message "
+    "anywhere and the dossier is stuck without an instruction",
+)
+def test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_still_fails_the_task() -> None:
+    d = core.Dossier("o", "d")
+    submit(d, "t1", "t2")
+    damaged = b"\xff\xfe"  # e.g. a body cut at a fixed size, the same for every run
+    step(d, Unreadable("t1", "delivery_limit", QUEUE, damaged))  # run 1: failed, instructed
+    step(d, Act("t1", "a1", ActionType.RESTART))  # run 2 released
+    # Run 2's message is damaged the same way and dead-lettered: nothing else will ever
+    # report on run 2. As the core sees it, this is the same message as a redelivery of
+    # run 1's dead letter (test_replaying_an_unreadable_message_after_a_restart_changes_
+    # nothing): telling them apart needs something per dead-lettering (the run in the
+    # AMQP message id or a header, the x-death count), so this test will need that field.
+    effects = step(d, Unreadable("t1", "delivery_limit", QUEUE, damaged))
+    assert d.blocked and of_type(effects, core.Instruct), statuses(d)

@@ -425,9 +425,11 @@ class CoreMachine(RuleBasedStateMachine):
             return
         if outcome == "unreadable":  # the bytes were damaged on the way
             self.work.remove(item)
-            self.deliver(
-                key, Unreadable(task_id, "rejected", WORK_QUEUE, b"\xff" + task_id.encode())
-            )
+            # A run's body holds its run and time, so its damaged bytes differ from another
+            # run's. (The same bytes for two runs leave the task stuck: see test_core_rules,
+            # test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_still_fails_the_task.)
+            damaged = b"\xff" + f"{task_id}:{run}".encode()
+            self.deliver(key, Unreadable(task_id, "rejected", WORK_QUEUE, damaged))
             return
         item.attempts += 1
         if outcome == "done_only":
