@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def cmd_mail(settings: Settings, args: argparse.Namespace) -> int:
                 result = mail_instructions(store, outbox, mailer, ctx)
                 d = result.delivery
                 log.info("mail.pass", decided=result.decided, sent=d.sent, deferred=d.deferred)
-                status = 1 if d.deferred or d.rejected else 0
+                status = 1 if d.deferred or d.rejected or result.unknown_offices else 0
             except StoreError as exc:
                 log.error("mail.pass_failed", error=str(exc))
                 status = 1
@@ -88,7 +88,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Send the digest due on --date (default: each office's today); --dry-run only prints."""
     from reminder.dryrun import print_dry_run
     from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
-    from reminder.service import MailContext, plan_reminders, run_reminders
+    from reminder.service import (
+        CREATE_OFFICE,
+        MailContext,
+        plan_reminders,
+        run_reminders,
+        unknown_offices,
+    )
     from store import Store
     from store.outbox import Outbox
 
@@ -98,7 +104,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             print_dry_run(plan_reminders(store, ctx, args.date), ctx, outbox, sys.stdout)
-            return 0
+            unknown = unknown_offices(store, {o.id for o in store.find_offices()})
+            return _unknown(unknown, CREATE_OFFICE)
         outbox.ensure_indexes()
         mailer = Mailer(outbox, SmtpTransport(SmtpConfig.from_settings(settings)))
         result = run_reminders(store, outbox, mailer, ctx, on=args.date)
@@ -108,9 +115,23 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             f"still pending {d.deferred}, refused {d.rejected}"
         )
         # Non-zero lets cron / the CronJob show that mails are waiting for the SMTP server.
-        return 1 if d.deferred or d.rejected else 0
+        return max(
+            1 if d.deferred or d.rejected else 0, _unknown(result.unknown_offices, CREATE_OFFICE)
+        )
     finally:
         store.close()
+
+
+def _unknown(offices: Sequence[str], hint: str) -> int:
+    """Say which offices of open instructions do not exist (no time zone, no digest)."""
+    if not offices:
+        return 0
+    print(
+        f"reminder run: open instructions of unknown office(s) {', '.join(offices)} get no "
+        f"reminder; {hint}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:

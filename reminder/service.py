@@ -7,6 +7,7 @@ The CLI and the tests call these functions; nothing here reads the environment.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,6 +32,8 @@ from store.outbox import Outbox, OutboxEntry, OutboxStatus
 from store.records import InstructionRecord, InstructionStatus, OfficeRecord, UserRecord
 
 log = structlog.get_logger("dossierflow.reminder")
+
+CREATE_OFFICE = "create it with `dossierflow offices add`"
 
 Clock = Callable[[], datetime]
 
@@ -110,13 +113,12 @@ class _Directory:
     """Offices and users read once per pass."""
 
     store: Store
-    offices: dict[str, OfficeRecord] = field(default_factory=dict)
+    offices: dict[str, OfficeRecord | None] = field(default_factory=dict)
     users: dict[str, list[UserRecord]] = field(default_factory=dict)
 
-    def office(self, office_id: str) -> OfficeRecord:
+    def office(self, office_id: str) -> OfficeRecord | None:
         if office_id not in self.offices:
-            found = self.store.office(office_id)
-            self.offices[office_id] = found or OfficeRecord(office_id, office_id, "UTC")
+            self.offices[office_id] = self.store.office(office_id)
         return self.offices[office_id]
 
     def users_of(self, office_id: str) -> list[UserRecord]:
@@ -126,24 +128,42 @@ class _Directory:
 
 
 def enqueue_instruction_mails(
-    store: Store, outbox: Outbox, ctx: MailContext, clock: Clock = utc_now
+    store: Store,
+    outbox: Outbox,
+    ctx: MailContext,
+    clock: Clock = utc_now,
+    unknown: list[str] | None = None,
 ) -> int:
     """Decide the mails of every open instruction not handled yet; the number decided."""
     items = store.find_instructions(status=InstructionStatus.OPEN)
     done = outbox.existing(fanout_key(i.id) for i in items)
     directory = _Directory(store)
     decided = 0
+    waiting: Counter[str] = Counter()
     for item in items:
         if fanout_key(item.id) in done:
             continue
+        # Left undecided, so it is mailed in the office's time zone once the office exists.
+        if directory.office(item.office) is None:
+            waiting[item.office] += 1
+            continue
         decided += _enqueue_one(item, directory, outbox, ctx, clock())
+    (unknown if unknown is not None else []).extend(_logged_unknown(waiting))
     return decided
+
+
+def _logged_unknown(waiting: Counter[str]) -> list[str]:
+    for office_id, count in sorted(waiting.items()):
+        log.error("office.unknown", office=office_id, instructions=count, hint=CREATE_OFFICE)
+    return sorted(waiting)
 
 
 def _enqueue_one(
     item: InstructionRecord, directory: _Directory, outbox: Outbox, ctx: MailContext, now: datetime
 ) -> int:
     office = directory.office(item.office)
+    if office is None:  # the caller skips these; this keeps the type honest
+        return 0
     about = {"kind": "instruction", "ref": item.id, "office": item.office}
     entries: list[OutboxEntry] = []
     if item.severity == "red":
@@ -243,14 +263,22 @@ class RunResult:
 
     decided: int
     delivery: DeliveryReport
+    unknown_offices: tuple[str, ...] = ()  # offices of open instructions that do not exist
+
+
+def unknown_offices(store: Store, known: set[str]) -> list[str]:
+    """Offices of open accountant instructions that do not exist, each logged as an error."""
+    items = store.find_instructions(status=InstructionStatus.OPEN, severity="orange")
+    return _logged_unknown(Counter(i.office for i in items if i.office not in known))
 
 
 def mail_instructions(
     store: Store, outbox: Outbox, mailer: Mailer, ctx: MailContext, clock: Clock = utc_now
 ) -> RunResult:
     """One pass of `reminder mail`: decide new instruction mails, send what is pending."""
-    decided = enqueue_instruction_mails(store, outbox, ctx, clock)
-    return RunResult(decided, mailer.deliver())
+    unknown: list[str] = []
+    decided = enqueue_instruction_mails(store, outbox, ctx, clock, unknown)
+    return RunResult(decided, mailer.deliver(), tuple(unknown))
 
 
 def run_reminders(
@@ -263,5 +291,8 @@ def run_reminders(
     clock: Clock = utc_now,
 ) -> RunResult:
     """`reminder run`: decide the digests due on `on` (else each office's today), send."""
-    decided = enqueue_digests(outbox, ctx, plan_reminders(store, ctx, on, clock), clock)
-    return RunResult(decided, mailer.deliver())
+    reminders = plan_reminders(store, ctx, on, clock)
+    # No time zone, no reminder day: an office that does not exist gets no digest, loudly.
+    unknown = unknown_offices(store, {o.id for o in store.find_offices()})
+    decided = enqueue_digests(outbox, ctx, reminders, clock)
+    return RunResult(decided, mailer.deliver(), tuple(unknown))
