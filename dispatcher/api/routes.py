@@ -31,7 +31,7 @@ from dispatcher.api.params import IdempotencyKey, Instant, Office, Severity, kno
 from dispatcher.api.problems import Problem, documented
 from dispatcher.api.service import Service
 from store import ActionType, InstructionStatus, TaskStatus
-from store.monitoring import DossierSummary, TaskFilter
+from store.monitoring import DossierSummary, Scope, TaskFilter
 from workers.kinds import kinds
 
 router = APIRouter(
@@ -154,7 +154,8 @@ def get_dossier(dossier: Id, who: Who, svc: Svc, office: Office = None) -> Dossi
     scope = who.scope(office, need_office=True)
     assert scope.office is not None
     svc.check_dossier(who, scope.office, dossier)
-    rows = [s for s in svc.monitoring.overview(scope) if s.dossier == dossier]
+    # Counted over this dossier only: the office's overview costs a scan of all its tasks.
+    rows = svc.monitoring.overview(Scope(scope.office, (dossier,)))
     if not rows:
         raise Problem(404, "not-found", f"no dossier {dossier}")
     tasks, _ = svc.monitoring.tasks(scope, TaskFilter(dossier=dossier), None, 50)

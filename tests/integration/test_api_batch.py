@@ -51,23 +51,40 @@ def http(settings: Settings, store: Store) -> Iterator[TestClient]:
 def test_each_item_gets_its_own_result_in_order(http: TestClient, store: Store) -> None:
     items = [
         activate("b1"),
-        {**activate("b2"), "payload": {"dossier_code": "no spaces"}},
         SYNC,
         SYNC,  # equal to the sync before it, which still waits: it joins that one
-        {**activate("b3"), "kind": "coffee.make"},
+        activate("b2", key="b-2"),
     ]
     answer = http.post(URL, json={"items": items})
     assert answer.status_code == 200, answer.text
     results = answer.json()["items"]
-    assert [r["status"] for r in results] == [201, 422, 201, 200, 422]
-    assert results[3]["task_id"] == results[2]["task_id"]
-    for bad in (results[1], results[4]):
-        assert bad["task_id"] is None
-        assert bad["problem"]["type"] == "/problems/invalid-payload"
-        assert bad["problem"]["status"] == 422
+    assert [r["status"] for r in results] == [201, 201, 200, 201]
+    assert results[2]["task_id"] == results[1]["task_id"]
+    assert all(r["problem"] is None for r in results)
     stored = store.task(results[0]["task_id"])
     assert stored is not None
     assert (stored.office, stored.dossier, stored.kind) == ("office1", "b1", "dossier.activate")
+
+
+def test_an_item_against_its_kinds_schema_refuses_the_whole_batch(
+    http: TestClient, store: Store
+) -> None:
+    items = [
+        activate("s1", key="s-1"),
+        {**activate("s2"), "payload": {"dossier_code": "no spaces"}},
+        {**activate("s3"), "kind": "coffee.make"},
+    ]
+    answer = http.post(URL, json={"items": items})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == PROBLEM
+    problem = answer.json()
+    assert problem["type"] == "/problems/invalid-payload"
+    assert "items.1: " in problem["detail"]
+    assert "items.2: " in problem["detail"]
+    assert store.find_tasks(dossier="s1", statuses=None) == []
+    # Nothing was reserved either: the corrected batch goes through with the same key.
+    fixed = http.post(URL, json={"items": items[:1]}).json()["items"]
+    assert fixed[0]["status"] == 201
 
 
 def test_a_retried_batch_returns_the_same_tasks_and_a_reused_key_is_refused(
@@ -95,11 +112,33 @@ def test_a_key_repeated_within_a_batch_names_one_task(http: TestClient) -> None:
     assert results[1]["task_id"] == results[0]["task_id"]
 
 
-def test_an_invalid_item_frees_its_key_for_a_corrected_retry(http: TestClient) -> None:
-    bad = {**activate("f1", key="fix-me"), "payload": {"dossier_code": "bad code"}}
-    assert http.post(URL, json={"items": [bad]}).json()["items"][0]["status"] == 422
-    fixed = {**bad, "payload": {"dossier_code": "good"}}
-    assert http.post(URL, json={"items": [fixed]}).json()["items"][0]["status"] == 201
+class Refusing:
+    """A client that refuses every item for a reason the schema cannot state."""
+
+    def submit_many(self, items: Sequence[Submission]) -> list[SubmitResult]:
+        """Refuse each item."""
+        return [SubmitResult(None, "payload is over the limit", False) for _ in items]
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_an_item_the_client_refuses_is_its_own_problem_and_frees_its_key(
+    settings: Settings, store: Store
+) -> None:
+    app = create_app(settings, store, client_factory=Refusing)  # type: ignore[arg-type]
+    token = seed(store)["admin"]
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as http:
+        item = activate("f1", key="fix-me")
+        result = http.post(URL, json={"items": [item]}).json()["items"][0]
+        assert (result["status"], result["task_id"]) == (422, None)
+        assert result["problem"]["type"] == "/problems/invalid-payload"
+        assert result["problem"]["detail"] == "payload is over the limit"
+    app.state.service.clients.close()
+    app = create_app(settings, store)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.post(URL, json={"items": [item]}).json()["items"][0]["status"] == 201
+    app.state.service.clients.close()
 
 
 @pytest.mark.parametrize(
