@@ -140,6 +140,12 @@ class Channel:
             self._ch.queue_bind(name, topology.WORK_EXCHANGE, topology.work_binding(office))
         return name
 
+    def ready(self, queue: str) -> int:
+        """Messages waiting in a queue (not counting those delivered and unacknowledged)."""
+        with _mapped():
+            frame = self._ch.queue_declare(queue, passive=True)
+        return int(frame.method.message_count)
+
     # -- publishing -----------------------------------------------------------------
     def publish(
         self,

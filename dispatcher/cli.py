@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import importlib
 import signal
@@ -160,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_format, settings.log_level)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: how ops see a stuck process.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if sys.__stderr__ is not None:
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # no real stderr: skip
+            faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     return commands[args.command](settings, args)
 
 

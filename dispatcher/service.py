@@ -167,6 +167,14 @@ class Dispatcher:
         each is republished again only after twice its previous wait (grace, 2x, 4x...).
         """
         cutoff = utcnow() - timedelta(seconds=self._settings.sweep_grace_s)
+        channel = self._publish_ch
+        if channel is None:
+            raise BrokerError("the sweeper has no broker connection yet")
+        # While a partition holds a backlog, a task still `submitted` most likely has its
+        # command waiting in it: republishing would only feed the backlog. A command that
+        # was never published is found once the partitions have drained.
+        backlog = sum(channel.ready(q) for q in self._topo.partition_queues())
+        stale = [] if backlog else self._store.stale_submitted(cutoff)
         pending: list[tuple[str, TaskRecord, MessageType, dict[str, Any]]] = [
             # `recheck`: the owner looks the task up, it may have been accepted meanwhile.
             (
@@ -175,7 +183,7 @@ class Dispatcher:
                 MessageType.SUBMITTED,
                 {"kind": t.kind, "payload": t.payload, "recheck": True},
             )
-            for t in self._store.stale_submitted(cutoff)
+            for t in stale
         ] + [
             (
                 f"retry:{t.id}:{t.retries}",
@@ -189,13 +197,9 @@ class Dispatcher:
         keys = {key for key, *_ in pending}
         self._republished = {k: v for k, v in self._republished.items() if k in keys}
         due = [p for p in pending if self._republished.get(p[0], (0, 0.0))[1] <= now]
-        channel = self._publish_ch
-        if due and channel is None:
-            raise BrokerError("the sweeper has no broker connection yet")
         for key, task, kind, data in due:
             times = self._republished.get(key, (0, 0.0))[0] + 1
             self._republished[key] = (times, now + self._settings.sweep_grace_s * 2**times)
-            assert channel is not None
             channel.publish(
                 topology.CONTROL_EXCHANGE,
                 Envelope(kind, task.id, task.office, task.dossier, at=utcnow(), data=data),
