@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, store: Store) -> None:
-    settings = replace(settings, sweep_grace_s=0.5)
+    settings = replace(settings, sweep_grace_s=1.0)
     store.insert_task(
         TaskRecord(
             id="stale0001",
@@ -39,8 +39,12 @@ def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, sto
         dispatcher._publish_ch = channel  # what run() sets up before sweeping
 
         assert dispatcher.sweep() == 1
+        assert _drain(conn, settings) == 1  # what a partition owner does with the command
         assert dispatcher.sweep() == 0, "republished again before its back-off ran out"
         assert wait_for(dispatcher.sweep, 5, "the republish after twice the grace")
+        # While the republished command still waits in its partition, nothing more is sent.
+        assert dispatcher.sweep() == 0 and dispatcher.sweep() == 0
+        assert _drain(conn, settings) == 1
         store.update_task("stale0001", TaskStatus.WAITING, utcnow())
         assert dispatcher.sweep() == 0
 
@@ -54,3 +58,17 @@ def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, sto
         assert dispatcher.sweep() == 1
     finally:
         conn.close()
+
+
+def _drain(conn: Connection, settings: Settings) -> int:
+    """Consume and acknowledge whatever waits in the control partitions; how many."""
+    drained = 0
+    for queue in settings.topology().partition_queues():
+        channel = conn.channel(confirm=False)
+        for delivery in channel.deliveries(queue, prefetch=100, idle_seconds=0.05):
+            if delivery is None:
+                break
+            channel.ack(delivery.delivery_tag)
+            drained += 1
+        channel.stop_consuming()
+    return drained
