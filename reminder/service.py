@@ -143,10 +143,11 @@ def enqueue_instruction_mails(
     for item in items:
         if fanout_key(item.id) in done:
             continue
-        # Left undecided, so it is mailed in the office's time zone once the office exists.
         if directory.office(item.office) is None:
             waiting[item.office] += 1
-            continue
+            # An accountant's mail waits for its office and its time zone; support acts now.
+            if item.severity != "red":
+                continue
         decided += _enqueue_one(item, directory, outbox, ctx, clock())
     (unknown if unknown is not None else []).extend(_logged_unknown(waiting))
     return decided
@@ -161,9 +162,8 @@ def _logged_unknown(waiting: Counter[str]) -> list[str]:
 def _enqueue_one(
     item: InstructionRecord, directory: _Directory, outbox: Outbox, ctx: MailContext, now: datetime
 ) -> int:
-    office = directory.office(item.office)
-    if office is None:  # the caller skips these; this keeps the type honest
-        return 0
+    # Only a red one gets here without its office: its mail shows the time as "(UTC)".
+    office = directory.office(item.office) or OfficeRecord(item.office, item.office, "UTC")
     about = {"kind": "instruction", "ref": item.id, "office": item.office}
     entries: list[OutboxEntry] = []
     if item.severity == "red":

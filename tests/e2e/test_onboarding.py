@@ -28,6 +28,7 @@ import pytest
 from dispatcher.cluster import Cluster
 from dispatcher.settings import Settings
 from reminder.schedule import next_reminder_day, parse_anchor
+from reminder.sink import SmtpSink
 from store import InstructionRecord, InstructionStatus, Store
 from tests.integration.test_api_flow import free_port
 from tests.waiting import wait_for
@@ -199,22 +200,55 @@ def test_an_office_set_up_by_its_commands_gets_its_mail_and_its_reminder(
     assert "acme" in digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
-def test_instructions_of_an_office_that_does_not_exist_are_a_clear_error_not_utc(
-    settings: Settings, store: Store, make_cluster: Callable[..., Cluster]
-) -> None:
-    cluster = make_cluster(smtp_port=free_port())
-    env = cluster.env()
-    store.insert_instruction(
-        InstructionRecord(
-            id="t1/1", task_id="t1", office="ghost", dossier="d1", kind="dossier.activate",
-            code="unknown_dossier_code", severity="orange", facts={"dossier_code": "X"},
-            status=InstructionStatus.OPEN, created_at=datetime(2023, 11, 10, 9, tzinfo=UTC),
-        )
+def ghost_instruction(n: int, severity: str) -> InstructionRecord:
+    """An open instruction of the office `ghost`, which nobody created."""
+    return InstructionRecord(
+        id=f"t{n}/1", task_id=f"t{n}", office="ghost", dossier="d1", kind="dossier.activate",
+        code="unknown_dossier_code" if severity == "orange" else "database_error",
+        severity=severity, facts={"dossier_code": "X"}, status=InstructionStatus.OPEN,
+        created_at=datetime(2023, 11, 10, 9, tzinfo=UTC),
     )  # fmt: skip
-    mailed = run(env, DOSSIERFLOW, "reminder", "mail", "--once", ok=False)
-    assert mailed.returncode == 1
-    assert "office.unknown" in mailed.stdout + mailed.stderr and "ghost" in mailed.stderr
-    reminded = run(env, DOSSIERFLOW, "reminder", "run", "--date", "2023-11-20", ok=False)
-    assert reminded.returncode == 1
-    assert "unknown office(s) ghost" in reminded.stderr
-    assert "dossierflow offices add" in reminded.stderr
+
+
+def test_instructions_of_an_office_that_does_not_exist_are_a_clear_error_not_utc(
+    store: Store, make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    smtp = free_port()
+    env = make_cluster(smtp_port=smtp).env()
+
+    def df(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(env, DOSSIERFLOW, *args, ok=ok)
+
+    store.insert_instruction(ghost_instruction(1, "orange"))
+    store.insert_instruction(ghost_instruction(2, "red"))
+    with SmtpSink("127.0.0.1", smtp, tmp_path / "mail") as sink:
+        mailed = df("reminder", "mail", "--once", ok=False)
+        assert mailed.returncode == 1
+        assert "office.unknown" in mailed.stdout + mailed.stderr
+        # Support hears of the red one at once, its time marked UTC; the orange one waits.
+        [support] = sink.messages()
+        assert support["X-Sink-Rcpt-To"] == env["DOSSIERFLOW_SUPPORT_MAILBOX"]
+        assert "(UTC)" in support.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+        reminded = df("reminder", "run", "--date", "2023-11-20", ok=False)
+        assert reminded.returncode == 1
+        assert "unknown office(s) ghost" in reminded.stderr
+        assert "dossierflow offices add" in reminded.stderr
+
+        df("offices", "add", "--id", "ghost", "--name", "Ghost", "--timezone", "Europe/Brussels")
+        df(
+            "users",
+            "add",
+            "--id",
+            "gina",
+            "--office",
+            "ghost",
+            "--role",
+            "admin",
+            "--email",
+            "g@g.t",
+        )
+        df("reminder", "mail", "--once")
+        accountant = wait_for(lambda: sink.messages()[1:], 10, "the waiting mail")[0]
+        assert accountant["X-Sink-Rcpt-To"] == "g@g.t"
+        assert "10/11/2023 10:00" in accountant.get_body(("plain",)).get_content()  # type: ignore[union-attr]
