@@ -116,8 +116,10 @@ class Collector:
         # The batch number on every task written: a successor compares it with the last
         # confirmed batch to know whether a release may not have been published.
         self.write.tasks = [(t, e, {**f, "batch": self.batch}) for t, (e, f) in self._tasks.items()]
-        self.write.dossiers = [
-            (key, epoch, dossier_fields(d, self.batch, self.now))
-            for key, (d, epoch) in self._dossiers.items()
-        ]
+        # A dossier's state lives in its tasks; its document is for readers (blocked
+        # dossiers, whether it has open tasks): rewritten only when that changes.
+        for key, (d, epoch) in self._dossiers.items():
+            if d.shape != d.saved:
+                self.write.dossiers.append((key, epoch, dossier_fields(d, self.batch, self.now)))
+                d.saved = d.shape
         return self.write

@@ -232,7 +232,7 @@ class Client:
         try:
             self._announce([_submitted(t) for t in tasks])
         except BrokerError as exc:
-            raise NotAnnounced(tasks[0].id, [t.id for t in tasks]) from exc
+            raise NotAnnounced(tasks[0].id, [t.id for t in tasks], results) from exc
         return results
 
     def _checked(self, item: Submission) -> tuple[dict[str, Any], str | None]:

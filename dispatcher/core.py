@@ -98,7 +98,12 @@ def release(d: Dossier, now: datetime, out: list[Effect]) -> None:
         return
     head.run += 1
     head.status, head.attempts = TaskStatus.QUEUED, 0
-    fields: dict[str, Any] = {"queued_at": now, "next_attempt_at": None, "run": head.run}
+    fields: dict[str, Any] = {
+        "queued_at": now,
+        "next_attempt_at": None,
+        "run": head.run,
+        "attempts": 0,
+    }
     _change(out, head.id, TaskStatus.QUEUED, f"r{head.run}", at=now, **fields)
     out.append(Release(head, head.run))
 

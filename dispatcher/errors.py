@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DispatcherError(Exception):
     """Root of every error raised by the dispatcher package."""
@@ -25,10 +27,13 @@ class NotAnnounced(DispatcherError):
     Do not submit it again: `task_id` is the task, and it will run.
     """
 
-    def __init__(self, task_id: str, task_ids: list[str] | None = None) -> None:
+    def __init__(
+        self, task_id: str, task_ids: list[str] | None = None, results: list[Any] | None = None
+    ) -> None:
         super().__init__(
             f"task {task_id} is stored but the broker did not confirm its announcement; "
             "the dispatcher's sweeper will announce it (do not submit it again)"
         )
         self.task_id = task_id
         self.task_ids = task_ids or [task_id]
+        self.results = results or []  # a batch's results, one per item, when it was one

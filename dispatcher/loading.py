@@ -73,6 +73,9 @@ def load_dossiers(
         open_ = sorted(tasks.get(key, []), key=lambda t: t.seq)
         next_seq = max([int(doc.get("next_seq", 0)) if doc else 0, *(t.seq + 1 for t in open_)])
         d = core.Dossier(office, dossier, next_seq, {t.id: t for t in open_})
+        if doc is not None:
+            blocked = bool(doc.get("blocked"))
+            d.saved = (bool(doc.get("open")), blocked, doc.get("active") if blocked else None)
         dossiers[key] = d
         if open_ and not _confirmed(stamps[open_[0].id], partition_docs[key]):
             effects = core.repair(d)

@@ -46,11 +46,19 @@ class Dossier:
     dossier: str
     next_seq: int = 0
     tasks: dict[str, OpenTask] = field(default_factory=dict)  # ordered by seq
+    # What its stored document last said for readers (busy, blocked, blocking task);
+    # None until it is written. The document is rewritten only when this changes.
+    saved: tuple[bool, bool, str | None] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
         """The dossier key `office.dossier`."""
         return f"{self.office}.{self.dossier}"
+
+    @property
+    def shape(self) -> tuple[bool, bool, str | None]:
+        """What readers of the dossier document care about: busy, blocked, blocking task."""
+        return bool(self.tasks), self.blocked, self.active if self.blocked else None
 
     @property
     def head(self) -> OpenTask | None:

@@ -32,9 +32,9 @@ OPEN = (
 )
 PARTITIONS = "partitions"
 DUPLICATE_KEY = 11000
-# Statements per bulk command. FerretDB v1.24.2 hangs on an update command of 100 or
-# more statements unless its build is patched (deploy/local/services.sh patches it);
-# MongoDB takes 100,000. Chunking keeps an unpatched test server alive.
+# Statements per bulk command (MongoDB takes 100,000). FerretDB v1.24.2 hangs on an
+# update command of 100 or more statements unless its build is patched, as
+# deploy/local/services.sh does: against an unpatched one, no chunk size above 99 is safe.
 BULK_CHUNK = 1000
 
 

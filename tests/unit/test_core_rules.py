@@ -81,6 +81,7 @@ def test_first_accepted_task_is_released_at_once_with_run_one() -> None:
         "queued_at": NOW,
         "next_attempt_at": None,
         "run": 1,
+        "attempts": 0,  # a new release starts counting its attempts again
     }
     assert d.active == "t1" and not d.blocked
 
