@@ -54,15 +54,17 @@ class Collector:
         self.batch = batch
         self.write = BatchWrite()
         self.outgoing: list[Outgoing] = []
-        self.partitions: set[str] = set()
+        # Partitions that released work in this batch: their confirmed mark must move.
+        self.releasing: set[str] = set()
         self._tasks: dict[str, tuple[int, dict[str, Any]]] = {}
         self._dossiers: dict[str, tuple[core.Dossier, int]] = {}
 
     def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
         """Record the effects of one message (or a repair) of dossier `d`."""
-        self.partitions.add(part)
         self._dossiers[d.key] = (d, epoch)
         for effect in effects:
+            if isinstance(effect, core.Release):
+                self.releasing.add(part)
             self._effect(d, epoch, effect)
 
     def _effect(self, d: core.Dossier, epoch: int, effect: core.Effect) -> None:

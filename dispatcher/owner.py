@@ -190,8 +190,11 @@ class Owner:
         write = out.finish()
         self._stored(lambda: self._seq.write(write))
         self._publish(out.outgoing)
-        marks = {p: (self._held[p].epoch, self._batches) for p in out.partitions}
-        self._stored(lambda: self._seq.confirm(marks))
+        # Only a queued head needs the mark (to know on takeover whether its release went
+        # out), and a head becomes queued only in a batch that publishes its release.
+        marks = {p: (self._held[p].epoch, self._batches) for p in out.releasing}
+        if marks:
+            self._stored(lambda: self._seq.confirm(marks))
         last = max((d.delivery_tag for d in batch if d.delivery_tag not in parked), default=0)
         if last:
             self._consume_ch.ack(last, multiple=True)
