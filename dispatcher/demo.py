@@ -207,7 +207,9 @@ def _poison(cluster: Cluster) -> None:
     conn.close()
 
 
-def wait_finished(store: Store, total: int, label: str, settled: bool = False) -> dict[str, int]:
+def wait_finished(
+    store: Store, total: int, label: str, settled: bool = False, every: float = 0.5
+) -> dict[str, int]:
     """Poll until every task finished (phase 2) or nothing moves any more (phase 1)."""
     bar = Progress(label, total)
     deadline = time.monotonic() + 900
@@ -219,7 +221,7 @@ def wait_finished(store: Store, total: int, label: str, settled: bool = False) -
         moving = sum(counts.get(s, 0) for s in MOVING)
         if finished >= total or (settled and moving == 0 and _only_blocked_wait(store, counts)):
             break
-        time.sleep(0.5)
+        time.sleep(every)
     bar.close()
     return counts
 

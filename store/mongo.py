@@ -28,9 +28,6 @@ from store.sequencing import BULK_CHUNK
 __all__ = ["Actions", "Doc", "Store", "_mapped"]
 
 TASKS, DOSSIERS, OFFICES, USERS = "tasks", "dossiers", "offices", "users"
-# Append-only log of every task transition: inserts only, so the hot path never rewrites a
-# growing history array inside the task document.
-TASK_EVENTS = "task_events"
 INSTRUCTIONS = "instructions"
 ACTIONS = "actions"
 
@@ -102,7 +99,6 @@ class Store(InstructionsMixin, DirectoryMixin):
         self.dossiers: Collection[Doc] = self._db[DOSSIERS]
         self.offices: Collection[Doc] = self._db[OFFICES]
         self.users: Collection[Doc] = self._db[USERS]
-        self.task_events: Collection[Doc] = self._db[TASK_EVENTS]
         self.instructions: Collection[Doc] = self._db[INSTRUCTIONS]
         self.actions: Collection[Doc] = self._db[ACTIONS]
         # Dossier key -> its latest submission and that one's coalescing key (by _id).
@@ -154,7 +150,6 @@ class Store(InstructionsMixin, DirectoryMixin):
             )
             self.dossiers.create_index([("office", 1)], name="office")
             self.users.create_index([("office", 1)], name="office")
-            self.task_events.create_index([("task", 1), ("at", 1)], name="task_at")
             self.instructions.create_index(
                 [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
             )
@@ -186,32 +181,20 @@ class Store(InstructionsMixin, DirectoryMixin):
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
 
-    def _log(self, task_id: str, status: TaskStatus, at: datetime, note: str) -> None:
-        with _mapped():
-            self.task_events.insert_one(
-                {
-                    "_id": uuid.uuid4().hex,
-                    "task": task_id,
-                    "at": at,
-                    "status": status.value,
-                    "note": note,
-                }
-            )
-
     def history(self, task_id: str) -> list[HistoryEntry]:
-        """Every transition of a task, oldest first (its submission first of all)."""
+        """Every transition of a task, oldest first (its submission first of all).
+
+        Transitions live in the task document (`history`), written in the same update as
+        the state they lead to: one read by `_id`, and never out of step with the task.
+        """
         with _mapped():
-            task = self.tasks.find_one({"_id": task_id}, {"submitted_at": 1})
-            cursor = self.task_events.find({"task": task_id}).sort(
-                [("at", 1), ("ord", 1), ("_id", 1)]
-            )
-            entries = [
-                HistoryEntry(at=d["at"], status=TaskStatus(d["status"]), note=d.get("note", ""))
-                for d in cursor
-            ]
-        if task is not None:
-            entries.insert(0, HistoryEntry(at=task["submitted_at"], status=TaskStatus.SUBMITTED))
-        return entries
+            doc = self.tasks.find_one({"_id": task_id}, {"submitted_at": 1, "history": 1})
+        if doc is None:
+            return []
+        return [HistoryEntry(at=doc["submitted_at"], status=TaskStatus.SUBMITTED)] + [
+            HistoryEntry(at=h["at"], status=TaskStatus(h["status"]), note=h.get("note", ""))
+            for h in doc.get("history") or ()
+        ]
 
     def task(self, task_id: str) -> TaskRecord | None:
         """One task by id."""
@@ -248,14 +231,15 @@ class Store(InstructionsMixin, DirectoryMixin):
                 known = TaskStatus(doc["status"])
             if known not in only_from:
                 return False
-        update: Doc = {"$set": {"status": status.value, **(fields or {})}}
+        entry = {"id": uuid.uuid4().hex, "at": at, "status": status.value, "note": note}
+        update: Doc = {
+            "$set": {"status": status.value, **(fields or {})},
+            "$push": {"history": entry},
+        }
         if inc:
             update["$inc"] = dict(inc)
         with _mapped():
-            matched = self.tasks.update_one({"_id": task_id}, update).matched_count == 1
-        if matched:
-            self._log(task_id, status, at, note)
-        return matched
+            return self.tasks.update_one({"_id": task_id}, update).matched_count == 1
 
     def waiting_equal(self, key: str, coalesce_key: str) -> TaskRecord | None:
         """The dossier's latest coalescible submission if it is equal and still the latest.
@@ -331,6 +315,12 @@ class Store(InstructionsMixin, DirectoryMixin):
         with _mapped():
             cursor = self.tasks.find(query, limit=limit).sort([("submitted_at", 1), ("_id", 1)])
             return [_task(d) for d in cursor]
+
+    def any_task_in(self, statuses: Sequence[TaskStatus]) -> bool:
+        """Whether some task has one of these statuses (stops at the first found)."""
+        with _mapped():
+            doc = self.tasks.find_one({"status": {"$in": [s.value for s in statuses]}}, {"_id": 1})
+        return doc is not None
 
     def count_tasks(self, statuses: Sequence[TaskStatus] | None = None) -> dict[str, int]:
         """Number of tasks per status (only the statuses asked, else all)."""
