@@ -316,11 +316,17 @@ class Store(InstructionsMixin, DirectoryMixin):
             cursor = self.tasks.find(query, limit=limit).sort([("submitted_at", 1), ("_id", 1)])
             return [_task(d) for d in cursor]
 
-    def any_task_in(self, statuses: Sequence[TaskStatus]) -> bool:
-        """Whether some task has one of these statuses (stops at the first found)."""
-        with _mapped():
-            doc = self.tasks.find_one({"status": {"$in": [s.value for s in statuses]}}, {"_id": 1})
-        return doc is not None
+    def unfinished(self, task_ids: Sequence[str], chunk: int = 500) -> list[str]:
+        """Those of the tasks that have not finished (done, cancelled or skipped), by id."""
+        final = [s.value for s in TaskStatus if s.finished]
+        left: list[str] = []
+        for start in range(0, len(task_ids), chunk):
+            part = list(task_ids[start : start + chunk])
+            with _mapped():
+                docs = self.tasks.find({"_id": {"$in": part}}, {"status": 1})
+                done = {d["_id"] for d in docs if d["status"] in final}
+            left.extend(t for t in part if t not in done)
+        return left
 
     def count_tasks(self, statuses: Sequence[TaskStatus] | None = None) -> dict[str, int]:
         """Number of tasks per status (only the statuses asked, else all)."""
