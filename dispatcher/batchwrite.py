@@ -56,7 +56,7 @@ class Collector:
         self.outgoing: list[Outgoing] = []
         # Partitions that released work in this batch: their confirmed mark must move.
         self.releasing: set[str] = set()
-        self._tasks: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._tasks: dict[str, tuple[int, dict[str, Any], list[HistoryRow]]] = {}
         self._dossiers: dict[str, tuple[core.Dossier, int]] = {}
 
     def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
@@ -70,12 +70,9 @@ class Collector:
     def _effect(self, d: core.Dossier, epoch: int, effect: core.Effect) -> None:
         w = self.write
         if isinstance(effect, core.TaskChange):
-            _, fields = self._tasks.setdefault(effect.task_id, (epoch, {}))
+            _, fields, history = self._tasks.setdefault(effect.task_id, (epoch, {}, []))
             fields.update(effect.fields)
-            for entry, at, status, note in effect.history:
-                w.history.append(
-                    HistoryRow(entry, effect.task_id, at, status, note, len(w.history))
-                )
+            history.extend(HistoryRow(*entry) for entry in effect.history)
         elif isinstance(effect, core.Release):
             env = release_envelope(d, effect.task, effect.run, self.now)
             self.outgoing.append(Outgoing(topology.WORK_EXCHANGE, env))
@@ -117,7 +114,9 @@ class Collector:
         """The batch's store write, tasks and dossiers in their final state."""
         # The batch number on every task written: a successor compares it with the last
         # confirmed batch to know whether a release may not have been published.
-        self.write.tasks = [(t, e, {**f, "batch": self.batch}) for t, (e, f) in self._tasks.items()]
+        self.write.tasks = [
+            (t, e, {**f, "batch": self.batch}, h) for t, (e, f, h) in self._tasks.items()
+        ]
         # A dossier's state lives in its tasks; its document is for readers (blocked
         # dossiers, whether it has open tasks): rewritten only when that changes.
         for key, (d, epoch) in self._dossiers.items():

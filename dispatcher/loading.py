@@ -39,10 +39,14 @@ def _confirmed(doc: Mapping[str, Any], partition: Mapping[str, Any]) -> bool:
     """Whether a task's last write came from a batch whose publishes were all confirmed.
 
     Tasks are written before anything that depends on them, so the head task's own
-    stamp (epoch, batch) tells, even when its owner died before writing its dossier.
+    stamp (epoch, batch) tells, even when its owner died before writing its dossier; the
+    partition keeps the last confirmed batch of every epoch.
     """
-    mark = partition.get("confirmed") or [0, 0]
-    return (int(doc.get("epoch", 0)), int(doc.get("batch", 0))) <= (int(mark[0]), int(mark[1]))
+    marks = partition.get("confirmed")
+    if not isinstance(marks, Mapping):
+        return False
+    mark = marks.get(str(int(doc.get("epoch", 0))))
+    return mark is not None and int(doc.get("batch", 0)) <= int(mark)
 
 
 def load_dossiers(

@@ -40,14 +40,16 @@ BULK_CHUNK = 1000
 
 @dataclass(frozen=True)
 class HistoryRow:
-    """One transition of a task; its id is fixed per transition, so replays add nothing."""
+    """One transition of a task; its id is fixed per transition, so a retry adds nothing."""
 
     id: str
-    task: str
     at: datetime
     status: TaskStatus
     note: str
-    ord: int = 0  # order of transitions written in the same millisecond
+
+    def doc(self) -> Doc:
+        """As kept in the task's `history` array."""
+        return {"id": self.id, "at": self.at, "status": self.status.value, "note": self.note}
 
 
 @dataclass
@@ -57,21 +59,12 @@ class BatchWrite:
     instructions: list[InstructionRecord] = field(default_factory=list)
     closes: list[tuple[str, str, datetime]] = field(default_factory=list)  # (id, why, at)
     decisions: list[tuple[str, ActionStatus, str, datetime]] = field(default_factory=list)
-    history: list[HistoryRow] = field(default_factory=list)
-    tasks: list[tuple[str, int, Doc]] = field(default_factory=list)  # (id, epoch, $set)
+    # (task id, epoch, fields to set, transitions to append to its history)
+    tasks: list[tuple[str, int, Doc, list[HistoryRow]]] = field(default_factory=list)
     dossiers: list[tuple[str, int, Doc]] = field(default_factory=list)  # (key, epoch, $set)
 
     def __bool__(self) -> bool:
-        return any(
-            (
-                self.instructions,
-                self.closes,
-                self.decisions,
-                self.history,
-                self.tasks,
-                self.dossiers,
-            )
-        )
+        return any((self.instructions, self.closes, self.decisions, self.tasks, self.dossiers))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -90,7 +83,6 @@ class Sequencing:
     def __init__(self, db: Any, chunk: int = BULK_CHUNK) -> None:
         self._tasks: Collection[Doc] = db["tasks"]
         self._dossiers: Collection[Doc] = db["dossiers"]
-        self._events: Collection[Doc] = db["task_events"]
         self._instructions: Collection[Doc] = db["instructions"]
         self._actions: Collection[Doc] = db["actions"]
         self._partitions: Collection[Doc] = db[PARTITIONS]
@@ -128,9 +120,14 @@ class Sequencing:
             return {d["_id"]: d for d in self._partitions.find({"_id": {"$in": list(names)}})}
 
     def confirm(self, marks: dict[str, tuple[int, int]]) -> None:
-        """Record, per partition, the last batch whose publishes were all confirmed."""
+        """Record, per partition and epoch, the last batch whose publishes were all confirmed.
+
+        Kept per epoch (`confirmed.<epoch>`): a task stamped by an owner that lost its
+        partition before confirming (a zombie's write landing late) must never look
+        confirmed by its successor's marks.
+        """
         ops = [
-            UpdateOne({"_id": p, "epoch": epoch}, {"$set": {"confirmed": [epoch, batch]}})
+            UpdateOne({"_id": p, "epoch": epoch}, {"$max": {f"confirmed.{epoch}": batch}})
             for p, (epoch, batch) in marks.items()
         ]
         self._bulk(self._partitions, ops)
@@ -163,8 +160,8 @@ class Sequencing:
         """Write a batch in an order that a replay after a crash at any point completes.
 
         Instructions, their closing and action decisions come first (inserts with fixed
-        ids and conditional updates: written twice, they change nothing), then history,
-        then tasks and dossiers, fenced by epoch.
+        ids and conditional updates: written twice, they change nothing), then tasks with
+        their history (one update each) and dossiers, fenced by epoch.
         """
         self._insert(self._instructions, [InsertOne(_instruction(i)) for i in batch.instructions])
         open_ = InstructionStatus.OPEN.value
@@ -195,26 +192,7 @@ class Sequencing:
                 for a, s, r, at in batch.decisions
             ],
         )
-        self._insert(
-            self._events,
-            [
-                InsertOne(
-                    {
-                        "_id": h.id,
-                        "task": h.task,
-                        "at": h.at,
-                        "ord": h.ord,
-                        "status": h.status.value,
-                        "note": h.note,
-                    }
-                )
-                for h in batch.history
-            ],
-        )
-        ops = [
-            UpdateOne({"_id": t, "epoch": _not_after(e)}, {"$set": {**s, "epoch": e}})
-            for t, e, s in batch.tasks
-        ]
+        ops = [_task_update(t, e, fields, history) for t, e, fields, history in batch.tasks]
         if self._bulk(self._tasks, ops) != len(ops):
             raise Fenced("a task was written by a newer owner of its partition")
         ops = [
@@ -239,8 +217,12 @@ class Sequencing:
                         raise Fenced(fenced) from exc
                     raise
                 except KeyError as exc:
-                    # A reply without its counts (seen from FerretDB while it shuts down):
-                    # the write's outcome is unknown; the batch is idempotent, so retry it.
+                    # FerretDB answers an update command with write errors without its
+                    # counts, so pymongo fails to read it: for the fenced upserts that is
+                    # the duplicate key of a newer owner's document; otherwise retry (the
+                    # batch is idempotent).
+                    if fenced:
+                        raise Fenced(fenced) from exc
                     raise StoreUnavailable(f"malformed bulk write reply: {exc}") from exc
             matched += result.matched_count + result.upserted_count
         return matched
@@ -254,6 +236,14 @@ class Sequencing:
                 except BulkWriteError as exc:
                     if not _duplicates_only(exc):
                         raise
+
+
+def _task_update(task_id: str, epoch: int, fields: Doc, history: list[HistoryRow]) -> UpdateOne:
+    """A fenced task update; its transitions join its history (each once, by value)."""
+    update: Doc = {"$set": {**fields, "epoch": epoch}}
+    if history:
+        update["$addToSet"] = {"history": {"$each": [h.doc() for h in history]}}
+    return UpdateOne({"_id": task_id, "epoch": _not_after(epoch)}, update)
 
 
 def _duplicates_only(exc: BulkWriteError) -> bool:
