@@ -36,4 +36,4 @@ class NotAnnounced(DispatcherError):
         )
         self.task_id = task_id
         self.task_ids = task_ids or [task_id]
-        self.results = results or []  # a batch's results, one per item, when it was one
+        self.results = results  # a batch's results, one per item, when it was one
