@@ -182,7 +182,10 @@ class Dispatcher:
         # command waiting in it: republishing would only feed the backlog. A command that
         # was never published is found once the partitions have drained.
         backlog = sum(channel.ready(q) for q in self._topo.partition_queues())
+        # In submission order (ids sort so within a client): the owner numbers them in the
+        # order it receives their commands.
         stale = [] if backlog else self._store.stale_submitted(cutoff)
+        stale.sort(key=lambda t: (t.submitted_at, t.id))
         pending: list[tuple[str, TaskRecord, MessageType, dict[str, Any]]] = [
             # `recheck`: the owner looks the task up, it may have been accepted meanwhile.
             (
