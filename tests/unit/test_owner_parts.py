@@ -9,6 +9,7 @@ from broker.messages import Envelope, MessageType, encode
 from dispatcher import core
 from dispatcher.batchwrite import Collector
 from dispatcher.inbound import DeadLettered, Death, Done, Submitted, Unreadable, inbound
+from dispatcher.loading import load_dossiers
 from store.records import TaskStatus
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -66,3 +67,35 @@ def test_a_task_released_started_and_done_in_one_batch_is_written_once() -> None
     assert (key, dossier["next_seq"], dossier["open"], dossier["active"]) == ("o1.d1", 1, 0, None)
     ((release,),) = [[o for o in out.outgoing if o.exchange == topology.WORK_EXCHANGE]]
     assert release.envelope.data["run"] == 1 and release.envelope.type is MessageType.RUN
+
+
+class _Stored:
+    """What the store holds for one dossier (a stand-in for the partition owner's reads)."""
+
+    def __init__(self, tasks: list[dict[str, object]]) -> None:
+        self._tasks = tasks
+
+    def dossiers(self, keys: object) -> dict[str, dict[str, object]]:
+        return {"o1.d1": {"_id": "o1.d1", "next_seq": 1, "open": 1, "active": "t1"}}
+
+    def open_tasks(self, keys: object) -> list[dict[str, object]]:
+        return self._tasks
+
+
+def _queued_head(epoch: int, batch: int) -> dict[str, object]:
+    return {"_id": "t1", "office": "o1", "dossier": "d1", "kind": "dossier.sync",
+            "payload": {}, "seq": 0, "status": "queued", "run": 1, "epoch": epoch,
+            "batch": batch}  # fmt: skip
+
+
+def test_rabbitmq_restart_a_release_written_by_a_lost_owner_is_published_again() -> None:
+    # The owner of epoch 3 wrote t1 queued in its batch 9 and lost the partition (broker
+    # restart) before the publish was confirmed; its successor (epoch 4) has confirmed
+    # batches of its own since. t1's stamp must not look confirmed by those.
+    partition = {"epoch": 4, "confirmed": {"3": 8, "4": 50}}
+    stored = _Stored([_queued_head(epoch=3, batch=9)])
+    dossiers, repairs = load_dossiers(stored, {"o1.d1": False}, {"o1.d1": partition})  # type: ignore[arg-type]
+    assert [type(e) for e in repairs["o1.d1"]] == [core.Release]
+    confirmed = _Stored([_queued_head(epoch=3, batch=8)])
+    _, none = load_dossiers(confirmed, {"o1.d1": False}, {"o1.d1": partition})  # type: ignore[arg-type]
+    assert none == {} and dossiers["o1.d1"].active == "t1"
