@@ -52,3 +52,17 @@ def wait_all_done(store: Store, total: int, timeout: float) -> None:
         f"{total} tasks done (now {store.count_tasks()})",
         every=0.25,
     )
+
+
+def process_log(cluster: Cluster, name: str) -> str:
+    """What process `name` of the cluster logged so far."""
+    path = Path(cluster.log_dir) / f"{name}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def start_active_and_standby(cluster: Cluster, active: str, standby: str) -> None:
+    """Two dispatchers, the first one started first (so active on every partition)."""
+    cluster.start_dispatcher(active)
+    wait_for(lambda: "dispatcher.started" in process_log(cluster, active), 30, active)
+    cluster.start_dispatcher(standby)
+    wait_for(lambda: "dispatcher.started" in process_log(cluster, standby), 30, standby)

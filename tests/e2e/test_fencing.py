@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from dispatcher.cluster import Cluster
 from dispatcher.settings import Settings
 from store import Store
-from tests.e2e.helpers import client_for, package_with, submit_bookings, wait_all_done
+from tests.e2e.helpers import (
+    client_for,
+    package_with,
+    process_log,
+    start_active_and_standby,
+    submit_bookings,
+    wait_all_done,
+)
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 OFFICE = "office1"
-
-
-def _log(cluster: Cluster, name: str) -> str:
-    path = Path(cluster.log_dir) / f"{name}.log"
-    return path.read_text() if path.exists() else ""
 
 
 def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
@@ -30,12 +31,7 @@ def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
     dossiers = [f"d{i:03d}" for i in range(12)]
     package = package_with(settings.simpackage_path, OFFICE, dossiers)
     cluster = make_cluster(simpackage_latency_ms="10,30", heartbeat_s=2)
-    cluster.start_dispatcher("dispatcher-old")
-    wait_for(
-        lambda: "dispatcher.started" in _log(cluster, "dispatcher-old"), 30, "first dispatcher"
-    )
-    cluster.start_dispatcher("dispatcher-new")
-    wait_for(lambda: "dispatcher.started" in _log(cluster, "dispatcher-new"), 30, "the standby")
+    start_active_and_standby(cluster, "dispatcher-old", "dispatcher-new")
     cluster.start_worker(OFFICE, "worker-1")
     cluster.start_worker(OFFICE, "worker-2")
     client = client_for(cluster, store)
@@ -48,7 +44,9 @@ def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
         expected[key].extend(ids)
     # The broker drops the silent connection after two missed heartbeats; the standby
     # becomes active, takes new epochs and runs the work.
-    wait_for(lambda: "partition.acquired" in _log(cluster, "dispatcher-new"), 60, "the takeover")
+    wait_for(
+        lambda: "partition.acquired" in process_log(cluster, "dispatcher-new"), 60, "the takeover"
+    )
     done_before_wake = store.count_tasks().get("done", 0)
     wait_for(
         lambda: store.count_tasks().get("done", 0) >= done_before_wake + 20, 60, "work going on"
@@ -69,5 +67,5 @@ def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
     assert epochs and all(e >= 2 for e in epochs.values())
     for doc in store.database["dossiers"].find():
         assert doc["epoch"] >= 2, f"dossier {doc['_id']} last written by the paused owner"
-    old = _log(cluster, "dispatcher-old")
+    old = process_log(cluster, "dispatcher-old")
     assert "partitions.reconnecting" in old or "partition.fenced" in old

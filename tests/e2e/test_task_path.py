@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from dispatcher.cluster import Cluster
 from dispatcher.settings import Settings
 from store import Store, TaskStatus
-from tests.e2e.helpers import client_for, package_with, submit_bookings, wait_all_done
+from tests.e2e.helpers import (
+    client_for,
+    package_with,
+    start_active_and_standby,
+    submit_bookings,
+    wait_all_done,
+)
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -113,12 +118,7 @@ def test_standby_sequencer_takes_over_when_active_is_killed(
     dossiers = _dossiers(10)
     package = package_with(settings.simpackage_path, OFFICE, dossiers)
     cluster = make_cluster(simpackage_latency_ms="20,40")
-    cluster.start_dispatcher("dispatcher-active")
-    wait_for(
-        lambda: "dispatcher.started" in _log(cluster, "dispatcher-active"), 30, "first dispatcher"
-    )
-    cluster.start_dispatcher("dispatcher-standby")
-    wait_for(lambda: "dispatcher.started" in _log(cluster, "dispatcher-standby"), 30, "the standby")
+    start_active_and_standby(cluster, "dispatcher-active", "dispatcher-standby")
     cluster.start_worker(OFFICE, "worker-1")
     cluster.start_worker(OFFICE, "worker-2")
     client = client_for(cluster, store)
@@ -164,11 +164,6 @@ def test_sweeper_announces_a_stored_task_whose_command_was_never_published(
     )
     wait_all_done(store, 1, timeout=60)
     assert [e.task_id for e in package.executions()] == ["orphan0001"]
-
-
-def _log(cluster: Cluster, name: str) -> str:
-    path = Path(cluster.log_dir) / f"{name}.log"
-    return path.read_text() if path.exists() else ""
 
 
 def test_sigterm_lets_a_connector_finish_its_task_and_take_no_new_one(
