@@ -76,6 +76,12 @@ def load_dossiers(
         doc: Mapping[str, Any] | None = docs.get(key)
         open_ = sorted(tasks.get(key, []), key=lambda t: t.seq)
         next_seq = max([int(doc.get("next_seq", 0)) if doc else 0, *(t.seq + 1 for t in open_)])
+        if key in need and not open_:
+            # The document is written only when readers' view changes: after a batch that
+            # finished the last open tasks but died before that write, it still counts
+            # from when the dossier became busy. The tasks know how far numbering went.
+            last = seq.last_seq(key)
+            next_seq = max(next_seq, last + 1 if last is not None else 0)
         d = core.Dossier(office, dossier, next_seq, {t.id: t for t in open_})
         if doc is not None:
             blocked = bool(doc.get("blocked"))

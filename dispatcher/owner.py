@@ -219,6 +219,17 @@ class Owner:
                 log.warning("sequencer.store_unavailable", error=str(exc), retry_in=wait)
                 self._conn.sleep(wait)
                 wait = min(wait * 2, 5.0)
+                self._still_ours()
+
+    def _still_ours(self) -> None:
+        """Raise Fenced if a newer owner took one of our partitions (checked after a failure)."""
+        try:
+            docs = self._seq.partitions(self._held)
+        except StoreUnavailable:
+            return  # still down: the retry will tell
+        for part, held in self._held.items():
+            if int(docs.get(part, {}).get("epoch", 0)) != held.epoch:
+                raise Fenced(f"partition {part} has a newer owner")
 
     def _decode(self, delivery: Delivery) -> Inbound:
         return inbound(

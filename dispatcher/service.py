@@ -24,7 +24,6 @@ from store.sequencing import Sequencing
 log = structlog.get_logger("dossierflow.dispatcher")
 
 SWEEPER_LEASE = "sweeper"
-SWEEP_MAX_S = 60.0
 
 
 def _until_store_answers(stop: threading.Event, step: Callable[[], None], event: str) -> None:
@@ -54,8 +53,6 @@ class Dispatcher:
         # task id -> (times republished, monotonic time before which it is not again)
         self._republished: dict[str, tuple[int, float]] = {}
         self._next_sweep = time.monotonic() + settings.sweep_interval_s
-        self._sweep_every = settings.sweep_interval_s
-        self._stale_seen = True  # sweep at the base interval until a sweep finds nothing
         self._owners: dict[int, Owner] = {}
         self._sequencing = Sequencing(store.database)
         self._publish_ch: Channel | None = None
@@ -113,16 +110,12 @@ class Dispatcher:
         if time.monotonic() < self._next_sweep:
             return
         base = self._settings.sweep_interval_s
-        # Finding stale tasks reads the tasks by status: an index lookup on MongoDB, a scan
-        # of every task on the test server. A sweep that finds nothing stale doubles the
-        # wait before the next one (up to SWEEP_MAX_S); one that finds some resets it.
-        self._sweep_every = base if self._stale_seen else min(self._sweep_every * 2, SWEEP_MAX_S)
-        self._next_sweep = time.monotonic() + self._sweep_every
+        self._next_sweep = time.monotonic() + base
         try:
             # One sweeper at a time (a lease in the store): two dispatchers sweeping would
             # each republish the same backlog.
             now = utcnow()
-            until = now + timedelta(seconds=3 * max(base, self._sweep_every))
+            until = now + timedelta(seconds=3 * base)
             if self._sequencing.lease(SWEEPER_LEASE, self._name, now, until):
                 self.sweep()
         except (StoreError, BrokerError) as exc:
@@ -204,7 +197,6 @@ class Dispatcher:
             )
             for t in self._store.stale_retry_wait(cutoff)
         ]
-        self._stale_seen = bool(pending)
         now = time.monotonic()
         keys = {key for key, *_ in pending}
         self._republished = {k: v for k, v in self._republished.items() if k in keys}

@@ -150,6 +150,17 @@ class Sequencing:
             docs = list(self._tasks.find(query))
         return [d for d in docs if (d["office"], d["dossier"]) in pairs]
 
+    def last_seq(self, key: str) -> int | None:
+        """The highest sequence number any task of the dossier ever got (None: none)."""
+        office, _, dossier = key.partition(".")
+        with mapped():
+            doc = self._tasks.find_one(
+                {"office": office, "dossier": dossier, "seq": {"$exists": True}},
+                {"seq": 1},
+                sort=[("seq", -1)],
+            )
+        return int(doc["seq"]) if doc is not None and doc.get("seq") is not None else None
+
     def tasks(self, ids: Iterable[str]) -> dict[str, Doc]:
         """Task documents by id."""
         with mapped():
@@ -218,12 +229,10 @@ class Sequencing:
                     raise
                 except KeyError as exc:
                     # FerretDB answers an update command with write errors without its
-                    # counts, so pymongo fails to read it: for the fenced upserts that is
-                    # the duplicate key of a newer owner's document; otherwise retry (the
-                    # batch is idempotent).
-                    if fenced:
-                        raise Fenced(fenced) from exc
-                    raise StoreUnavailable(f"malformed bulk write reply: {exc}") from exc
+                    # counts (a newer owner's document under a fenced upsert), and so does
+                    # a server shutting down: pymongo fails to read either. The caller
+                    # retries, and tells the two apart by the partition's epoch.
+                    raise StoreUnavailable(f"bulk write reply without counts: {exc}") from exc
             matched += result.matched_count + result.upserted_count
         return matched
 
