@@ -45,6 +45,8 @@ from store.sequencing import Sequencing
 log = structlog.get_logger("dossierflow.sequencer")
 T = TypeVar("T")
 STORE_WAIT_S = 60.0
+# Accepted and unfinished: a task in one of these is part of its dossier's order.
+OPEN_STATUSES = ("waiting", "queued", "running", "retry_wait", "failed")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Owner:
         self._held: dict[str, _Held] = {}
         self._batches = 0
         self._declared: set[str] = set()
+        self._stale: set[str] = set()  # dossiers to read again (see `_reload_stale`)
         self.handled = 0  # messages, for the process's figures
 
     @property
@@ -155,6 +158,7 @@ class Owner:
         out = Collector(now, self._batches)
         dossiers = self._dossiers(items, part_docs, out)
         rechecked = self._recheck(items, dossiers)
+        self._reload_stale(items, dossiers, out)
         parked: set[int] = set()
         for n, item in enumerate(items):
             msg = item.decoded.message
@@ -305,9 +309,36 @@ class Owner:
                 if doc is not None and ours:
                     found[n] = Submitted(task_id, doc["kind"], doc.get("payload") or {},
                                          accepted=doc["status"] != "submitted")  # fmt: skip
+                    if doc["status"] in OPEN_STATUSES:
+                        self._stale.add(where.key)
             elif isinstance(msg, DeadLettered | Unreadable):
                 found[n] = replace(msg, orphan=not ours)
         return found
+
+    def _reload_stale(
+        self, items: list[_Item], dossiers: dict[str, core.Dossier], out: Collector
+    ) -> None:
+        """Load again the dossiers whose stored tasks this owner did not know of.
+
+        An owner that lost its partition can still land a write after its successor
+        loaded a dossier (its own epoch check came first): an accepted task the
+        successor's memory lacks. Found by the lookup of a redelivered command, the
+        dossier is read again so that task keeps its place and number.
+        """
+        stale, self._stale = self._stale, set()
+        part_of = {i.decoded.key: i.part for i in items if i.decoded.key in stale}
+        if not part_of:
+            return
+        part_docs = self._stored(lambda: self._seq.partitions(set(part_of.values())))
+        docs = {k: part_docs.get(p, {}) for k, p in part_of.items()}
+        missing = dict.fromkeys(part_of, True)
+        loaded, repairs = self._stored(lambda: load_dossiers(self._seq, missing, docs))
+        for key, dossier in loaded.items():
+            log.warning("sequencer.reloaded", key=key, reason="a task written by another owner")
+            self._held[part_of[key]].dossiers[key] = dossier
+            dossiers[key] = dossier
+            if key in repairs:
+                out.add(dossier, part_of[key], self._held[part_of[key]].epoch, repairs[key])
 
     # -- publishing ---------------------------------------------------------------------
     def _publish(self, outgoing: list[Outgoing]) -> None:
