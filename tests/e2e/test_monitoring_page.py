@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from axe_selenium_python import Axe
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -141,6 +142,19 @@ def _one(driver: webdriver.Chrome, css: str, what: str, timeout: float = 30) -> 
     return found[0]
 
 
+def _click(driver: webdriver.Chrome, css: str, what: str) -> None:
+    """Click what `css` finds; the page's live refresh may replace it between find and click."""
+
+    def attempt() -> bool:
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        return True
+
+    wait_for(attempt, 30, what)
+
+
 def _row_status(driver: webdriver.Chrome, task_id: str) -> str:
     rows = driver.find_elements(By.CSS_SELECTOR, f"tr[data-task='{task_id}']")
     return str(rows[0].get_attribute("data-status")) if rows else ""
@@ -185,7 +199,7 @@ class Visit:
     def follow_the_stripe(self) -> None:
         """The stripe leads to the monitoring list of that dossier and colour (in the URL)."""
         b = self.browser
-        b.find_element(By.CSS_SELECTOR, "tr[data-dossier='code'] a.stripe-link").click()
+        _click(b, "tr[data-dossier='code'] a.stripe-link", "the stripe")
         wait_for(lambda: "severity=orange" in b.current_url, 20, "the stripe's list")
         assert "dossier=code" in b.current_url
         row = _one(b, f"#tasks tr[data-task='{self.tasks['code']}']", "the activation")
@@ -237,8 +251,8 @@ class Visit:
         """The wrong activation's cross, in the overview's list."""
         b, task_id = self.browser, self.tasks["wrong"]
         b.find_element(By.CSS_SELECTOR, "nav a[href='/']").click()
-        wrong = _one(b, f"#tasks tr[data-task='{task_id}']", "the wrong activation")
-        wrong.find_element(By.CSS_SELECTOR, "button[data-action='cancel']").click()
+        _one(b, f"#tasks tr[data-task='{task_id}']", "the wrong activation")
+        _click(b, f"#tasks tr[data-task='{task_id}'] button[data-action='cancel']", "the cross")
         notice = _one(b, "#notice", "the cancel's notice")
         assert notice.text.startswith(self.speaker.gettext(NOTICES["cancel-applied"]))
         wait_for(lambda: _status(self.store, task_id) is TaskStatus.CANCELLED, 30, "cancelled")
