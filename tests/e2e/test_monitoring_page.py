@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from axe_selenium_python import Axe
@@ -36,6 +36,8 @@ from tests.e2e.helpers import client_for, package_with
 from tests.integration.test_api_flow import free_port
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage
+
+T = TypeVar("T")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -156,8 +158,20 @@ def _click(driver: webdriver.Chrome, css: str, what: str) -> None:
 
 
 def _row_status(driver: webdriver.Chrome, task_id: str) -> str:
-    rows = driver.find_elements(By.CSS_SELECTOR, f"tr[data-task='{task_id}']")
-    return str(rows[0].get_attribute("data-status")) if rows else ""
+    """The row's status, read in one script so a live refresh cannot swap the row mid-read."""
+    script = "const r = document.querySelector(arguments[0]);"
+    script += " return r ? (r.getAttribute('data-status') || '') : '';"
+    return str(driver.execute_script(script, f"tr[data-task='{task_id}']"))
+
+
+def _stable(read: Callable[[], T]) -> T:
+    """`read` again when the live refresh replaced an element it was reading."""
+    for _ in range(20):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            continue
+    return read()
 
 
 @dataclass
@@ -175,23 +189,33 @@ class Visit:
         b, tasks = self.browser, self.tasks
         _one(b, "#overview tr[data-dossier]", "the overview")
         assert b.find_element(By.TAG_NAME, "html").get_attribute("lang") == self.speaker.language
-        stripes = {
-            r.get_attribute("data-dossier"): r.get_attribute("class")
-            for r in b.find_elements(By.CSS_SELECTOR, "#overview tr[data-dossier]")
-        }
+
+        def read() -> tuple[dict[str | None, str | None], list[WebElement], str, set[str | None]]:
+            stripes = {
+                r.get_attribute("data-dossier"): r.get_attribute("class")
+                for r in b.find_elements(By.CSS_SELECTOR, "#overview tr[data-dossier]")
+            }
+            red = b.find_element(By.CSS_SELECTOR, f"#tasks tr[data-task='{tasks['broken']}']")
+            listed = {
+                r.get_attribute("data-task")
+                for r in b.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]")
+            }
+            return (
+                stripes,
+                red.find_elements(By.CSS_SELECTOR, "button[data-action]"),
+                red.text,
+                listed,
+            )
+
+        stripes, red_buttons, red_text, listed = _stable(read)
         assert stripes == {
             "broken": "stripe-red",
             "code": "stripe-orange",
             "fine": "stripe-",
             "wrong": "stripe-orange",
         }
-        red = b.find_element(By.CSS_SELECTOR, f"#tasks tr[data-task='{tasks['broken']}']")
-        assert red.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
-        assert self.speaker.gettext("Support acts") in red.text
-        listed = {
-            r.get_attribute("data-task")
-            for r in b.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]")
-        }
+        assert red_buttons == []
+        assert self.speaker.gettext("Support acts") in red_text
         assert listed == {tasks["code"], tasks["wrong"], tasks["broken"]}  # the default filter
         b.save_screenshot(str(self.shots / "overview.png"))
         assert accessibility_problems(b) == []
@@ -202,11 +226,12 @@ class Visit:
         _click(b, "tr[data-dossier='code'] a.stripe-link", "the stripe")
         wait_for(lambda: "severity=orange" in b.current_url, 20, "the stripe's list")
         assert "dossier=code" in b.current_url
-        row = _one(b, f"#tasks tr[data-task='{self.tasks['code']}']", "the activation")
+        css = f"#tasks tr[data-task='{self.tasks['code']}']"
+        row_text = _stable(lambda: _one(b, css, "the activation").text)
         assert len(b.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]")) == 1
         wording = self.speaker.instruction("unknown_dossier_code", {"dossier_code": "TYPO"})
-        assert wording.title in row.text and wording.action in row.text
-        assert self.speaker.kind("dossier.activate") in row.text
+        assert wording.title in row_text and wording.action in row_text
+        assert self.speaker.kind("dossier.activate") in row_text
         b.save_screenshot(str(self.shots / "stripe-list.png"))
 
     def correct_the_dossier_code(self) -> None:
@@ -226,8 +251,8 @@ class Visit:
         field = b.find_element(By.ID, field_id)
         field.send_keys(Keys.CONTROL, "a")
         field.send_keys(company_code(OFFICE, "code"), Keys.ENTER)
-        notice = _one(b, "#notice", "the restart's notice")
-        assert notice.text.startswith(self.speaker.gettext(NOTICES["restart-applied"]))
+        notice = _stable(lambda: _one(b, "#notice", "the restart's notice").text)
+        assert notice.startswith(self.speaker.gettext(NOTICES["restart-applied"]))
 
     def watch_it_run(self) -> None:
         """Back on the task's page, the status reaches done without a reload."""
@@ -240,7 +265,7 @@ class Visit:
             "the corrected activation done on the page",
         )
         assert b.execute_script("return window.notReloaded === true;")
-        assert self.speaker.status("done") in b.find_element(By.ID, "status").text
+        assert self.speaker.status("done") in _stable(lambda: b.find_element(By.ID, "status").text)
         b.save_screenshot(str(self.shots / "activation-corrected.png"))
         assert accessibility_problems(b) == []
         corrected = self.store.task(task_id)
@@ -253,8 +278,8 @@ class Visit:
         b.find_element(By.CSS_SELECTOR, "nav a[href='/']").click()
         _one(b, f"#tasks tr[data-task='{task_id}']", "the wrong activation")
         _click(b, f"#tasks tr[data-task='{task_id}'] button[data-action='cancel']", "the cross")
-        notice = _one(b, "#notice", "the cancel's notice")
-        assert notice.text.startswith(self.speaker.gettext(NOTICES["cancel-applied"]))
+        notice = _stable(lambda: _one(b, "#notice", "the cancel's notice").text)
+        assert notice.startswith(self.speaker.gettext(NOTICES["cancel-applied"]))
         wait_for(lambda: _status(self.store, task_id) is TaskStatus.CANCELLED, 30, "cancelled")
         wait_for(lambda: _row_status(b, task_id) == "", 20, "the row gone from the list")
         b.save_screenshot(str(self.shots / "after-cancel.png"))
