@@ -10,6 +10,8 @@ from pathlib import Path
 from broker.topology import Topology
 
 PREFIX = "DOSSIERFLOW_"
+_FLAGS = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False,
+          "off": False, "no": False}  # fmt: skip
 
 
 class SettingsError(ValueError):
@@ -61,6 +63,16 @@ class Settings:
     monitoring_base_url: str = "http://127.0.0.1:8080"
     # Reminder days are every 14 days from this Monday (2023-11-20 is one).
     reminder_anchor: str = "2023-11-20"
+    # Prometheus: the dispatcher and a connector serve /metrics on this port (0: off; a
+    # command's --metrics-port wins); the API serves it on its own app unless api_metrics
+    # is off. Per-office labels multiply the series: off unless asked, capped when on.
+    metrics_port: int = 0
+    metrics_addr: str = "127.0.0.1"
+    api_metrics: bool = True
+    metrics_office_labels: bool = False
+    metrics_office_limit: int = 50
+    # The API's gauges read from the store (outbox, open instructions) at most this often.
+    metrics_store_interval_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +105,11 @@ class Settings:
             raise SettingsError("DOSSIERFLOW_LOG_FORMAT must be auto, json or console")
         if self.smtp_security not in ("none", "starttls", "tls"):
             raise SettingsError("DOSSIERFLOW_SMTP_SECURITY must be none, starttls or tls")
+        if not 0 <= self.metrics_port <= 65535 or self.metrics_office_limit < 1:
+            raise SettingsError(
+                "DOSSIERFLOW_METRICS_PORT must be a port (0: off) and "
+                "DOSSIERFLOW_METRICS_OFFICE_LIMIT at least 1"
+            )
         _ = self.retry_delays
 
     def topology(self) -> Topology:
@@ -123,6 +140,11 @@ class Settings:
 
 
 def _convert(name: str, raw: str, kind: type) -> object:
+    if kind is bool:
+        flag = raw.strip().lower()
+        if flag not in _FLAGS:
+            raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not one of {sorted(_FLAGS)}")
+        return _FLAGS[flag]
     try:
         if kind is int:
             return int(raw)
