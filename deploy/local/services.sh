@@ -14,6 +14,16 @@
 #   DOSSIERFLOW_START_TIMEOUT       seconds to wait per service [90]
 #   XDG_CACHE_HOME                  ferretdb binary cached in $XDG_CACHE_HOME/dossierflow/bin
 #
+# Three-node RabbitMQ cluster on this machine, beside the single node (which it never touches):
+#        deploy/local/services.sh cluster start|stop|status|env
+#        deploy/local/services.sh cluster stop-node|start-node N   (lose one node, bring it back)
+#        deploy/local/services.sh cluster rabbitmqctl N ARGS...    (the CLI against node N)
+#   DOSSIERFLOW_CLUSTER_SIZE        nodes                      [3]
+#   DOSSIERFLOW_CLUSTER_AMQP_PORT   AMQP port of node 1; node N: +N-1 [5681] (distribution: +20000)
+#   DOSSIERFLOW_CLUSTER_MGMT_PORT   management port of node 1; node N: +N-1 [15681]
+#   Node N is dossierflow-cN@localhost with its own data in $DOSSIERFLOW_STATE_DIR/cluster/nodeN;
+#   the nodes share one Erlang cookie ($DOSSIERFLOW_STATE_DIR/cluster/.erlang.cookie).
+#
 # Messages go to stderr prefixed "services:"; `status` and `env` print their results to stdout.
 set -euo pipefail
 
@@ -591,6 +601,201 @@ stop_ferretdb() {
     rm -f "$FDB_PID"
 }
 
+# ---------------------------------------------------------------- cluster
+
+# Node N runs this same script with its own state dir, ports and node name, so every
+# single-node step (config, pid files, start timeout, stop) is the code above.
+CLUSTER_DIR=$STATE_DIR/cluster
+CLUSTER_SIZE=${DOSSIERFLOW_CLUSTER_SIZE:-3}
+CLUSTER_AMQP_PORT=${DOSSIERFLOW_CLUSTER_AMQP_PORT:-5681}
+CLUSTER_MGMT_PORT=${DOSSIERFLOW_CLUSTER_MGMT_PORT:-15681}
+
+cluster_check() {
+    local _v
+    for _v in CLUSTER_SIZE CLUSTER_AMQP_PORT CLUSTER_MGMT_PORT; do
+        [[ ${!_v} =~ ^[0-9]+$ ]] || die "DOSSIERFLOW_$_v must be a number, got '${!_v}'"
+    done
+    ((CLUSTER_SIZE >= 1 && CLUSTER_SIZE <= 9)) || die "DOSSIERFLOW_CLUSTER_SIZE must be 1 to 9"
+    # The single node keeps its ports: a cluster overlapping them would be refused later anyway.
+    if ((CLUSTER_AMQP_PORT <= AMQP_PORT && AMQP_PORT < CLUSTER_AMQP_PORT + CLUSTER_SIZE)) ||
+        ((CLUSTER_MGMT_PORT <= MGMT_PORT && MGMT_PORT < CLUSTER_MGMT_PORT + CLUSTER_SIZE)); then
+        die "the cluster's ports overlap the single node's ($AMQP_PORT, $MGMT_PORT)"
+    fi
+}
+
+cluster_node_name() { echo "dossierflow-c$1@localhost"; }
+
+cluster_node_number() { # "N" -> N, or dies
+    if ! [[ ${1:-} =~ ^[1-9]$ ]] || (($1 > CLUSTER_SIZE)); then
+        die "node number 1 to $CLUSTER_SIZE expected, got '${1:-}'"
+    fi
+    echo "$1"
+}
+
+cluster_node() { # N command... : this script for node N
+    local n=$1
+    shift
+    DOSSIERFLOW_STATE_DIR=$CLUSTER_DIR/node$n \
+        DOSSIERFLOW_AMQP_PORT=$((CLUSTER_AMQP_PORT + n - 1)) \
+        DOSSIERFLOW_RABBITMQ_MGMT_PORT=$((CLUSTER_MGMT_PORT + n - 1)) \
+        DOSSIERFLOW_RABBITMQ_NODENAME=$(cluster_node_name "$n") \
+        bash "$0" "$@"
+}
+
+cluster_lock() {
+    mkdir -p "$CLUSTER_DIR"
+    exec 8>"$CLUSTER_DIR/.lock"
+    flock -w 600 8 || die "another services.sh cluster command is still running (lock $CLUSTER_DIR/.lock)"
+}
+
+# Nodes cluster only if they share the Erlang cookie: one for the cluster, copied to each node.
+cluster_cookie() {
+    local n dir
+    mkdir -p "$CLUSTER_DIR"
+    if [ ! -s "$CLUSTER_DIR/.erlang.cookie" ]; then
+        (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F >"$CLUSTER_DIR/.erlang.cookie")
+        chmod 400 "$CLUSTER_DIR/.erlang.cookie"
+    fi
+    for n in $(seq "$CLUSTER_SIZE"); do
+        dir=$CLUSTER_DIR/node$n/rabbitmq
+        mkdir -p "$dir"
+        cmp -s "$CLUSTER_DIR/.erlang.cookie" "$dir/.erlang.cookie" && continue
+        rm -f "$dir/.erlang.cookie"
+        cp "$CLUSTER_DIR/.erlang.cookie" "$dir/.erlang.cookie"
+        chmod 400 "$dir/.erlang.cookie"
+    done
+}
+
+cluster_api() { # N path -> node N's management API answer (JSON)
+    curl -sf --max-time 5 -u guest:guest "http://$HOST:$((CLUSTER_MGMT_PORT + $1 - 1))/api/$2"
+}
+
+cluster_members() { # N -> "name running|stopped" per member of node N's cluster
+    cluster_api "$1" nodes | python3 -c '
+import json, sys
+for node in json.load(sys.stdin):
+    print(node["name"], "running" if node.get("running") else "stopped")'
+}
+
+cluster_join() { # N: node N joins node 1's cluster (nothing to do when it is a member)
+    local first members
+    first=$(cluster_node_name 1)
+    members=$(cluster_members 1) || die "cluster: node 1 ($first) does not answer; cannot join node $1 to it"
+    [[ $'\n'$members == *$'\n'"$(cluster_node_name "$1") "* ]] && return 0
+    log "cluster: node $1 joins $first (its own data is reset)"
+    cluster_node "$1" rabbitmqctl -q stop_app >/dev/null || die "cluster: stop_app on node $1 failed"
+    cluster_node "$1" rabbitmqctl -q join_cluster "$first" >/dev/null ||
+        die "cluster: node $1 could not join $first"
+    cluster_node "$1" rabbitmqctl -q start_app >/dev/null || die "cluster: start_app on node $1 failed"
+    cluster_node "$1" start-rabbitmq # waits until its ports answer again
+}
+
+cluster_wait_running() {
+    local deadline=$((SECONDS + TIMEOUT)) running
+    while :; do
+        running=$(cluster_members 1 2>/dev/null | grep -c ' running$') || running=0
+        ((running >= CLUSTER_SIZE)) && return 0
+        ((SECONDS < deadline)) || die "cluster: $running of $CLUSTER_SIZE nodes running after ${TIMEOUT}s"
+        sleep 1
+    done
+}
+
+cluster_start() {
+    local n t0=$SECONDS rc=0 pids=()
+    ensure_tools
+    cluster_cookie
+    # All at once: a node that was not the last to stop waits at boot for its peers.
+    for n in $(seq "$CLUSTER_SIZE"); do
+        cluster_node "$n" start-rabbitmq &
+        pids+=($!)
+    done
+    for n in "${pids[@]}"; do wait "$n" || rc=1; done
+    [ "$rc" = 0 ] || die "cluster: a node did not start (see above)"
+    for n in $(seq 2 "$CLUSTER_SIZE"); do cluster_join "$n"; done
+    cluster_wait_running
+    log "cluster of $CLUSTER_SIZE nodes up ($((SECONDS - t0))s); connection settings: $0 cluster env"
+}
+
+cluster_stop() {
+    local n rc=0 pids=()
+    for n in $(seq "$CLUSTER_SIZE"); do
+        cluster_node "$n" stop-rabbitmq &
+        pids+=($!)
+    done
+    for n in "${pids[@]}"; do wait "$n" || rc=1; done
+    return "$rc"
+}
+
+cluster_status() {
+    local n rc=0 members="" port
+    for n in $(seq "$CLUSTER_SIZE"); do
+        port=$((CLUSTER_MGMT_PORT + n - 1))
+        if cluster_api "$n" overview >/dev/null; then
+            echo "node $n $(cluster_node_name "$n"): running (amqp $HOST:$((CLUSTER_AMQP_PORT + n - 1)), management http://$HOST:$port)"
+            [ -n "$members" ] || members=$(cluster_members "$n") || members=""
+        else
+            echo "node $n $(cluster_node_name "$n"): stopped (amqp port $((CLUSTER_AMQP_PORT + n - 1)), management port $port)"
+            rc=1
+        fi
+    done
+    if [ -n "$members" ]; then
+        echo "members: $(tr '\n' ' ' <<<"$members" | sed 's/ $//; s/\([a-z]\) \([a-z0-9-]*@\)/\1, \2/g')"
+        [ "$(grep -c . <<<"$members")" = "$CLUSTER_SIZE" ] || rc=1
+    fi
+    return $rc
+}
+
+cluster_env() {
+    local n amqp="" api=""
+    for n in $(seq "$CLUSTER_SIZE"); do
+        amqp+=${amqp:+,}amqp://guest:guest@$HOST:$((CLUSTER_AMQP_PORT + n - 1))/%2F
+        api+=${api:+,}http://guest:guest@$HOST:$((CLUSTER_MGMT_PORT + n - 1))/api
+    done
+    echo "export DOSSIERFLOW_AMQP_URL='$amqp'"
+    echo "export DOSSIERFLOW_MONGO_URL='mongodb://$HOST:$MONGO_PORT/'"
+    echo "export DOSSIERFLOW_RABBITMQ_API='$api'"
+    echo "export DOSSIERFLOW_QUORUM_REPLICAS=$((CLUSTER_SIZE < 3 ? CLUSTER_SIZE : 3))"
+}
+
+cmd_cluster() { # subcommand args...
+    local n
+    cluster_check
+    case ${1:-} in
+    start)
+        cluster_lock
+        cluster_start
+        ;;
+    stop)
+        cluster_lock
+        find_rabbitmq || die "rabbitmq-server is not installed"
+        cluster_stop
+        ;;
+    status) cluster_status ;;
+    env) cluster_env ;;
+    stop-node)
+        n=$(cluster_node_number "${2:-}")
+        cluster_lock
+        cluster_node "$n" stop-rabbitmq
+        ;;
+    start-node)
+        n=$(cluster_node_number "${2:-}")
+        cluster_lock
+        ensure_tools
+        cluster_cookie
+        cluster_node "$n" start-rabbitmq
+        [ "$n" = 1 ] || cluster_join "$n"
+        ;;
+    rabbitmqctl | rabbitmq-diagnostics | rabbitmq-queues)
+        n=$(cluster_node_number "${2:-}")
+        cluster_node "$n" "$1" "${@:3}"
+        ;;
+    *)
+        usage
+        exit 2
+        ;;
+    esac
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_status() {
@@ -652,6 +857,17 @@ restart-ferretdb)
     ;;
 status) cmd_status ;;
 env) cmd_env ;;
+start-rabbitmq) # RabbitMQ alone (the cluster starts its nodes with this)
+    lock
+    ensure_tools
+    start_rabbitmq
+    ;;
+stop-rabbitmq)
+    lock
+    find_rabbitmq || die "rabbitmq-server is not installed"
+    stop_rabbitmq
+    ;;
+cluster) cmd_cluster "${@:2}" ;;
 rabbitmqctl | rabbitmq-diagnostics | rabbitmq-plugins | rabbitmq-queues)
     find_rabbitmq || die "rabbitmq-server is not installed"
     HOME=$RMQ_DIR exec "$RMQ_SBIN/$1" "${@:2}"
