@@ -24,6 +24,7 @@ from tenacity import (
 )
 
 from broker import topology
+from broker.addresses import rotated, split_urls
 from broker.errors import (
     BrokerUnavailable,
     ConnectionLost,
@@ -109,12 +110,16 @@ class Channel:
             )
             self._ch.exchange_declare(topology.WORK_EXCHANGE, "topic", durable=True)
             self._ch.exchange_declare(topology.DEAD_EXCHANGE, "fanout", durable=True)
+            self._ch.exchange_declare(topology.CHANGES_EXCHANGE, "fanout", durable=True)
+
             # Exchange-to-exchange: a dead-lettered task keeps its `office.dossier`
             # routing key and so lands in its own dossier's partition.
             self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "")
             self._ch.exchange_declare(topology.PARKED_EXCHANGE, "fanout", durable=True)
             self._ch.queue_declare(
-                topology.PARKED_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+                topology.PARKED_QUEUE,
+                durable=True,
+                arguments=topology.quorum_arguments(topo.quorum_replicas),
             )
             self._ch.queue_bind(topology.PARKED_QUEUE, topology.PARKED_EXCHANGE, "")
             for delay in topo.retry_delays:
@@ -125,7 +130,9 @@ class Channel:
                 )
                 self._ch.queue_bind(name, name, "")
             for name in topo.partition_queues():
-                self._ch.queue_declare(name, durable=True, arguments=topology.partition_arguments())
+                self._ch.queue_declare(
+                    name, durable=True, arguments=topology.partition_arguments(topo.quorum_replicas)
+                )
                 self._ch.queue_bind(
                     name, topology.CONTROL_EXCHANGE, routing_key=str(topology.PARTITION_WEIGHT)
                 )
@@ -135,7 +142,9 @@ class Channel:
         name = topology.work_queue(office)
         with _mapped():
             self._ch.queue_declare(
-                name, durable=True, arguments=topology.work_arguments(topo.delivery_limit)
+                name,
+                durable=True,
+                arguments=topology.work_arguments(topo.delivery_limit, topo.quorum_replicas),
             )
             self._ch.queue_bind(name, topology.WORK_EXCHANGE, topology.work_binding(office))
         return name
@@ -281,7 +290,8 @@ class BatchPublisher:
         self._ch = raw
         self._impl = raw._impl
         self._next_tag = 1
-        self._pending: dict[int, Outgoing] = {}
+        self._pending: dict[int, Outgoing | None] = {}  # None: a notice
+
         self._nacked: list[Outgoing] = []
         self._returned: list[tuple[str, str]] = []  # (message id, routing key)
         self._sent: list[Outgoing] = []
@@ -342,7 +352,25 @@ class BatchPublisher:
             raise PublishNotConfirmed(f"broker nacked {len(nacked)} message(s)")
         return [i for i in sent if (i.envelope.id, i.envelope.routing_key) in returned]
 
+    def notify(self, exchange: str, body: bytes) -> None:
+        """Publish a transient notice, not `mandatory`: nobody listening is no error.
+
+        Its confirm is collected by the next `wait` like any other; a nack is ignored.
+        """
+        with _mapped():
+            self._impl.basic_publish(
+                exchange=exchange,
+                routing_key="",
+                body=body,
+                properties=pika.BasicProperties(
+                    content_type="application/json", delivery_mode=1
+                ),
+            )
+            self._pending[self._next_tag] = None
+            self._next_tag += 1
+
     def publish_all(self, items: list[Outgoing]) -> list[Outgoing]:
+
         """Publish every item and wait for the confirms; return the items no queue took."""
         self.send(items)
         return self.wait()
@@ -357,6 +385,15 @@ class _mapped:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and isinstance(exc, _LOST):
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _parameters(url: str, name: str, heartbeat: int) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    params.heartbeat = heartbeat
+    params.blocked_connection_timeout = 60
+    params.client_properties = {"connection_name": name}
+    params.connection_attempts = 1
+    return params
 
 
 class Connection:
@@ -375,12 +412,12 @@ class Connection:
         attempts: int = 8,
         max_wait: float = 5.0,
     ) -> Connection:
-        """Connect with bounded exponential retries; BrokerUnavailable when they run out."""
-        params = pika.URLParameters(url)
-        params.heartbeat = heartbeat
-        params.blocked_connection_timeout = 60
-        params.client_properties = {"connection_name": name}
-        params.connection_attempts = 1
+        """Connect with bounded exponential retries; BrokerUnavailable when they run out.
+
+        `url` may list several nodes of a cluster (comma or semicolon separated): each
+        attempt tries them all, from a node chosen at random so that connections spread.
+        """
+        params = [_parameters(u, name, heartbeat) for u in rotated(split_urls(url))]
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(attempts),

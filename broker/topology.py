@@ -21,7 +21,14 @@ PARTITION_WEIGHT = 20
 
 # Work released by the sequencer, routed to the office's queue by the `office.*` pattern.
 WORK_EXCHANGE = "dossierflow.work"
+# What the sequencer changed, one notice per batch (the ids of the tasks and dossiers it
+# wrote), for readers that keep a copy, such as the monitoring page: they read again only
+# what changed instead of scanning every task. Notices are transient and best effort; a
+# reader that was not listening reads everything again.
+CHANGES_EXCHANGE = "dossierflow.changes"
+
 # Work that failed for good or could not be handled: fed back into the control exchange
+
 # (exchange-to-exchange binding) so the dossier's own partition records the failure.
 DEAD_EXCHANGE = "dossierflow.dead"
 
@@ -70,11 +77,25 @@ PARKED_QUEUE = "dossierflow.control.parked"
 CONTROL_DELIVERY_LIMIT = 1000
 
 
-def partition_arguments() -> dict[str, Any]:
+def quorum_arguments(replicas: int = 0) -> dict[str, Any]:
+    """Arguments every quorum queue of ours has: its type, and how many replicas.
+
+    `replicas` 0 leaves the count to RabbitMQ (every node up to its `quorum_cluster_size`,
+    3 by default); a number makes it explicit (3 on a three-node cluster: one node may go
+    down and every queue keeps its majority). Like every argument, it cannot change on
+    an existing queue (replicas are added with `rabbitmq-queues add_member` instead).
+    """
+    args: dict[str, Any] = {"x-queue-type": "quorum"}
+    if replicas:
+        args["x-quorum-initial-group-size"] = replicas
+    return args
+
+
+def partition_arguments(replicas: int = 0) -> dict[str, Any]:
     """Arguments of a control partition queue."""
     return {
         # Replicated and durable: a lost command would leave a task stored but never run.
-        "x-queue-type": "quorum",
+        **quorum_arguments(replicas),
         # One active consumer per partition keeps one writer per dossier; the others are
         # hot standbys that RabbitMQ activates when the active one goes away.
         "x-single-active-consumer": True,
@@ -85,10 +106,10 @@ def partition_arguments() -> dict[str, Any]:
     }
 
 
-def work_arguments(delivery_limit: int) -> dict[str, Any]:
+def work_arguments(delivery_limit: int, replicas: int = 0) -> dict[str, Any]:
     """Arguments of an office work queue."""
     return {
-        "x-queue-type": "quorum",
+        **quorum_arguments(replicas),
         # Explicit on purpose: RabbitMQ 3.x has no limit by default and 4.x defaults to
         # 20. A message that keeps killing connectors is dead-lettered after this many.
         "x-delivery-limit": delivery_limit,
@@ -107,6 +128,7 @@ class Topology:
     partitions: int = 8
     delivery_limit: int = 5
     retry_delays: tuple[int, ...] = (10, 60, 300, 1800)
+    quorum_replicas: int = 0  # 0: RabbitMQ's default (see quorum_arguments)
 
     def partition_queues(self) -> list[str]:
         """All control partition queue names."""

@@ -7,8 +7,11 @@ with its final state, stamped with the owner's epoch and the batch number.
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
+
 
 from broker import topology
 from broker.messages import RAW_KEEP_BYTES, Envelope, MessageType
@@ -58,6 +61,10 @@ class Collector:
         self.releasing: set[str] = set()
         self._tasks: dict[str, tuple[int, dict[str, Any], list[HistoryRow]]] = {}
         self._dossiers: dict[str, tuple[core.Dossier, int]] = {}
+        # What readers' copies must read again, by office: tasks and dossier documents.
+        self.changed_tasks: dict[str, set[str]] = defaultdict(set)
+        self.changed_dossiers: dict[str, set[str]] = defaultdict(set)
+
 
     def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
         """Record the effects of one message (or a repair) of dossier `d`."""
@@ -69,8 +76,11 @@ class Collector:
 
     def _effect(self, d: core.Dossier, epoch: int, effect: core.Effect) -> None:
         w = self.write
+        if isinstance(effect, (core.TaskChange, core.Instruct, core.CloseInstructions)):
+            self.changed_tasks[d.office].add(effect.task_id)
         if isinstance(effect, core.TaskChange):
             _, fields, history = self._tasks.setdefault(effect.task_id, (epoch, {}, []))
+
             fields.update(effect.fields)
             history.extend(HistoryRow(*entry) for entry in effect.history)
         elif isinstance(effect, core.Release):

@@ -59,6 +59,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         heartbeat_s=settings.heartbeat_s,
         delivery_limit=settings.delivery_limit,
         partitions=settings.partitions,
+        quorum_replicas=settings.quorum_replicas,
         max_message_bytes=settings.payload_limit_bytes + 16 * 1024,
     )
     Worker(config, package_factory(settings, args.adapter), stop_on_signals()).run()  # type: ignore[arg-type]

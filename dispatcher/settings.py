@@ -30,6 +30,9 @@ class Settings:
     # dossiers between partitions: drain the control queues first.
     partitions: int = 8
     delivery_limit: int = 5
+    # Replicas of every quorum queue; 0 leaves it to RabbitMQ (all nodes up to 3). Set it
+    # on a cluster (3 on three nodes); it only applies to queues not declared yet.
+    quorum_replicas: int = 0
     heartbeat_s: int = 30
     # Unacknowledged control messages per partition consumer: what a batch can draw on.
     sequencer_prefetch: int = 512
@@ -99,6 +102,8 @@ class Settings:
                 "DOSSIERFLOW_BATCH_MAX must be at least 1 and "
                 "DOSSIERFLOW_BATCH_LINGER_MS not negative"
             )
+        if not 0 <= self.quorum_replicas <= 9:
+            raise SettingsError("DOSSIERFLOW_QUORUM_REPLICAS must be between 0 and 9")
         if self.heartbeat_s < 1:
             raise SettingsError("DOSSIERFLOW_HEARTBEAT_S must be at least 1")
         if self.log_format not in ("auto", "json", "console"):
@@ -114,7 +119,9 @@ class Settings:
 
     def topology(self) -> Topology:
         """The broker topology these settings describe."""
-        return Topology(self.partitions, self.delivery_limit, self.retry_delays)
+        return Topology(
+            self.partitions, self.delivery_limit, self.retry_delays, self.quorum_replicas
+        )
 
     @property
     def retry_delays(self) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ import socket
 import urllib.parse
 from dataclasses import dataclass
 
+from broker.addresses import split_urls
 from dispatcher.settings import Settings
 
 HOW_TO_START = (
@@ -31,14 +32,17 @@ class Endpoints:
 
 
 def _answers(url: str, default_port: int) -> bool:
-    parts = urllib.parse.urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
-        ):
-            return True
-    except OSError:
-        return False
+    """Whether the service (any node of those a URL list names) accepts a connection."""
+    for one in split_urls(url):
+        parts = urllib.parse.urlsplit(one)
+        try:
+            with socket.create_connection(
+                (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+            ):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _from_containers() -> Endpoints:  # pragma: no cover - needs a Docker engine

@@ -42,6 +42,7 @@ class WorkerConfig:
     heartbeat_s: int = 30
     delivery_limit: int = 5
     partitions: int = 8
+    quorum_replicas: int = 0
     quick_retries: int = 3
     # Payload limit plus room for the envelope: anything bigger is not ours.
     max_message_bytes: int = 256 * 1024 + 16 * 1024
@@ -103,7 +104,11 @@ class _Slot:
         conn = Connection.open(self._cfg.amqp_url, name=self._name, heartbeat=self._cfg.heartbeat_s)
         try:
             ch = conn.channel(confirm=True)
-            topo = topology.Topology(self._cfg.partitions, self._cfg.delivery_limit)
+            topo = topology.Topology(
+                self._cfg.partitions,
+                self._cfg.delivery_limit,
+                quorum_replicas=self._cfg.quorum_replicas,
+            )
             queue = ch.declare_work_queue(self._cfg.office, topo)
             self._pub = conn.publisher()
             log.info("worker.ready", name=self._name, queue=queue)
