@@ -17,6 +17,7 @@ from broker.errors import BrokerError
 from broker.messages import Envelope, MessageType, utcnow
 from broker.rabbitmq import Channel, Connection
 from dispatcher.owner import Owner, OwnerConfig
+from dispatcher.retention import Pruner
 from dispatcher.settings import Settings
 from store import Fenced, Store, StoreError, StoreUnavailable, TaskRecord
 from store.sequencing import Sequencing
@@ -55,6 +56,7 @@ class Dispatcher:
         self._next_sweep = time.monotonic() + settings.sweep_interval_s
         self._owners: dict[int, Owner] = {}
         self._sequencing = Sequencing(store.database)
+        self._pruner = Pruner(settings, store, self._name, stop)
         self._publish_ch: Channel | None = None
 
     def run(self) -> int:
@@ -111,16 +113,21 @@ class Dispatcher:
             return
         base = self._settings.sweep_interval_s
         self._next_sweep = time.monotonic() + base
+        held = False
         try:
             # One sweeper at a time (a lease in the store): two dispatchers sweeping would
             # each republish the same backlog.
             now = utcnow()
             until = now + timedelta(seconds=3 * base)
-            if self._sequencing.lease(SWEEPER_LEASE, self._name, now, until):
+            held = self._sequencing.lease(SWEEPER_LEASE, self._name, now, until)
+            if held:
                 self.sweep()
         except (StoreError, BrokerError) as exc:
             # The next sweep tries again; a passing outage must not stop the dispatcher.
             log.warning("sweeper.failed", error=str(exc))
+        if held:
+            # Retention needs the store only: a broker outage does not hold it up.
+            self._pruner.run_if_due()
 
     def _partitions(self, queues: list[str], index: int) -> None:
         """Own some partitions until stop, reconnecting after any failure."""

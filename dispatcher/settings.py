@@ -45,6 +45,12 @@ class Settings:
     # A submitted task not accepted by the sequencer after this long is published again.
     sweep_grace_s: float = 30.0
     sweep_interval_s: float = 10.0
+    # Retention: finished tasks (with their history), resolved instructions and sent mails
+    # older than this many days are deleted by the sweeper; 0 keeps everything.
+    retention_days: int = 90
+    retention_interval_s: float = 3600.0  # how often the sweeper prunes once caught up
+    retention_batch: int = 500  # ids per delete command (1 to 1000)
+    retention_pause_ms: float = 200.0  # between two delete commands
     worker_concurrency: int = 1
     simpackage_path: Path = Path(".dossierflow/simulated-package.sqlite3")
     simpackage_latency_ms: str = "0,0"
@@ -114,6 +120,11 @@ class Settings:
             raise SettingsError(
                 "DOSSIERFLOW_METRICS_PORT must be a port (0: off) and "
                 "DOSSIERFLOW_METRICS_OFFICE_LIMIT at least 1"
+            )
+        if self.retention_days < 0 or not 1 <= self.retention_batch <= 1000:
+            raise SettingsError(
+                "DOSSIERFLOW_RETENTION_DAYS must be 0 (off) or more and "
+                "DOSSIERFLOW_RETENTION_BATCH between 1 and 1000"
             )
         _ = self.retry_delays
 
