@@ -9,50 +9,48 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from broker.addresses import map_urls, split_urls
 from broker.errors import AdminError
 
 
 class Admin:
-    """A small client of the management API, e.g. `http://guest:guest@127.0.0.1:15672/api`."""
+    """A small client of the management API, e.g. `http://guest:guest@127.0.0.1:15672/api`.
+
+    The URL may list the API of several cluster nodes (comma or semicolon separated): a
+    call goes to the node that answered last and moves on to the next one when a node
+    cannot be reached; an HTTP error is an answer and is not retried elsewhere.
+    """
 
     def __init__(self, api_url: str, timeout: float = 10.0) -> None:
-        parts = urllib.parse.urlsplit(api_url)
-        self._base = (
-            urllib.parse.urlunsplit(
-                (
-                    parts.scheme,
-                    parts.hostname + (f":{parts.port}" if parts.port else ""),
-                    parts.path.rstrip("/"),
-                    "",
-                    "",
-                )
-            )
-            if parts.hostname
-            else api_url.rstrip("/")
-        )
-        user = urllib.parse.unquote(parts.username or "guest")
-        password = urllib.parse.unquote(parts.password or "guest")
-        self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._nodes = [_node(url) for url in split_urls(api_url)]
+        self._current = 0
         self._timeout = timeout
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self._base + path,
-            data=data,
-            method=method,
-            headers={"Authorization": self._auth, "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            if method == "DELETE" and exc.code == 404:
-                return None
-            raise AdminError(f"{method} {path}: HTTP {exc.code}") from exc
-        except OSError as exc:
-            raise AdminError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        return json.loads(raw) if raw else None
+        failures: list[str] = []
+        for step in range(len(self._nodes)):
+            index = (self._current + step) % len(self._nodes)
+            base, auth = self._nodes[index]
+            request = urllib.request.Request(
+                base + path,
+                data=data,
+                method=method,
+                headers={"Authorization": auth, "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                    raw = response.read()
+            except urllib.error.HTTPError as exc:
+                if method == "DELETE" and exc.code == 404:
+                    return None
+                raise AdminError(f"{method} {path}: HTTP {exc.code}") from exc
+            except OSError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self._current = index
+            return json.loads(raw) if raw else None
+        raise AdminError(f"{method} {path}: {'; '.join(failures)}")
 
     @staticmethod
     def _q(name: str) -> str:
@@ -87,9 +85,34 @@ class Admin:
         return result
 
 
-def with_vhost(amqp_url: str, vhost: str) -> str:
-    """The same AMQP URL pointing at another virtual host."""
-    parts = urllib.parse.urlsplit(amqp_url)
-    return urllib.parse.urlunsplit(
-        (parts.scheme, parts.netloc, "/" + urllib.parse.quote(vhost, safe=""), parts.query, "")
+def _node(api_url: str) -> tuple[str, str]:
+    """(base URL without credentials, Authorization header) of one API URL."""
+    parts = urllib.parse.urlsplit(api_url)
+    base = (
+        urllib.parse.urlunsplit(
+            (
+                parts.scheme,
+                parts.hostname + (f":{parts.port}" if parts.port else ""),
+                parts.path.rstrip("/"),
+                "",
+                "",
+            )
+        )
+        if parts.hostname
+        else api_url.rstrip("/")
     )
+    user = urllib.parse.unquote(parts.username or "guest")
+    password = urllib.parse.unquote(parts.password or "guest")
+    return base, "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def with_vhost(amqp_url: str, vhost: str) -> str:
+    """The same AMQP URL (or each URL of a list) pointing at another virtual host."""
+
+    def one(url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        return urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, "/" + urllib.parse.quote(vhost, safe=""), parts.query, "")
+        )
+
+    return map_urls(amqp_url, one)
