@@ -151,9 +151,13 @@ class Channel:
 
     def ready(self, queue: str) -> int:
         """Messages waiting in a queue (not counting those delivered and unacknowledged)."""
+        return self.depth(queue)[0]
+
+    def depth(self, queue: str) -> tuple[int, int]:
+        """Messages waiting in a queue, and its consumers (active or standby)."""
         with _mapped():
             frame = self._ch.queue_declare(queue, passive=True)
-        return int(frame.method.message_count)
+        return int(frame.method.message_count), int(frame.method.consumer_count)
 
     # -- publishing -----------------------------------------------------------------
     def publish(

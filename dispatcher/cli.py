@@ -9,6 +9,7 @@ import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -16,19 +17,39 @@ from dispatcher import logs
 from dispatcher.settings import Settings, SettingsError
 from dispatcher.signals import stop_on_signals
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 log = structlog.get_logger("dossierflow")
 
 
-def cmd_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
+def serve_metrics(
+    settings: Settings, args: argparse.Namespace, registry: CollectorRegistry
+) -> None:
+    """Serve /metrics on the process's --metrics-port, else DOSSIERFLOW_METRICS_PORT (0: off)."""
+    from workers.metrics import serve
+
+    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    if port:
+        port = serve(registry, port, settings.metrics_addr)
+        log.info("metrics.serving", url=f"http://{settings.metrics_addr}:{port}/metrics")
+
+
+def cmd_dispatcher(settings: Settings, args: argparse.Namespace) -> int:
     """Run the sequencer partitions and the sweeper."""
+    from dispatcher.metrics import SequencerMetrics
     from dispatcher.service import Dispatcher
     from dispatcher.stats import counting
     from store import Store
 
+    metrics = SequencerMetrics(
+        per_office=settings.metrics_office_labels, office_limit=settings.metrics_office_limit
+    )
+    serve_metrics(settings, args, metrics.registry)
     # `dossierflow bench` sets DOSSIERFLOW_STATS_DIR to learn how many store commands a task costs.
     with counting("dispatcher") as listeners:
         store = Store.connect(settings.mongo_url, settings.mongo_db, listeners=listeners)
-        code = Dispatcher(settings, store, stop_on_signals()).run()
+        code = Dispatcher(settings, store, stop_on_signals(), metrics).run()
         store.close()
     return code
 
@@ -47,6 +68,7 @@ def package_factory(settings: Settings, adapter: str) -> Callable[[], object]:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run a connector for one office."""
     from broker.messages import valid_id
+    from workers.metrics import WorkerMetrics
     from workers.runner import Worker, WorkerConfig
 
     if not valid_id(args.office):
@@ -62,7 +84,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         quorum_replicas=settings.quorum_replicas,
         max_message_bytes=settings.payload_limit_bytes + 16 * 1024,
     )
-    Worker(config, package_factory(settings, args.adapter), stop_on_signals()).run()  # type: ignore[arg-type]
+    metrics = WorkerMetrics(
+        per_office=settings.metrics_office_labels, office_limit=settings.metrics_office_limit
+    )
+    serve_metrics(settings, args, metrics.registry)
+    factory = package_factory(settings, args.adapter)
+    Worker(config, factory, stop_on_signals(), metrics).run()  # type: ignore[arg-type]
     return 0
 
 
@@ -103,8 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="dossierflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("dispatcher", help="run the sequencer and sweeper (several may run)")
+    dispatcher = sub.add_parser(
+        "dispatcher", help="run the sequencer and sweeper (several may run)"
+    )
     worker = sub.add_parser("worker", help="run a connector for one office")
+    for process in (dispatcher, worker):
+        process.add_argument(
+            "--metrics-port",
+            type=int,
+            help="serve /metrics on this port (0: off; default: DOSSIERFLOW_METRICS_PORT)",
+        )
     worker.add_argument("--office", required=True)
     worker.add_argument("--concurrency", type=int, default=0, help="parallel slots")
     worker.add_argument("--adapter", choices=["simulated", "noop"], default="simulated")

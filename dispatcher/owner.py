@@ -39,11 +39,14 @@ from dispatcher.inbound import (
     inbound,
 )
 from dispatcher.loading import load_dossiers
+from dispatcher.metrics import SequencerMetrics
 from store import Fenced, Store, StoreUnavailable
 from store.sequencing import Sequencing
 
 log = structlog.get_logger("dossierflow.sequencer")
 T = TypeVar("T")
+# A dossier, the task its message was about as it was before the rules ran, the effects.
+_Seen = tuple[core.Dossier, core.OpenTask | None, list[core.Effect]]
 STORE_WAIT_S = 60.0
 # Accepted and unfinished: a task in one of these is part of its dossier's order.
 OPEN_STATUSES = ("waiting", "queued", "running", "retry_wait", "failed")
@@ -100,6 +103,7 @@ class Owner:
         config: OwnerConfig,
         *,
         clock: Callable[[], datetime] = utcnow,
+        metrics: SequencerMetrics | None = None,
     ) -> None:
         self._seq = Sequencing(store.database)
         self._conn = conn
@@ -115,6 +119,8 @@ class Owner:
         self._declared: set[str] = set()
         self._stale: set[str] = set()  # dossiers to read again (see `_reload_stale`)
         self.handled = 0  # messages, for the process's figures
+        self._metrics = metrics or SequencerMetrics()
+        self._tally = self._metrics.tally(config.name)
 
     @property
     def holds(self) -> bool:
@@ -160,6 +166,7 @@ class Owner:
         rechecked = self._recheck(items, dossiers)
         self._reload_stale(items, dossiers, out)
         parked: set[int] = set()
+        seen: list[_Seen] = []  # for the metrics
         for n, item in enumerate(items):
             msg = item.decoded.message
             if msg is None:
@@ -176,6 +183,7 @@ class Owner:
             elif isinstance(msg, Submitted) and msg.recheck and msg.task_id not in dossier.tasks:
                 log.error("sequencer.unknown_task", task_id=msg.task_id, key=dossier.key)
                 continue
+            before = dossier.tasks.get(_task_of(msg))
             try:
                 effects = core.step(dossier, msg, now, self._rules)
             except Exception as exc:
@@ -191,6 +199,7 @@ class Owner:
                 parked.add(item.delivery.delivery_tag)
                 continue
             out.add(dossier, item.part, self._held[item.part].epoch, effects)
+            seen.append((dossier, before, effects))
         write = out.finish()
         self._stored(lambda: self._seq.write(write))
         self._publish(out.outgoing)
@@ -203,6 +212,14 @@ class Owner:
         if last:
             self._consume_ch.ack(last, multiple=True)
         self.handled += len(batch)
+        self._count(len(batch), seen, dossiers)
+
+    def _count(self, size: int, seen: list[_Seen], dossiers: dict[str, core.Dossier]) -> None:
+        """Feed the metrics once a batch is acknowledged (a failed one is counted by its replay)."""
+        for dossier, before, effects in seen:
+            self._metrics.observe(dossier, before.kind if before else None, effects)
+        self._metrics.batch_size.observe(size)
+        self._tally.update(dossiers.values())
 
     def _stored(self, step: Callable[[], T]) -> T:
         """Run a store step, waiting through a short database outage in place.
@@ -249,6 +266,7 @@ class Owner:
         for part in sorted(parts - self._held.keys()):
             epoch = self._stored(partial(self._seq.acquire, part, self._cfg.name, now))
             self._held[part] = _Held(epoch)
+            self._tally.partitions = len(self._held)
             log.info("partition.acquired", partition=part, epoch=epoch, owner=self._cfg.name)
 
     def _dossiers(

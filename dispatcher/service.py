@@ -16,6 +16,7 @@ from broker import topology
 from broker.errors import BrokerError
 from broker.messages import Envelope, MessageType, utcnow
 from broker.rabbitmq import Channel, Connection
+from dispatcher.metrics import SequencerMetrics
 from dispatcher.owner import Owner, OwnerConfig
 from dispatcher.retention import Pruner
 from dispatcher.settings import Settings
@@ -45,8 +46,15 @@ def _until_store_answers(stop: threading.Event, step: Callable[[], None], event:
 class Dispatcher:
     """Consumes every control partition (standby where another process is active)."""
 
-    def __init__(self, settings: Settings, store: Store, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        stop: threading.Event,
+        metrics: SequencerMetrics | None = None,
+    ) -> None:
         self._settings = settings
+        self.metrics = metrics or SequencerMetrics()
         self._store = store
         self._stop = stop
         self._topo = settings.topology()
@@ -122,6 +130,8 @@ class Dispatcher:
             held = self._sequencing.lease(SWEEPER_LEASE, self._name, now, until)
             if held:
                 self.sweep()
+            else:
+                self.metrics.forget_partitions()  # the lease holder's readings are current
         except (StoreError, BrokerError) as exc:
             # The next sweep tries again; a passing outage must not stop the dispatcher.
             log.warning("sweeper.failed", error=str(exc))
@@ -145,7 +155,7 @@ class Dispatcher:
                     self._settings.amqp_url, name=config.name, heartbeat=self._settings.heartbeat_s
                 )
                 conn.channel(confirm=False).declare_control(self._topo)
-                owner = Owner(self._store, conn, self._topo, queues, config)
+                owner = Owner(self._store, conn, self._topo, queues, config, metrics=self.metrics)
                 self._owners[index] = owner
                 owner.serve(self._stop.is_set)
                 backoff = 0.5
@@ -158,6 +168,7 @@ class Dispatcher:
                 log.exception("partitions.failed", error=type(exc).__name__, owner=config.name)
             finally:
                 self._owners.pop(index, None)
+                self.metrics.drop(config.name)
                 if conn is not None:
                     conn.close()
             if not self._stop.is_set():
@@ -181,7 +192,9 @@ class Dispatcher:
         # While a partition holds a backlog, a task still `submitted` most likely has its
         # command waiting in it: republishing would only feed the backlog. A command that
         # was never published is found once the partitions have drained.
-        backlog = sum(channel.ready(q) for q in self._topo.partition_queues())
+        depths = {q: channel.depth(q) for q in self._topo.partition_queues()}
+        self.metrics.partitions(depths)
+        backlog = sum(ready for ready, _consumers in depths.values())
         # In submission order (ids sort so within a client): the owner numbers them in the
         # order it receives their commands.
         stale = [] if backlog else self._store.stale_submitted(cutoff)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from workers import handlers as _handlers  # noqa: F401  (registers the task kin
 from workers.accounting.port import AccountingPackage, TaskRef
 from workers.errors import InvalidSubmission, TransientError, classify
 from workers.kinds import spec_for
+from workers.metrics import WorkerMetrics
 
 log = structlog.get_logger("dossierflow.worker")
 
@@ -57,10 +59,12 @@ class Worker:
         config: WorkerConfig,
         package_factory: Callable[[], AccountingPackage],
         stop: threading.Event,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._config = config
         self._factory = package_factory
         self._stop = stop
+        self.metrics = metrics or WorkerMetrics()
         self.name = config.name or f"worker@{socket.gethostname()}:{os.getpid()}"
 
     def run(self) -> None:
@@ -69,6 +73,7 @@ class Worker:
             threading.Thread(target=self._slot, args=(i,), name=f"slot-{i}", daemon=True)
             for i in range(self._config.concurrency)
         ]
+        self.metrics.slots.set(len(slots))
         for slot in slots:
             slot.start()
         for slot in slots:
@@ -132,6 +137,7 @@ class _Slot:
             # Cannot run: dead-letter it; the sequencer turns it into a red instruction.
             log.error("work.unreadable", error=str(exc)[:200], routing_key=delivery.routing_key)
             ch.reject(delivery.delivery_tag, requeue=False)
+            self._w.metrics.unreadable(self._cfg.office)
             return
         attempt = delivery.delivery_count + 1
         ref = TaskRef(env.task_id, env.office, env.dossier, spec.kind, attempt)
@@ -145,6 +151,9 @@ class _Slot:
         # `started` goes out without waiting: its confirm is awaited with the result's.
         self._report(env, MessageType.STARTED, {"attempt": attempt, "worker": self._name})
         bound.debug("task.started")
+        metrics, run = self._w.metrics, env.data.get("run")
+        metrics.started(env.task_id, spec.kind, run if isinstance(run, int) else 0, attempt)
+        began = time.monotonic()
         future: Future[dict[str, Any]] = self._pool.submit(
             self._run_with_retries, spec.handler, ref, payload
         )
@@ -155,6 +164,9 @@ class _Slot:
             result = future.result()
         except Exception as exc:
             failure = classify(exc)
+            outcome = "transient" if failure.transient else "failed"
+            took = time.monotonic() - began
+            metrics.finished(env.office, spec.kind, outcome, took, failure.code.value)
             bound.warning("task.failed", code=failure.code.value, transient=failure.transient)
             # A failure for good goes through the dead-letter exchange (which feeds the
             # dossier's partition); a transient one straight to the control exchange.
@@ -165,6 +177,7 @@ class _Slot:
                 exchange=topology.CONTROL_EXCHANGE if failure.transient else topology.DEAD_EXCHANGE,
             )
         else:
+            metrics.finished(env.office, spec.kind, "done", time.monotonic() - began)
             bound.debug("task.done")
             self._report(env, MessageType.DONE, {"attempt": attempt, "result": result})
         # The result is confirmed before the work message is acknowledged.

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from dispatcher.api import openapi, pages, problems, routes
+from dispatcher.api import metrics, openapi, pages, problems, routes
 from dispatcher.api.batch import BATCH_BODY_BYTES
 from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
 from dispatcher.api.service import ClientPool, Service
@@ -38,6 +38,8 @@ def create_app(
     problems.install(app)
     app.include_router(routes.router)
     pages.install(app)
+    if settings.api_metrics:
+        metrics.install(app, store, settings.metrics_store_interval_s)
     limit = settings.payload_limit_bytes + ENVELOPE_BYTES
     larger = {"/v1/task-batches": max(limit, BATCH_BODY_BYTES)}
     app.add_middleware(BodyLimit, limit=limit, larger=larger)
