@@ -168,6 +168,13 @@ ensure_chromium() {
     apt_install chromium chromium-driver fonts-dejavu-core
 }
 
+# The metrics test runs Debian's Prometheus (and promtool) against real processes. The
+# package's own service is never started: apt_install keeps init scripts from running.
+ensure_prometheus() {
+    command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+    apt_install prometheus
+}
+
 find_rabbitmq() {
     local p
     if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
@@ -834,6 +841,7 @@ start)
     lock
     ensure_tools
     ensure_chromium
+    ensure_prometheus
     start_rabbitmq
     start_ferretdb
     log "all services up ($((SECONDS - t0))s); connection settings: $0 env"
