@@ -79,6 +79,13 @@ class Admin:
         result: dict[str, Any] = self._call("GET", f"/queues/{self._q(vhost)}/{self._q(name)}")
         return result
 
+    def close_connections(self, vhost: str) -> int:
+        """Make the broker close every client connection of a virtual host; how many."""
+        found = self._call("GET", f"/vhosts/{self._q(vhost)}/connections?columns=name") or []
+        for conn in found:
+            self._call("DELETE", f"/connections/{self._q(str(conn['name']))}")
+        return len(found)
+
     def queues(self, vhost: str) -> list[dict[str, Any]]:
         """Figures of every queue of a virtual host."""
         result: list[dict[str, Any]] = self._call("GET", f"/queues/{self._q(vhost)}")

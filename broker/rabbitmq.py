@@ -218,6 +218,32 @@ class Channel:
         self._tags.append(tag)
         return tag
 
+    def declare_listener(self, exchange: str, *, max_length: int) -> str:
+        """An exclusive, server-named queue bound to a fanout `exchange`; return its name.
+
+        It goes away with the connection: a listener that was away missed what was sent.
+        """
+        with _mapped():
+            self._ch.exchange_declare(exchange, "fanout", durable=True)
+            ok = self._ch.queue_declare(
+                "",
+                exclusive=True,
+                auto_delete=True,
+                arguments={"x-max-length": max_length, "x-overflow": "drop-head"},
+            )
+            name: str = ok.method.queue
+            self._ch.queue_bind(name, exchange, "")
+        return name
+
+    def consume_transient(self, queue: str, on_body: Callable[[bytes], None]) -> str:
+        """Consume with automatic acks (notices that may be lost); return the tag."""
+        with _mapped():
+            tag: str = self._ch.basic_consume(
+                queue, lambda _ch, _method, _props, body: on_body(body), auto_ack=True
+            )
+        self._tags.append(tag)
+        return tag
+
     def deliveries(
         self, queue: str, prefetch: int, idle_seconds: float
     ) -> Iterator[Delivery | None]:
@@ -366,15 +392,12 @@ class BatchPublisher:
                 exchange=exchange,
                 routing_key="",
                 body=body,
-                properties=pika.BasicProperties(
-                    content_type="application/json", delivery_mode=1
-                ),
+                properties=pika.BasicProperties(content_type="application/json", delivery_mode=1),
             )
             self._pending[self._next_tag] = None
             self._next_tag += 1
 
     def publish_all(self, items: list[Outgoing]) -> list[Outgoing]:
-
         """Publish every item and wait for the confirms; return the items no queue took."""
         self.send(items)
         return self.wait()

@@ -12,7 +12,6 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-
 from broker import topology
 from broker.messages import RAW_KEEP_BYTES, Envelope, MessageType
 from broker.rabbitmq import Outgoing
@@ -64,7 +63,6 @@ class Collector:
         # What readers' copies must read again, by office: tasks and dossier documents.
         self.changed_tasks: dict[str, set[str]] = defaultdict(set)
         self.changed_dossiers: dict[str, set[str]] = defaultdict(set)
-
 
     def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
         """Record the effects of one message (or a repair) of dossier `d`."""
@@ -132,5 +130,20 @@ class Collector:
         for key, (d, epoch) in self._dossiers.items():
             if d.shape != d.saved:
                 self.write.dossiers.append((key, epoch, dossier_fields(d, self.batch, self.now)))
+                self.changed_dossiers[d.office].add(d.dossier)
                 d.saved = d.shape
         return self.write
+
+    def notice(self) -> bytes | None:
+        """The batch's change notice (`topology.CHANGES_EXCHANGE`), None if it changed nothing.
+
+        Ids only, by office: a reader reads those documents again by `_id`.
+        """
+        if not self.changed_tasks and not self.changed_dossiers:
+            return None
+        body = {
+            "v": 1,
+            "tasks": {o: sorted(ids) for o, ids in self.changed_tasks.items()},
+            "dossiers": {o: sorted(names) for o, names in self.changed_dossiers.items()},
+        }
+        return json.dumps(body, separators=(",", ":")).encode()

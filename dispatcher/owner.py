@@ -202,7 +202,7 @@ class Owner:
             seen.append((dossier, before, effects))
         write = out.finish()
         self._stored(lambda: self._seq.write(write))
-        self._publish(out.outgoing)
+        self._publish(out.outgoing, out.notice())
         # Only a queued head needs the mark (to know on takeover whether its release went
         # out), and a head becomes queued only in a batch that publishes its release.
         marks = {p: (self._held[p].epoch, self._batches) for p in out.releasing}
@@ -359,8 +359,13 @@ class Owner:
                 out.add(dossier, part_of[key], self._held[part_of[key]].epoch, repairs[key])
 
     # -- publishing ---------------------------------------------------------------------
-    def _publish(self, outgoing: list[Outgoing]) -> None:
-        """Publish the batch's releases and timers; declare a work queue that was missing."""
+    def _publish(self, outgoing: list[Outgoing], notice: bytes | None = None) -> None:
+        """Publish the batch's releases and timers; declare a work queue that was missing.
+
+        The batch's change notice goes first (after the write: readers find what it names).
+        """
+        if notice is not None:
+            self._publisher.notify(topology.CHANGES_EXCHANGE, notice)
         if not outgoing:
             return
         offices = {o.envelope.office for o in outgoing if o.exchange == topology.WORK_EXCHANGE}

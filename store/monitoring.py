@@ -20,6 +20,9 @@ from store.records import InstructionRecord, InstructionStatus, TaskRecord, Task
 
 Doc = dict[str, Any]
 
+ID_CHUNK = 500  # ids per `_id: {$in}` read (the test server uses its index up to 900)
+
+
 WAITING = (TaskStatus.SUBMITTED, TaskStatus.WAITING, TaskStatus.QUEUED, TaskStatus.RETRY_WAIT)
 """Statuses counted as waiting in the overview: not finished, not on a connector."""
 
@@ -212,6 +215,33 @@ class Monitoring:
                 if d.get("blocked")
             }
         return tasks, instructions, blocked
+
+    def tasks_by_id(self, ids: list[str]) -> list[TaskRecord]:
+        """The tasks with these ids (those that exist), read by `_id` in chunks."""
+        found: list[TaskRecord] = []
+        with _mapped():
+            for start in range(0, len(ids), ID_CHUNK):
+                chunk = ids[start : start + ID_CHUNK]
+                found.extend(_task(d) for d in self._store.tasks.find({"_id": {"$in": chunk}}))
+        return found
+
+    def open_instructions(self, scope: Scope) -> list[InstructionRecord]:
+        """Every open instruction in scope (a small collection: pruned once resolved)."""
+        query = {**scope.query(), "status": InstructionStatus.OPEN.value}
+        with _mapped():
+            return [_instruction(d) for d in self._store.instructions.find(query)]
+
+    def blocked_among(self, office: str, dossiers: list[str]) -> set[str]:
+        """Which of these dossiers of `office` are blocked now, read by `_id`."""
+        blocked: set[str] = set()
+        keys = [f"{office}.{d}" for d in dossiers]
+        with _mapped():
+            for start in range(0, len(keys), ID_CHUNK):
+                query = {"_id": {"$in": keys[start : start + ID_CHUNK]}}
+                for d in self._store.dossiers.find(query, {"dossier": 1, "blocked": 1}):
+                    if d.get("blocked"):
+                        blocked.add(str(d["dossier"]))
+        return blocked
 
     def overview(self, scope: Scope) -> list[DossierSummary]:
         """Every dossier in scope with its stripe and its waiting, running and failed counts."""

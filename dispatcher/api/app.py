@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from dispatcher.api import metrics, openapi, pages, problems, routes
 from dispatcher.api.batch import BATCH_BODY_BYTES
 from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
+from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.service import ClientPool, Service
 from dispatcher.client import Client
 from dispatcher.settings import Settings
@@ -23,8 +24,13 @@ def create_app(
     client_factory: Callable[[], Client] | None = None,
     action_wait_s: float = 10.0,
     secret: bytes | None = None,
+    changes: ChangeFeed | None = None,
 ) -> FastAPI:
-    """The app serving the API and the page; close it with `app.state.service.clients.close()`."""
+    """The app serving the API and the page; close it with `app.state.service.clients.close()`.
+
+    `changes`: the sequencer's change notices, so the page reads only what changed.
+    """
+
     factory = client_factory or (lambda: Client.connect(settings, store))
     app = FastAPI(
         title="dossierflow",
@@ -35,6 +41,8 @@ def create_app(
     )
     app.state.service = Service(store, ClientPool(factory), action_wait_s=action_wait_s)
     app.state.secret = secret or secrets.token_bytes(32)
+    app.state.changes = changes
+
     problems.install(app)
     app.include_router(routes.router)
     pages.install(app)

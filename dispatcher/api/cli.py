@@ -21,13 +21,17 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from dispatcher.api.app import create_app
+    from dispatcher.api.changes import ChangeFeed
 
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     store.ensure_indexes()
-    app = create_app(settings, store)
+    changes = ChangeFeed(settings.amqp_url).start()
+    app = create_app(settings, store, changes=changes)
+    app.state.page_snapshots.warm([o.id for o in store.find_offices()])
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_config=None, ws="none")
     finally:
+        changes.close()
         app.state.service.clients.close()
         store.close()
     return 0

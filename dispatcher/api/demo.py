@@ -10,6 +10,7 @@ from dataclasses import replace
 import uvicorn
 
 from dispatcher.api.app import create_app
+from dispatcher.api.changes import ChangeFeed
 from dispatcher.settings import Settings
 from store import Role, Store, UserRecord
 from store.tokens import Tokens
@@ -54,13 +55,17 @@ def serve_for_demo(
     # No language of its own: the page speaks the browser's language, else the office's.
     store.save_user(UserRecord(id=DEMO_USER, office=DEMO_OFFICE, role=Role.ADMIN))
     token = Tokens(store).issue(DEMO_USER)
-    app = create_app(settings, store)
+    changes = ChangeFeed(settings.amqp_url).start()
+    app = create_app(settings, store, changes=changes)
+    app.state.page_snapshots.warm([DEMO_OFFICE])
     server = Server(app, host, port)
     server.start()
 
     def stop() -> None:
         server.stop()
+        changes.close()
         app.state.service.clients.close()
+
         store.close()
 
     return f"http://{host}:{port}/", token, stop

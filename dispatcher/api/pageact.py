@@ -101,6 +101,7 @@ async def act(request: Request, task_id: str, action: str) -> Response:
             payload = fixed if fixed != task.payload else None
     record = await run_in_threadpool(ctx.svc.act, ctx.who, task_id, kind, payload)
     acted = await run_in_threadpool(ctx.svc.task, ctx.who, task_id)
-    request.app.state.page_snapshots.forget(acted.office)  # lists show the action soon
+    request.app.state.page_snapshots.forget(acted.office, task_id)  # lists show it soon
+
     notice = f"{kind.value}-{record.status.value}"
     return RedirectResponse(_back(values.get("next", ""), task_id, notice), status_code=303)

@@ -127,6 +127,7 @@ def install(app: FastAPI) -> None:
     add("/login", login_form, methods=["GET"], include_in_schema=False)
     add("/login", login, methods=["POST"], include_in_schema=False)
     add("/logout", logout, methods=["POST"], include_in_schema=False)
-    app.state.page_snapshots = Snapshots(app.state.service.monitoring)
+    app.state.page_snapshots = Snapshots(app.state.service.monitoring, changes=app.state.changes)
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(Problem, _on_problem)

@@ -2,10 +2,18 @@
 
 Every list and the overview of an office come from one snapshot (all tasks, open
 instructions, blocked dossiers), so a page costs no database query at all once it is
-there; a view of a copy older than `FRESH_S` starts one refresh in the background and is
-answered from the copy it has (the live part shows the new state a moment later). Only
-the first view of an office waits for its read. The store's direct queries stay for
-what spans offices (support without an office) and for single tasks, read by id.
+there. Only the first view of an office waits for its whole read (`Snapshots.warm` reads
+the known offices when the server starts).
+
+Keeping it current: with a live `ChangeFeed` (the sequencer's change notices), a view
+reads again, in the background, only the tasks and dossiers changed since the last one,
+by `_id`, plus the office's open instructions: proportional to what changed, not to the
+office's history. A whole read is still made every `WHOLE_S` (what no notice names, such
+as pruned tasks) and after the feed reconnected (notices may have been missed). Without a
+feed, a view of a copy older than `FRESH_S` starts one whole read in the background. In
+both cases the view is answered from the copy it has; the live part shows the new state
+a moment later. The store's direct queries stay for what spans offices (support without
+an office) and for single tasks, read by id.
 """
 
 from __future__ import annotations
@@ -14,12 +22,15 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from dispatcher.api.changes import ChangeFeed, Pending
 from store import InstructionRecord, TaskRecord, TaskStatus
 from store.monitoring import WAITING, Cursor, DossierSummary, Monitoring, Scope, TaskFilter
 
-FRESH_S = 2.0
+FRESH_S = 2.0  # without a change feed: a copy older than this is read again
+WHOLE_S = 300.0  # with one: a whole read this often all the same
 MAX_OFFICES = 100  # copies kept; the offices viewed least recently are dropped first
 _log = logging.getLogger(__name__)
 
@@ -35,6 +46,9 @@ class Snapshot:
     overview: list[DossierSummary]
     attention: list[TaskRecord] = field(default_factory=list)  # failed or instructed, newest first
     by_dossier: dict[str, list[TaskRecord]] = field(default_factory=dict)
+    blocked: frozenset[tuple[str, str]] = frozenset()
+    generation: int = 0  # the change feed's generation when the whole read began
+    whole_at: float = 0.0  # when the last whole read began
 
     def visible(self, scope: Scope) -> list[TaskRecord]:
         """The tasks a scope may see (a dossier manager's dossiers only)."""
@@ -126,41 +140,76 @@ def build(
     by_dossier: dict[str, list[TaskRecord]] = defaultdict(list)
     for t in tasks:
         by_dossier[t.dossier].append(t)
-    return Snapshot(time.monotonic(), 0.0, tasks, newest, rows, attention, dict(by_dossier))
+    return Snapshot(
+        time.monotonic(), 0.0, tasks, newest, rows, attention, dict(by_dossier), frozenset(blocked)
+    )
 
 
 @dataclass
 class Snapshots:
-    """The latest snapshot of each office, refreshed in the background when a page asks."""
+    """The latest snapshot of each office, kept current in the background when a page asks."""
 
     monitoring: Monitoring
     fresh_s: float = FRESH_S
+    changes: ChangeFeed | None = None
+    whole_s: float = WHOLE_S
     _latest: dict[str, Snapshot] = field(default_factory=dict)
     _loading: set[str] = field(default_factory=set)
     _viewed: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    whole_reads: int = 0  # for figures and tests
+    change_reads: int = 0
 
     def of(self, office: str) -> Snapshot:
         """The office's snapshot; the first one is read now, later ones in the background."""
+        feed = self.changes
         with self._lock:
-            self._viewed[office] = time.monotonic()
+            now = time.monotonic()
+            self._viewed[office] = now
             known = self._latest.get(office)
+            busy = office in self._loading
+            work: Callable[[], object] | None = None
+            if known is None:
+                pass
+            elif feed is not None and feed.live and known.generation == feed.generation:
+                if now - known.whole_at > self.whole_s:
+                    work = lambda: self._load(office)  # noqa: E731
+                elif not busy:
+                    pending = feed.take(office)
+                    if pending:
+                        work = lambda: self._apply(office, pending)  # noqa: E731
             # Never spend more than a third of the time reading: at 10,000 tasks on a server
             # that scans, a read takes seconds and the copy is refreshed less often.
-            stale = known is None or time.monotonic() - known.taken > max(
-                self.fresh_s, 2 * known.cost
-            )
-            start = stale and known is not None and office not in self._loading
+            elif now - known.taken > max(self.fresh_s, 2 * known.cost):
+                work = lambda: self._load(office)  # noqa: E731
+            start = work is not None and not busy
             if start:
                 self._loading.add(office)
         if known is None:
             return self._load(office)
-        if start:
-            threading.Thread(target=self._refresh, args=(office,), daemon=True).start()
+        if start and work is not None:
+            threading.Thread(target=self._background, args=(office, work), daemon=True).start()
         return known
 
-    def forget(self, office: str) -> None:
-        """After an action: the next view reads the office again (in the background)."""
+    def warm(self, offices: list[str]) -> None:
+        """Read these offices' copies in the background (at start: first views are quick)."""
+
+        def read_all() -> None:
+            for office in offices[:MAX_OFFICES]:
+                with self._lock:
+                    if office in self._latest or office in self._loading:
+                        continue
+                    self._loading.add(office)
+                self._background(office, lambda o=office: self._load(o))  # type: ignore[misc]
+
+        threading.Thread(target=read_all, name="page-warm", daemon=True).start()
+
+    def forget(self, office: str, task_id: str | None = None) -> None:
+        """After an action on `task_id`: the next view reads it (or the office) again."""
+        feed = self.changes
+        if feed is not None and task_id is not None:
+            feed.mark(office, {task_id})
+            return
         with self._lock:
             known = self._latest.get(office)
             if known is not None:
@@ -168,9 +217,55 @@ class Snapshots:
 
     def _load(self, office: str) -> Snapshot:
         began = time.monotonic()
+        generation = self.changes.generation if self.changes is not None else 0
+        if self.changes is not None:
+            self.changes.take(office)  # this read sees them; later ones stay pending
         snapshot = build(*self.monitoring.everything(Scope(office)))
         # Its age counts from the start of the read: what changed during it may be missing.
-        snapshot = replace(snapshot, taken=began, cost=time.monotonic() - began)
+        snapshot = replace(
+            snapshot,
+            taken=began,
+            cost=time.monotonic() - began,
+            generation=generation,
+            whole_at=began,
+        )
+        self.whole_reads += 1
+        self._keep(office, snapshot)
+        return snapshot
+
+    def _apply(self, office: str, pending: Pending) -> None:
+        """Read again what changed (by `_id`) and rebuild the copy from it."""
+        with self._lock:
+            known = self._latest.get(office)
+        if known is None:
+            return
+        began = time.monotonic()
+        by_id = {t.id: t for t in known.tasks}
+        if pending.tasks:
+            fresh = {t.id: t for t in self.monitoring.tasks_by_id(sorted(pending.tasks))}
+            for task_id in pending.tasks:
+                if task_id in fresh:
+                    by_id[task_id] = fresh[task_id]
+                else:
+                    by_id.pop(task_id, None)  # pruned
+        blocked = set(known.blocked)
+        if pending.dossiers:
+            now_blocked = self.monitoring.blocked_among(office, sorted(pending.dossiers))
+            blocked -= {(office, d) for d in pending.dossiers}
+            blocked |= {(office, d) for d in now_blocked}
+        instructions = self.monitoring.open_instructions(Scope(office))
+        snapshot = build(list(by_id.values()), instructions, blocked)
+        snapshot = replace(
+            snapshot,
+            taken=began,
+            cost=time.monotonic() - began,
+            generation=known.generation,
+            whole_at=known.whole_at,
+        )
+        self.change_reads += 1
+        self._keep(office, snapshot)
+
+    def _keep(self, office: str, snapshot: Snapshot) -> None:
         with self._lock:
             known = self._latest.get(office)
             if known is None or known.taken < snapshot.taken:
@@ -179,13 +274,18 @@ class Snapshots:
                 oldest = min(self._latest, key=lambda o: self._viewed.get(o, 0.0))
                 del self._latest[oldest]
                 self._viewed.pop(oldest, None)
-        return snapshot
 
-    def _refresh(self, office: str) -> None:
+    def _background(self, office: str, work: Callable[[], object]) -> None:
         try:
-            self._load(office)
+            work()
         except Exception:  # the next view tries again; the page keeps its last copy meanwhile
             _log.warning("page snapshot of office %s not refreshed", office, exc_info=True)
+            if self.changes is not None:
+                # What it was to read is lost with it: read the whole office next time.
+                with self._lock:
+                    known = self._latest.get(office)
+                    if known is not None:
+                        self._latest[office] = replace(known, whole_at=0.0, taken=0.0)
         finally:
             with self._lock:
                 self._loading.discard(office)

@@ -1,26 +1,35 @@
 """How fast each monitoring page answers with 10,000 tasks in the office (prints figures).
 
     .venv/bin/python -m tests.bench.page_times [--tasks 10000] [--dossiers 1000] [--rounds 20]
-        [--database NAME --keep]   # seed once, time again later with --database NAME
+        [--churn 50] [--no-feed] [--database NAME --keep]   # --database: reuse a seeded one
 
 Seeds its own database on the local MongoDB-compatible server (DOSSIERFLOW_MONGO_URL),
-serves the page with uvicorn on 127.0.0.1 as `dossierflow api` does, logs in as an
-office admin and times each page over real HTTP: the office's first view (which reads
-the page's snapshot of the office), then each page warm, one view every `--every`
-seconds, as people and the page's live part ask. No broker is needed: pages only read.
+serves the page with uvicorn on 127.0.0.1 as `dossierflow api` does (with the change feed
+on the local RabbitMQ, DOSSIERFLOW_AMQP_URL), logs in as an office admin and times each
+page over real HTTP: the office's first view (which reads the page's snapshot of the
+office), then each page warm, one view every `--every` seconds, as people and the page's
+live part ask. Meanwhile `--churn` tasks a second change, each with the change notice the
+sequencer would publish, so the copy is kept current as in production.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import statistics
+import threading
 import time
 import urllib.request
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pika
+
+from broker import topology
 from dispatcher.api.app import create_app
+from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.demo import Server
 from dispatcher.settings import Settings
 from store import (
@@ -109,6 +118,8 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=0.5, help="seconds between views")
     parser.add_argument("--database", help="a database an earlier --keep run seeded")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--churn", type=float, default=50.0, help="task changes a second")
+    parser.add_argument("--no-feed", action="store_true", help="no change feed: timed reads")
     args = parser.parse_args()
     settings = Settings.from_env()
     database = args.database or f"pagebench_{uuid.uuid4().hex[:8]}"
@@ -122,13 +133,24 @@ def main() -> None:
             token, failed = seed(store, args.tasks, args.dossiers)
             print(f"seeded {args.tasks} tasks over {args.dossiers} dossiers in "
                   f"{time.monotonic() - began:.0f} s into {database}")  # fmt: skip
-        app = create_app(replace(settings, mongo_db=database), store, client_factory=_no_broker)
+        changes = None if args.no_feed else ChangeFeed(settings.amqp_url).start()
+        app = create_app(
+            replace(settings, mongo_db=database),
+            store,
+            client_factory=_no_broker,
+            changes=changes,
+        )
         port = free_port()
         server = Server(app, "127.0.0.1", port)
         server.start()
         base = f"http://127.0.0.1:{port}"
         cold, _ = get(base + "/", token)
         print(f"first view of the office (reads its snapshot): {cold:.0f} ms")
+        stop = threading.Event()
+        churner = threading.Thread(
+            target=churn, args=(store, settings.amqp_url, args.churn, stop), daemon=True
+        )
+        churner.start()
         pages = {
             "overview /": "/",
             "overview page 5": "/?page=5",
@@ -143,11 +165,41 @@ def main() -> None:
         for name, path in pages.items():
             median, worst, size = timed(base + path, token, args.rounds, args.every)
             print(f"{name:36} {median:10.1f} {worst:8.1f} {size:8d}")
+        stop.set()
+        churner.join()
+        snapshots = app.state.page_snapshots
+        print(
+            f"copy kept current by {snapshots.change_reads} reads of what changed and "
+            f"{snapshots.whole_reads} whole reads ({args.churn:.0f} task changes/s, "
+            f"feed {'on' if changes is not None else 'off'})"
+        )
         server.stop()
+        if changes is not None:
+            changes.close()
     finally:
         if not args.keep:
             store.drop()
         store.close()
+
+
+def churn(store: Store, amqp_url: str, per_s: float, stop: threading.Event) -> None:
+    """Change `per_s` waiting or done tasks a second, each with its change notice."""
+    if per_s <= 0:
+        return
+    ids = [str(d["_id"]) for d in store.tasks.find({"office": OFFICE}, {"_id": 1})]
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    ch.exchange_declare(topology.CHANGES_EXCHANGE, "fanout", durable=True)
+    pick, tick = random.Random(7), 0.1
+    while not stop.wait(tick):
+        chosen = pick.sample(ids, max(1, round(per_s * tick)))
+        store.tasks.update_many(
+            {"_id": {"$in": chosen}, "status": {"$in": ["done", "waiting"]}},
+            {"$inc": {"attempts": 1}},
+        )
+        body = {"v": 1, "tasks": {OFFICE: chosen}, "dossiers": {}}
+        ch.basic_publish(topology.CHANGES_EXCHANGE, "", json.dumps(body).encode())
+    conn.close()
 
 
 def _a_failed_task(store: Store) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from broker import topology
@@ -67,6 +68,22 @@ def test_a_task_released_started_and_done_in_one_batch_is_written_once() -> None
     assert (key, dossier["next_seq"], dossier["open"], dossier["active"]) == ("o1.d1", 1, 0, None)
     ((release,),) = [[o for o in out.outgoing if o.exchange == topology.WORK_EXCHANGE]]
     assert release.envelope.data["run"] == 1 and release.envelope.type is MessageType.RUN
+
+
+def test_a_batch_notice_names_the_tasks_and_dossiers_it_wrote_by_office() -> None:
+    rules = core.Rules()
+    d1, d2 = core.Dossier("o1", "d1"), core.Dossier("o2", "d2")
+    out = Collector(NOW, batch=8)
+    out.add(d1, "p0", 1, core.step(d1, Submitted("t1", "dossier.sync", {}), NOW, rules))
+    out.add(d2, "p0", 1, core.step(d2, Submitted("t2", "dossier.sync", {}), NOW, rules))
+    out.finish()
+    notice = json.loads(out.notice() or b"{}")
+    assert notice == {
+        "v": 1,
+        "tasks": {"o1": ["t1"], "o2": ["t2"]},
+        "dossiers": {"o1": ["d1"], "o2": ["d2"]},  # both became busy: their documents changed
+    }
+    assert Collector(NOW, batch=9).notice() is None  # a batch that wrote nothing says nothing
 
 
 class _Stored:
