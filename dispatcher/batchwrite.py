@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from broker import topology
@@ -94,6 +94,8 @@ class Collector:
                 {"retry": effect.retry, "run": effect.run},
             )
             self.outgoing.append(Outgoing(topology.retry_exchange(effect.delay_s), env))
+            due = self.now + timedelta(seconds=effect.delay_s)
+            w.timers.append((effect.task_id, effect.retry, effect.run, due))
         elif isinstance(effect, core.Instruct):
             w.instructions.append(
                 InstructionRecord(
@@ -125,6 +127,7 @@ class Collector:
         self.write.tasks = [
             (t, e, {**f, "batch": self.batch}, h) for t, (e, f, h) in self._tasks.items()
         ]
+        self.write.accepted = [t for t, (_, f, _) in self._tasks.items() if "accepted_at" in f]
         # A dossier's state lives in its tasks; its document is for readers (blocked
         # dossiers, whether it has open tasks): rewritten only when that changes.
         for key, (d, epoch) in self._dossiers.items():

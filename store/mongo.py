@@ -22,6 +22,7 @@ from store.base import Doc
 from store.base import mapped as _mapped
 from store.directory import DirectoryMixin
 from store.instructions import InstructionsMixin
+from store.outstanding import SUBMISSIONS, Outstanding, submission_docs
 from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
 from store.sequencing import BULK_CHUNK
 
@@ -103,6 +104,9 @@ class Store(InstructionsMixin, DirectoryMixin):
         self.actions: Collection[Doc] = self._db[ACTIONS]
         # Dossier key -> its latest submission and that one's coalescing key (by _id).
         self.coalescing: Collection[Doc] = self._db["coalescing"]
+        # Tasks stored and not yet accepted by the sequencer (see store/outstanding.py).
+        self.submissions: Collection[Doc] = self._db[SUBMISSIONS]
+        self._outstanding = Outstanding(self._db)
 
     @classmethod
     def connect(
@@ -154,6 +158,7 @@ class Store(InstructionsMixin, DirectoryMixin):
                 [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
             )
             self.instructions.create_index([("task_id", 1)], name="task")
+        self._outstanding.ensure_indexes()
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""
@@ -167,6 +172,7 @@ class Store(InstructionsMixin, DirectoryMixin):
     # -- tasks ----------------------------------------------------------------------
     def insert_task(self, task: TaskRecord) -> None:
         """Store a new task; Conflict if its id exists."""
+        self._mark_submitted([task])
         with _mapped():
             self.tasks.insert_one(_new_task(task))
 
@@ -174,9 +180,28 @@ class Store(InstructionsMixin, DirectoryMixin):
         """Store new tasks in one command; ids that exist already (a retry) are skipped."""
         if not tasks:
             return
+        self._mark_submitted(tasks)
         with _mapped():
             try:
                 self.tasks.insert_many([_new_task(t) for t in tasks], ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+
+    def _mark_submitted(self, tasks: Sequence[TaskRecord]) -> None:
+        """Note new tasks as outstanding, before they are stored (a retry adds nothing).
+
+        First: a client that dies between the two writes leaves a note without a task,
+        which the sweeper drops, never a task the sweeper cannot find.
+        """
+        docs = submission_docs(
+            (t.id, t.submitted_at) for t in tasks if t.status is TaskStatus.SUBMITTED
+        )
+        if not docs:
+            return
+        with _mapped():
+            try:
+                self.submissions.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
@@ -279,22 +304,18 @@ class Store(InstructionsMixin, DirectoryMixin):
                 self.coalescing.bulk_write(ops[start : start + BULK_CHUNK], ordered=False)
 
     def stale_retry_wait(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
-        """Tasks whose delayed retry was due before `before` (its timer may be lost)."""
-        with _mapped():
-            cursor = self.tasks.find(
-                {"status": TaskStatus.RETRY_WAIT.value, "next_attempt_at": {"$lt": before}},
-                limit=limit,
-            )
-            return [_task(d) for d in cursor]
+        """Tasks whose delayed retry was due before `before` (its timer may be lost).
+
+        Found through the parked timers, then read by `_id`: never a scan of the tasks.
+        """
+        return [_task(d) for d in self._outstanding.stale_retry_wait(before, limit)]
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
-        """Tasks still `submitted` since before `before` (the sweeper republishes them)."""
-        with _mapped():
-            cursor = self.tasks.find(
-                {"status": TaskStatus.SUBMITTED.value, "submitted_at": {"$lt": before}},
-                limit=limit,
-            )
-            return [_task(d) for d in cursor]
+        """Tasks still `submitted` since before `before` (the sweeper republishes them).
+
+        Found through the notes of outstanding submissions, then read by `_id`.
+        """
+        return [_task(d) for d in self._outstanding.stale_submitted(before, limit)]
 
     def find_tasks(
         self,

@@ -21,6 +21,7 @@ from pymongo.errors import BulkWriteError
 
 from store.base import Doc, mapped
 from store.errors import Conflict, Fenced, StoreUnavailable
+from store.outstanding import ID_CHUNK, RETRY_TIMERS, SUBMISSIONS, timer_id
 from store.records import ActionStatus, InstructionRecord, InstructionStatus, TaskStatus
 
 OPEN = (
@@ -62,9 +63,14 @@ class BatchWrite:
     # (task id, epoch, fields to set, transitions to append to its history)
     tasks: list[tuple[str, int, Doc, list[HistoryRow]]] = field(default_factory=list)
     dossiers: list[tuple[str, int, Doc]] = field(default_factory=list)  # (key, epoch, $set)
+    # Retry timers parked: (task id, retry, run, due); the sweeper finds lost ones by them.
+    timers: list[tuple[str, int, int, datetime]] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)  # tasks accepted: no longer outstanding
 
     def __bool__(self) -> bool:
-        return any((self.instructions, self.closes, self.decisions, self.tasks, self.dossiers))
+        return any(
+            (self.instructions, self.closes, self.decisions, self.tasks, self.dossiers, self.timers)
+        )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -86,6 +92,8 @@ class Sequencing:
         self._instructions: Collection[Doc] = db["instructions"]
         self._actions: Collection[Doc] = db["actions"]
         self._partitions: Collection[Doc] = db[PARTITIONS]
+        self._submissions: Collection[Doc] = db[SUBMISSIONS]
+        self._timers: Collection[Doc] = db[RETRY_TIMERS]
         self._chunk = chunk
 
     # -- ownership ----------------------------------------------------------------------
@@ -175,6 +183,15 @@ class Sequencing:
         their history (one update each) and dossiers, fenced by epoch.
         """
         self._insert(self._instructions, [InsertOne(_instruction(i)) for i in batch.instructions])
+        self._insert(
+            self._timers,
+            [
+                InsertOne(
+                    {"_id": timer_id(t, r, run), "task_id": t, "retry": r, "run": run, "due": due}
+                )
+                for t, r, run, due in batch.timers
+            ],
+        )
         open_ = InstructionStatus.OPEN.value
         self._bulk(
             self._instructions,
@@ -211,6 +228,10 @@ class Sequencing:
             for k, e, s in batch.dossiers
         ]
         self._bulk(self._dossiers, ops, "a dossier was written by a newer owner of its partition")
+        # Last: until the tasks say accepted, the sweeper must still find them.
+        for chunk in _chunks(batch.accepted, ID_CHUNK):
+            with mapped():
+                self._submissions.delete_many({"_id": {"$in": list(chunk)}})
 
     def _bulk(self, coll: Collection[Doc], ops: Sequence[Any], fenced: str = "") -> int:
         """Unordered bulk writes in chunks; the number of documents matched or upserted.

@@ -13,6 +13,7 @@ from broker.rabbitmq import Connection
 from dispatcher.service import Dispatcher
 from dispatcher.settings import Settings
 from store import Store, TaskRecord, TaskStatus
+from store.sequencing import BatchWrite, Sequencing
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -49,12 +50,11 @@ def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, sto
         assert dispatcher.sweep() == 0
 
         # A delayed retry whose timer was lost (retry queues dead-letter at most once).
+        due = utcnow() - timedelta(seconds=5)
         store.update_task(
-            "stale0001",
-            TaskStatus.RETRY_WAIT,
-            utcnow(),
-            {"retries": 1, "next_attempt_at": utcnow() - timedelta(seconds=5)},
+            "stale0001", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1, "next_attempt_at": due}
         )
+        Sequencing(store.database).write(BatchWrite(timers=[("stale0001", 1, 0, due)]))
         assert dispatcher.sweep() == 1
     finally:
         conn.close()

@@ -1,0 +1,117 @@
+"""The sweeper finds outstanding work through small collections, reading tasks by `_id` only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo import monitoring
+
+from broker.messages import utcnow
+from dispatcher.settings import Settings
+from store import Store, TaskRecord, TaskStatus
+from store.outstanding import RETRY_TIMERS, SUBMISSIONS, timer_id
+from store.sequencing import BatchWrite, Sequencing
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def _submitted(task_id: str, seconds_ago: float) -> TaskRecord:
+    return TaskRecord(
+        id=task_id,
+        office="o1",
+        dossier="d1",
+        kind="dossier.sync",
+        payload={"dossier_code": "c"},
+        status=TaskStatus.SUBMITTED,
+        submitted_at=utcnow() - timedelta(seconds=seconds_ago),
+    )
+
+
+def _ids(store: Store, name: str) -> set[str]:
+    return {str(d["_id"]) for d in store.collection(name).find({}, {"_id": 1})}
+
+
+class _TaskReads(monitoring.CommandListener):
+    """The filter of every command on the tasks collection."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        cmd = event.command
+        if cmd.get(event.command_name) == "tasks":
+            self.filters.append(dict(cmd.get("filter", {})))
+            for stmt in cmd.get("deletes", []) + cmd.get("updates", []):
+                self.filters.append(dict(stmt["q"]))
+            if event.command_name in ("aggregate", "count"):
+                self.filters.append({"pipeline or count": True})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_submission_is_outstanding_until_the_batch_that_accepts_it(store: Store) -> None:
+    store.insert_tasks([_submitted("t1", 60), _submitted("t2", 60), _submitted("t3", 1)])
+    assert _ids(store, SUBMISSIONS) == {"t1", "t2", "t3"}
+    cutoff = utcnow() - timedelta(seconds=30)
+    assert {t.id for t in store.stale_submitted(cutoff)} == {"t1", "t2"}
+
+    # The owner accepts t1: the task and its note change in the same batch write.
+    store.update_task("t1", TaskStatus.WAITING, utcnow(), {"seq": 0, "accepted_at": utcnow()})
+    Sequencing(store.database).write(BatchWrite(accepted=["t1"]))
+    assert _ids(store, SUBMISSIONS) == {"t2", "t3"}
+    assert [t.id for t in store.stale_submitted(cutoff)] == ["t2"]
+
+
+def test_the_sweeper_drops_notes_an_owner_or_a_client_left_behind(store: Store) -> None:
+    store.insert_tasks([_submitted("t1", 60)])
+    # An owner accepted it and died before deleting the note.
+    store.update_task("t1", TaskStatus.WAITING, utcnow(), {"seq": 0})
+    # A client noted a task and died before inserting it.
+    store.submissions.insert_one({"_id": "never", "submitted_at": utcnow() - timedelta(hours=1)})
+    assert store.stale_submitted(utcnow() - timedelta(seconds=30)) == []
+    assert _ids(store, SUBMISSIONS) == set()
+
+
+def test_a_parked_timer_is_found_while_due_and_dropped_once_its_task_moved_on(
+    store: Store,
+) -> None:
+    seq = Sequencing(store.database)
+    store.insert_tasks([_submitted("t1", 60)])
+    due = utcnow() - timedelta(seconds=60)
+    store.update_task(
+        "t1", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1, "run": 2, "next_attempt_at": due}
+    )
+    seq.write(BatchWrite(timers=[("t1", 1, 2, due)]))
+    seq.write(BatchWrite(timers=[("t1", 1, 2, due)]))  # a replayed batch adds nothing
+    assert _ids(store, RETRY_TIMERS) == {timer_id("t1", 1, 2)}
+    cutoff = utcnow() - timedelta(seconds=30)
+    assert [t.id for t in store.stale_retry_wait(cutoff)] == ["t1"]
+    assert [t.id for t in store.stale_retry_wait(utcnow() - timedelta(hours=1))] == []
+
+    store.update_task("t1", TaskStatus.WAITING, utcnow())  # its retry came due
+    assert store.stale_retry_wait(cutoff) == []
+    assert _ids(store, RETRY_TIMERS) == set()
+
+
+def test_the_sweeper_reads_tasks_by_id_only(settings: Settings, store: Store) -> None:
+    store.insert_tasks([_submitted(f"t{n}", 60) for n in range(5)])
+    store.update_task("t0", TaskStatus.WAITING, utcnow(), {"seq": 0})
+    due = utcnow() - timedelta(seconds=60)
+    store.update_task("t1", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1})
+    Sequencing(store.database).write(BatchWrite(timers=[("t1", 1, 0, due), ("gone", 1, 0, due)]))
+    reads = _TaskReads()
+    watched = Store.connect(settings.mongo_url, settings.mongo_db, listeners=[reads])
+    try:
+        cutoff = utcnow() - timedelta(seconds=30)
+        assert {t.id for t in watched.stale_submitted(cutoff)} == {"t2", "t3", "t4"}
+        assert [t.id for t in watched.stale_retry_wait(cutoff)] == ["t1"]
+    finally:
+        watched.close()
+    assert reads.filters, "the sweeper read no task at all"
+    assert all(set(f) == {"_id"} for f in reads.filters), reads.filters
