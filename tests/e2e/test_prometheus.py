@@ -39,7 +39,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 OFFICE = "office1"
 DOSSIERS = [f"d{i:04d}" for i in range(30)]
 TASKS = 300
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+RULES = DEPLOY / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana-dashboard.json"
 ARTIFACTS = Path("test-artifacts") / "prometheus"
 MOVING = {TaskStatus.SUBMITTED, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT}
 GRAPH = 'sum by (kind, status) (dossierflow_tasks_finished_total{status=~"done|failed"})'
@@ -111,10 +113,17 @@ class Prometheus:
         found = _get(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"]
         return {t["labels"]["job"]: t["health"] for t in found}
 
+    def query(self, query: str) -> list[Any]:
+        """The result of an instant query."""
+        q = urllib.parse.urlencode({"query": query})
+        answer = _get(f"{self.url}/api/v1/query?{q}")
+        assert answer["status"] == "success", answer
+        result: list[Any] = answer["data"]["result"]
+        return result
+
     def value(self, query: str) -> float | None:
         """The single value of an instant query, None when it has no result."""
-        q = urllib.parse.urlencode({"query": query})
-        result = _get(f"{self.url}/api/v1/query?{q}")["data"]["result"]
+        result = self.query(query)
         return float(result[0]["value"][1]) if result else None
 
     def stop(self) -> None:
@@ -250,6 +259,11 @@ def test_prometheus_scrapes_every_process_and_counts_the_tasks_just_run(
             "PartitionWithoutConsumer",
             "MailOutboxNotDraining",
         }
+        # Every panel of the Grafana dashboard is a query the server accepts and answers.
+        panels = json.loads(DASHBOARD.read_text())["panels"]
+        for target in (t for p in panels for t in p["targets"]):
+            expr = target["expr"].replace("$__rate_interval", "1m")
+            assert prometheus.query(expr), f"the dashboard's {expr} has no data"
         graph = urllib.parse.urlencode(
             {"g0.expr": GRAPH, "g0.tab": "0", "g0.range_input": "1m", "g0.stacked": "0"}
         )
