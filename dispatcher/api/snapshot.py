@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from dispatcher.api.changes import ChangeFeed, Pending
 from store import InstructionRecord, TaskRecord, TaskStatus
@@ -31,6 +32,7 @@ from store.monitoring import WAITING, Cursor, DossierSummary, Monitoring, Scope,
 
 FRESH_S = 2.0  # without a change feed: a copy older than this is read again
 WHOLE_S = 300.0  # with one: a whole read this often all the same
+APPLY_EVERY_S = 1.0  # and what changed is read at most this often (each rebuilds the copy)
 MAX_OFFICES = 100  # copies kept; the offices viewed least recently are dropped first
 _log = logging.getLogger(__name__)
 
@@ -107,11 +109,20 @@ class Snapshot:
         return [d for d in self.overview if d.dossier in wanted]
 
 
+def _newest_first(t: TaskRecord) -> tuple[datetime, str]:
+    return (t.submitted_at, t.id)
+
+
 def build(
-    tasks: list[TaskRecord], instructions: list[InstructionRecord], blocked: set[tuple[str, str]]
+    tasks: list[TaskRecord],
+    instructions: list[InstructionRecord],
+    blocked: set[tuple[str, str]],
+    *,
+    ordered: bool = False,
 ) -> Snapshot:
-    """Sort, index and count what one read gave."""
-    tasks.sort(key=lambda t: (t.submitted_at, t.id), reverse=True)
+    """Sort (unless `ordered`: newest first already), index and count what one read gave."""
+    if not ordered:
+        tasks.sort(key=_newest_first, reverse=True)
     newest: dict[str, InstructionRecord] = {}
     for i in sorted(instructions, key=lambda i: (i.created_at, i.id)):
         newest[i.task_id] = i
@@ -145,6 +156,24 @@ def build(
     )
 
 
+def _merged(
+    known: list[TaskRecord], fresh: dict[str, TaskRecord], changed: set[str]
+) -> tuple[list[TaskRecord], bool]:
+    """The copy's tasks with the changed ones read again (gone: pruned); whether in order.
+
+    Changed tasks keep their place (their submission time does not change); new ones are
+    the newest as a rule and go in front, so the usual change needs no sort.
+    """
+    merged = [fresh.get(t.id, t) for t in known if t.id not in changed or t.id in fresh]
+    have = {t.id for t in known}
+    new = sorted((t for t in fresh.values() if t.id not in have), key=_newest_first, reverse=True)
+    if not new:
+        return merged, True
+    if not merged or _newest_first(new[-1]) > _newest_first(merged[0]):
+        return new + merged, True
+    return new + merged, False
+
+
 @dataclass
 class Snapshots:
     """The latest snapshot of each office, kept current in the background when a page asks."""
@@ -153,6 +182,7 @@ class Snapshots:
     fresh_s: float = FRESH_S
     changes: ChangeFeed | None = None
     whole_s: float = WHOLE_S
+    apply_every_s: float = APPLY_EVERY_S
     _latest: dict[str, Snapshot] = field(default_factory=dict)
     _loading: set[str] = field(default_factory=set)
     _viewed: dict[str, float] = field(default_factory=dict)
@@ -174,7 +204,7 @@ class Snapshots:
             elif feed is not None and feed.live and known.generation == feed.generation:
                 if now - known.whole_at > self.whole_s:
                     work = lambda: self._load(office)  # noqa: E731
-                elif not busy:
+                elif not busy and now - known.taken >= self.apply_every_s:
                     pending = feed.take(office)
                     if pending:
                         work = lambda: self._apply(office, pending)  # noqa: E731
@@ -240,21 +270,15 @@ class Snapshots:
         if known is None:
             return
         began = time.monotonic()
-        by_id = {t.id: t for t in known.tasks}
-        if pending.tasks:
-            fresh = {t.id: t for t in self.monitoring.tasks_by_id(sorted(pending.tasks))}
-            for task_id in pending.tasks:
-                if task_id in fresh:
-                    by_id[task_id] = fresh[task_id]
-                else:
-                    by_id.pop(task_id, None)  # pruned
+        fresh = {t.id: t for t in self.monitoring.tasks_by_id(sorted(pending.tasks))}
+        tasks, ordered = _merged(known.tasks, fresh, pending.tasks)
         blocked = set(known.blocked)
         if pending.dossiers:
             now_blocked = self.monitoring.blocked_among(office, sorted(pending.dossiers))
             blocked -= {(office, d) for d in pending.dossiers}
             blocked |= {(office, d) for d in now_blocked}
         instructions = self.monitoring.open_instructions(Scope(office))
-        snapshot = build(list(by_id.values()), instructions, blocked)
+        snapshot = build(tasks, instructions, blocked, ordered=ordered)
         snapshot = replace(
             snapshot,
             taken=began,

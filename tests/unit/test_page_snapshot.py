@@ -117,3 +117,25 @@ def test_only_the_offices_viewed_last_are_kept(monkeypatch: pytest.MonkeyPatch) 
         snapshots.of(office)
     snapshots.of("o2")  # dropped by o3: read again
     assert reads.reads == ["o1", "o2", "o3", "o2"]
+
+
+@given(
+    st.sets(st.integers(0, 30), max_size=20),
+    st.sets(st.integers(0, 40), max_size=15),
+    st.sets(st.integers(0, 40), max_size=15),
+)
+def test_merging_what_changed_gives_the_order_of_a_whole_read(
+    known_ns: set[int], changed_ns: set[int], gone_ns: set[int]
+) -> None:
+    """Changed tasks replaced, pruned ones dropped, new ones placed: as if sorted anew."""
+    known = build([_task(n, "a", TaskStatus.WAITING) for n in known_ns], [], set()).tasks
+    fresh = {t.id: t for t in (_task(n, "a", TaskStatus.DONE) for n in changed_ns - gone_ns)}
+    changed = {f"t{n:03d}" for n in changed_ns | gone_ns}
+    merged, ordered = snapshot._merged(known, fresh, changed)
+    whole = build(
+        [fresh.get(t.id, t) for t in known if t.id not in changed] + list(fresh.values()),
+        [],
+        set(),
+    ).tasks
+    again = build(list(merged), [], set(), ordered=ordered).tasks
+    assert again == whole
