@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -20,11 +21,14 @@ from store.records import TaskStatus
 from workers.metrics import BoundedLabel, code_label, kind_label, office_label
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-FINISHED = {
+# What a transition to a status counts: finished by status, submitted, or a retry.
+COUNTED = {
     TaskStatus.DONE: "done",
     TaskStatus.CANCELLED: "cancelled",
     TaskStatus.SKIPPED: "skipped",
     TaskStatus.FAILED: "failed",  # for good: it blocks its dossier (a restart may run it again)
+    TaskStatus.WAITING: "submitted",  # accepted (a restart goes back to waiting too)
+    TaskStatus.RETRY_WAIT: "retries",
 }
 
 
@@ -78,6 +82,8 @@ class SequencerMetrics:
         self._code = code_label()
         self._office: BoundedLabel | None = office_label(per_office, office_limit)
         self._tallies: dict[str, Tally] = {}
+        # Children by (what, label, office label or "", severity): as bounded as the labels.
+        self._children: dict[tuple[str, str, str, str], Any] = {}
         self._lock = threading.Lock()
         extra = ("office",) if per_office else ()
         r = self.registry
@@ -167,25 +173,35 @@ class SequencerMetrics:
         `kind` is the kind of the task the message is about, read before the rules ran
         (a finished task has left the dossier by then).
         """
-        extra = (self._office(d.office),) if self._office is not None else ()
         for effect in effects:
-            if isinstance(effect, core.TaskChange) and effect.history:
-                task = d.tasks.get(effect.task_id)
-                label = self._kind(task.kind if task is not None else kind or "")
+            if isinstance(effect, core.TaskChange):
                 for entry, _at, status, _note in effect.history:
-                    self._transition(label, entry, status, extra)
+                    counted = COUNTED.get(status)
+                    if counted is None or (counted == "submitted" and "/accepted" not in entry):
+                        continue  # released, started, or restarted: not counted
+                    task = d.tasks.get(effect.task_id)
+                    label = self._kind(task.kind if task is not None else kind or "")
+                    self._count(counted, label, d.office)
             elif isinstance(effect, core.Instruct):
-                self.failures.labels(self._code(effect.code), effect.severity, *extra).inc()
+                self._count("failures", self._code(effect.code), d.office, effect.severity)
 
-    def _transition(
-        self, label: str, entry: str, status: TaskStatus, extra: tuple[str, ...]
-    ) -> None:
-        if status is TaskStatus.WAITING and entry.endswith("/accepted"):
-            self.submitted.labels(label, *extra).inc()
-        elif status in FINISHED:
-            self.finished.labels(label, FINISHED[status], *extra).inc()
-        elif status is TaskStatus.RETRY_WAIT:
-            self.retries.labels(label).inc()
+    def _count(self, what: str, label: str, office: str, severity: str = "") -> None:
+        """Increment one child, kept by its labels (`labels()` costs more than `inc()`)."""
+        office = self._office(office) if self._office is not None else ""
+        key = (what, label, office, severity)
+        child = self._children.get(key)
+        if child is None:
+            extra = (office,) if self._office is not None else ()
+            if what == "submitted":
+                child = self.submitted.labels(label, *extra)
+            elif what == "retries":
+                child = self.retries.labels(label)
+            elif what == "failures":
+                child = self.failures.labels(label, severity, *extra)
+            else:
+                child = self.finished.labels(label, what, *extra)
+            self._children[key] = child
+        child.inc()
 
     def partitions(self, depths: dict[str, tuple[int, int]]) -> None:
         """The sweeper's reading of each partition: (messages ready, consumers)."""
