@@ -164,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 Command = Callable[[Settings, argparse.Namespace], int]
 # Packages that contribute subcommands: each module has `add_commands(sub) -> dict[str, Command]`.
-PLUGINS = ("dispatcher.ops", "reminder.cli", "dispatcher.api.cli", "dispatcher.onboarding")
+PLUGINS = (
+    "dispatcher.ops",
+    "reminder.cli",
+    "dispatcher.api.cli",
+    "dispatcher.onboarding",
+    "dispatcher.retention",
+)
 
 COMMANDS: dict[str, Command] = {
     "dispatcher": cmd_dispatcher,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -286,3 +290,29 @@ def test_zero_days_keeps_everything(settings: Settings, store: Store) -> None:
     pruner = Pruner(replace(settings, retention_days=0), store, "me", threading.Event())
     assert pruner.run_if_due() is None
     assert len(_ids(store, "tasks")) == 17
+
+
+def test_prune_command_counts_then_deletes(settings: Settings, store: Store) -> None:
+    _history_store(store)
+    env = {
+        **os.environ,
+        "DOSSIERFLOW_MONGO_URL": settings.mongo_url,
+        "DOSSIERFLOW_MONGO_DB": settings.mongo_db,
+        "DOSSIERFLOW_RETENTION_PAUSE_MS": "0",
+        "DOSSIERFLOW_LOG_LEVEL": "warning",
+    }
+
+    def prune(*args: str) -> dict[str, Any]:
+        command = [sys.executable, "-m", "dispatcher", "prune", "--json", *args]
+        run = {"env": env, "capture_output": True, "text": True, "timeout": 60}
+        done = subprocess.run(command, check=False, **run)
+        assert done.returncode == 0, done.stderr
+        out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return out
+
+    dry = prune("--dry-run")
+    assert (dry["dry_run"], dry["tasks"], dry["mails"]) == (True, 9, 4)
+    assert len(_ids(store, "tasks")) == 17
+    done = prune("--days", "90")
+    assert (done["tasks"], done["instructions"], done["mails"]) == (9, 6, 4)
+    assert done["complete"] and len(_ids(store, "tasks")) == 8
