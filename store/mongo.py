@@ -159,6 +159,8 @@ class Store(InstructionsMixin, DirectoryMixin):
             )
             self.instructions.create_index([("task_id", 1)], name="task")
         self._outstanding.ensure_indexes()
+        # Once per database: outstanding work stored before `submissions` and `retry_timers`.
+        self._outstanding.adopt()
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""

@@ -20,10 +20,11 @@ the tasks they name by `_id`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
 
 from store.base import Doc, mapped
 from store.records import TaskStatus
@@ -31,6 +32,8 @@ from store.records import TaskStatus
 SUBMISSIONS = "submissions"
 RETRY_TIMERS = "retry_timers"
 ID_CHUNK = 500  # ids per `_id: {$in}` command
+MIGRATIONS = "migrations"
+ADOPTED = "outstanding-adopted"
 
 
 def timer_id(task_id: str, retry: int, run: int) -> str:
@@ -56,6 +59,50 @@ class Outstanding:
         with mapped():
             self._submissions.create_index([("submitted_at", 1)], name="submitted")
             self._timers.create_index([("due", 1)], name="due")
+
+    def adopt(self) -> int:
+        """Note the outstanding work stored before these collections existed, once.
+
+        The only read of the tasks by status: run at start-up until it has run once in
+        the database (a marker in `migrations`), and never by the sweeper. Idempotent.
+        """
+        migrations: Collection[Doc] = self._tasks.database[MIGRATIONS]
+        with mapped():
+            if migrations.find_one({"_id": ADOPTED}) is not None:
+                return 0
+            waiting = list(
+                self._tasks.find({"status": TaskStatus.SUBMITTED.value}, {"submitted_at": 1})
+            )
+            retrying = list(
+                self._tasks.find(
+                    {"status": TaskStatus.RETRY_WAIT.value},
+                    {"retries": 1, "run": 1, "next_attempt_at": 1},
+                )
+            )
+        notes = submission_docs((str(t["_id"]), t["submitted_at"]) for t in waiting)
+        timers = [
+            {
+                "_id": timer_id(str(t["_id"]), int(t.get("retries", 0)), int(t.get("run", 0))),
+                "task_id": str(t["_id"]),
+                "retry": int(t.get("retries", 0)),
+                "run": int(t.get("run", 0)),
+                "due": t.get("next_attempt_at") or datetime.now(UTC),
+            }
+            for t in retrying
+        ]
+        for coll, docs in ((self._submissions, notes), (self._timers, timers)):
+            for start in range(0, len(docs), ID_CHUNK):
+                with mapped():
+                    try:
+                        coll.insert_many(docs[start : start + ID_CHUNK], ordered=False)
+                    except BulkWriteError as exc:
+                        if any(e.get("code") != 11000 for e in exc.details["writeErrors"]):
+                            raise
+        with mapped():
+            migrations.update_one(
+                {"_id": ADOPTED}, {"$set": {"at": datetime.now(UTC)}}, upsert=True
+            )
+        return len(notes) + len(timers)
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[Doc]:
         """Tasks still `submitted` since before `before`; forgets those accepted or absent."""

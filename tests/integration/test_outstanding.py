@@ -11,7 +11,7 @@ from pymongo import monitoring
 from broker.messages import utcnow
 from dispatcher.settings import Settings
 from store import Store, TaskRecord, TaskStatus
-from store.outstanding import RETRY_TIMERS, SUBMISSIONS, timer_id
+from store.outstanding import MIGRATIONS, RETRY_TIMERS, SUBMISSIONS, timer_id
 from store.sequencing import BatchWrite, Sequencing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -115,3 +115,24 @@ def test_the_sweeper_reads_tasks_by_id_only(settings: Settings, store: Store) ->
         watched.close()
     assert reads.filters, "the sweeper read no task at all"
     assert all(set(f) == {"_id"} for f in reads.filters), reads.filters
+
+
+def test_work_stored_before_the_notes_existed_is_adopted_once(store: Store) -> None:
+    old = utcnow() - timedelta(minutes=5)
+    store.collection(MIGRATIONS).delete_many({})  # a database of the previous version
+    store.tasks.insert_many(
+        [
+            {"_id": "legacy1", "office": "o1", "dossier": "d1", "kind": "dossier.sync",
+             "payload": {}, "status": "submitted", "submitted_at": old},
+            {"_id": "legacy2", "office": "o1", "dossier": "d2", "kind": "dossier.sync",
+             "payload": {}, "status": "retry_wait", "submitted_at": old, "seq": 0,
+             "retries": 2, "run": 1, "next_attempt_at": old},
+        ]
+    )  # fmt: skip
+    store.ensure_indexes()
+    cutoff = utcnow() - timedelta(seconds=30)
+    assert [t.id for t in store.stale_submitted(cutoff)] == ["legacy1"]
+    assert [t.id for t in store.stale_retry_wait(cutoff)] == ["legacy2"]
+    store.submissions.delete_many({})
+    store.ensure_indexes()  # adopted already: reads the tasks no more
+    assert store.stale_submitted(cutoff) == []
