@@ -126,7 +126,9 @@ class Channel:
                 name = topology.retry_exchange(delay)
                 self._ch.exchange_declare(name, "fanout", durable=True)
                 self._ch.queue_declare(
-                    name, durable=True, arguments=topology.retry_arguments(delay)
+                    name,
+                    durable=True,
+                    arguments=topology.retry_arguments(delay, topo.quorum_replicas),
                 )
                 self._ch.queue_bind(name, name, "")
             for name in topo.partition_queues():

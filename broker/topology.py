@@ -43,12 +43,27 @@ def retry_exchange(delay_s: int) -> str:
     return f"dossierflow.retry.{delay_s}s"
 
 
-def retry_arguments(delay_s: int) -> dict[str, Any]:
-    """Arguments of a delayed-retry queue."""
+def retry_arguments(delay_s: int, replicas: int = 0) -> dict[str, Any]:
+    """Arguments of a delayed-retry queue.
+
+    Classic on a single node. With `replicas` set (a cluster) it is a quorum queue like
+    the others: a durable classic queue lives on one node, and while that node is down
+    every declare of it fails (NOT_FOUND, home node down), so no dispatcher could start
+    or reconnect. Quorum queues expire messages at the head too (RabbitMQ >= 3.10).
+    """
+    if not replicas:
+        return {
+            "x-queue-type": "classic",
+            "x-message-ttl": delay_s * 1000,
+            "x-dead-letter-exchange": CONTROL_EXCHANGE,
+        }
     return {
-        "x-queue-type": "classic",
+        **quorum_arguments(replicas),
         "x-message-ttl": delay_s * 1000,
         "x-dead-letter-exchange": CONTROL_EXCHANGE,
+        # An expired retry must reach its partition even if a node goes down meanwhile.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
 
 
