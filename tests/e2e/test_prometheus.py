@@ -224,9 +224,14 @@ def test_prometheus_scrapes_every_process_and_counts_the_tasks_just_run(
         submitted = prometheus.value("sum(dossierflow_tasks_submitted_total)")
         assert submitted == len(set(ids))
         assert prometheus.value("sum(dossierflow_task_failures_total)") == failed
-        # The connector timed each first start from its submission, and every attempt.
-        attempts = prometheus.value("sum(dossierflow_task_run_seconds_count)")
-        assert attempts is not None and attempts >= done + failed
+        # The connector timed every attempt, and each first start from its submission.
+        wait_for(
+            lambda: (
+                (prometheus.value("sum(dossierflow_task_run_seconds_count)") or 0) >= done + failed
+            ),
+            30,
+            "the connector's run times",
+        )
         starts = prometheus.value("sum(dossierflow_task_start_delay_seconds_count)")
         assert starts is not None and starts >= done
         # Blocked dossiers: the dispatcher's memory and the API's store reading agree.
@@ -243,7 +248,11 @@ def test_prometheus_scrapes_every_process_and_counts_the_tasks_just_run(
             "the API's blocked dossiers",
         )
         waiting = sum(1 for t in store.find_tasks() if t.status is TaskStatus.WAITING)
-        assert prometheus.value("dossierflow_waiting_tasks") == waiting
+        wait_for(
+            lambda: prometheus.value("dossierflow_waiting_tasks") == waiting,
+            30,
+            f"{waiting} waiting tasks behind the blocked ones",
+        )
         wait_for(
             lambda: (
                 prometheus.value("count(dossierflow_partition_consumers == 1)")
