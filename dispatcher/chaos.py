@@ -20,7 +20,14 @@ from pathlib import Path
 from broker.admin import Admin
 from dispatcher import chaoscheck as cc
 from dispatcher.chaosactors import Fixer, Submitter
-from dispatcher.chaosfaults import FAULTS, SERVICE_FAULTS, Injector, Services
+from dispatcher.chaosfaults import (
+    CLUSTER_FAULTS,
+    FAULTS,
+    KNOWN_FAULTS,
+    SERVICE_FAULTS,
+    Injector,
+    Services,
+)
 from dispatcher.chaosreport import render
 from dispatcher.cluster import Cluster
 from dispatcher.faultplan import inject
@@ -79,6 +86,11 @@ def run_chaos(settings: Settings, options: Options) -> int:
     if set(faults) & set(SERVICE_FAULTS) and not services.controls_settings():
         print("  services.sh does not run this broker and store: no broker or store faults")
         faults = tuple(f for f in faults if f not in SERVICE_FAULTS)
+    on_cluster = bool(set(faults) & set(CLUSTER_FAULTS)) and services.controls_cluster()
+    if set(faults) & set(CLUSTER_FAULTS) and not on_cluster:
+        if options.faults != KNOWN_FAULTS:  # asked for by name, not as one of "every fault"
+            print("  the broker is not `services.sh cluster`: no node-loss fault")
+        faults = tuple(f for f in faults if f not in CLUSTER_FAULTS)
     rng = random.Random(options.seed)
     cluster = Cluster(settings, "dossierflow-chaos", settings.mongo_db, STATE / "logs")
     store, package = _fresh(settings, cluster, options.dossiers)
@@ -107,6 +119,8 @@ def run_chaos(settings: Settings, options: Options) -> int:
         print(f"  {len(injector.windows)} faults injected; healing")
         if set(faults) & set(SERVICE_FAULTS):
             services.start()
+        if on_cluster:
+            services.start_cluster()
         package.set_unreachable(0)
         _settle(store, package, fixer)
     finally:

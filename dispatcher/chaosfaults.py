@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -19,12 +20,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from broker import topology
+from broker.addresses import split_urls
 from broker.messages import Envelope, MessageType, encode, utcnow
 from broker.rabbitmq import Connection
 from dispatcher.chaoscheck import FaultWindow, Poison
@@ -44,6 +47,9 @@ FAULTS = (
     "poison",
     "actions",
 )
+# Faults of the three-node broker (`services.sh cluster`): only when the run uses it.
+CLUSTER_FAULTS = ("node-loss",)
+KNOWN_FAULTS = (*FAULTS, *CLUSTER_FAULTS)
 
 
 @dataclass
@@ -79,6 +85,26 @@ class Services:
                 return False
         return True
 
+    def controls_cluster(self) -> bool:
+        """Whether the run's broker is the three-node cluster of `services.sh cluster`."""
+        if not self.script.exists():
+            return False
+        for line in self._run("cluster", "env").splitlines():
+            name, _, value = line.removeprefix("export DOSSIERFLOW_").partition("=")
+            if name == "AMQP_URL":
+                ours = {_port(u) for u in split_urls(value.strip("'"))}
+                return ours == {_port(u) for u in split_urls(self.settings.amqp_url)}
+        return False
+
+    def stop_node(self, number: int) -> None:
+        """Stop node `number` of the cluster (as `rabbitmqctl stop` would: a clean shutdown)."""
+        self._run("cluster", "stop-node", str(number))
+
+    def start_cluster(self, number: int | None = None) -> None:
+        """Start node `number`, or every node of the cluster (idempotent)."""
+        args = ("start-node", str(number)) if number else ("start",)
+        self._run("cluster", *args, timeout=400)
+
     def rabbitmqctl(self, *args: str) -> None:
         """Run rabbitmqctl against our node."""
         self._run("rabbitmqctl", *args)
@@ -100,20 +126,44 @@ class Services:
 
 
 def _management(api_url: str) -> Callable[[str, str], Any]:
-    """A caller of the management API: (method, path) -> the decoded answer."""
-    parts = urllib.parse.urlsplit(api_url)
-    base = f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path.rstrip('/')}"
-    user, password = parts.username or "guest", parts.password or "guest"
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}", "X-Reason": "dossierflow chaos"}
+    """A caller of the management API: (method, path) -> the decoded answer.
+
+    With several nodes listed, a node that cannot be reached is skipped (a lost node).
+    """
+    nodes = []
+    for url in split_urls(api_url):
+        parts = urllib.parse.urlsplit(url)
+        base = f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path.rstrip('/')}"
+        user, password = parts.username or "guest", parts.password or "guest"
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        nodes.append((base, {"Authorization": f"Basic {token}", "X-Reason": "dossierflow chaos"}))
 
     def call(method: str, path: str) -> Any:
-        request = urllib.request.Request(base + path, method=method, headers=headers)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
+        for i, (base, headers) in enumerate(nodes):
+            request = urllib.request.Request(base + path, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    body = response.read()
+            except urllib.error.HTTPError:
+                raise
+            except OSError:
+                if i == len(nodes) - 1:
+                    raise
+                continue
+            return json.loads(body) if body else None
+        return None
 
     return call
+
+
+def partition_leaders(api_url: str, vhost: str) -> Counter[str]:
+    """How many control partitions each cluster node leads (quorum queue `leader`)."""
+    queues = _management(api_url)("GET", f"/queues/{urllib.parse.quote(vhost, safe='')}")
+    return Counter(
+        str(q.get("leader"))
+        for q in queues
+        if re.fullmatch(r"dossierflow\.control\.p\d+", q["name"]) and q.get("leader")
+    )
 
 
 def close_all_connections(api_url: str) -> int:
@@ -228,6 +278,19 @@ class Injector:
         time.sleep(hold)
         self.services.rabbitmqctl("start_app")
         return f"down {hold:.0f} s"
+
+    def _node_loss(self) -> str:
+        # The node that leads the most partitions: its loss moves the most queue leaders.
+        led = partition_leaders(self.cluster.settings.rabbitmq_api, self.cluster.vhost)
+        victim, most = led.most_common(1)[0]
+        found = re.fullmatch(r"dossierflow-c(\d+)@.*", victim)
+        if found is None:
+            raise RuntimeError(f"{victim} is not a node of services.sh cluster")
+        hold = self.rng.uniform(5, 10)
+        self.services.stop_node(int(found[1]))
+        time.sleep(hold)
+        self.services.start_cluster(int(found[1]))
+        return f"{victim} (leader of {most} partitions) down {hold:.0f} s"
 
     def _store_restart(self) -> str:
         hold = self.rng.uniform(3, 7)
