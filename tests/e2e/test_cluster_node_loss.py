@@ -148,10 +148,15 @@ class Submissions:
         """Tasks stored so far."""
         return len(self.submitter.accepted)
 
-    def stop(self) -> dict[tuple[str, str], list[str]]:
-        """Stop submitting; the task ids per (office, dossier) in submission order."""
+    def halt(self) -> None:
+        """Stop submitting and close the client (again: nothing happens)."""
         self._enough.set()
         self._thread.join(timeout=150)
+        self.submitter.close()
+
+    def stop(self) -> dict[tuple[str, str], list[str]]:
+        """Stop submitting; the task ids per (office, dossier) in submission order."""
+        self.halt()
         assert not self._thread.is_alive() and not self.errors, self.errors
         expected: dict[tuple[str, str], list[str]] = {}
         for accepted in self.submitter.accepted:
@@ -217,15 +222,17 @@ def test_losing_the_node_that_leads_most_partitions_mid_run_loses_nothing_and_ke
         cluster.start_worker(OFFICE, f"worker-{n}")
     cluster.supervise()  # as systemd or Kubernetes would
     submissions = Submissions(cluster, store)
-    wait_for(lambda: _done(store) >= 40, 90, "40 tasks done before the node loss")
-
-    summary = _lose_and_restore(
-        broker_cluster, cluster_vhost, settings.partitions, store, submissions
-    )
-    # Submissions go on a little after the node is back, then every task must finish.
-    after = submissions.count
-    wait_for(lambda: submissions.count >= after + 30, 60, "30 submissions after the return")
-    expected = submissions.stop()
+    try:
+        wait_for(lambda: _done(store) >= 40, 90, "40 tasks done before the node loss")
+        summary = _lose_and_restore(
+            broker_cluster, cluster_vhost, settings.partitions, store, submissions
+        )
+        # Submissions go on a little after the node is back, then every task must finish.
+        after = submissions.count
+        wait_for(lambda: submissions.count >= after + 30, 60, "30 submissions after the return")
+        expected = submissions.stop()
+    finally:
+        submissions.halt()
     total = submissions.count
     wait_all_done(store, total, timeout=120)
 
