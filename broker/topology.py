@@ -98,7 +98,8 @@ def quorum_arguments(replicas: int = 0) -> dict[str, Any]:
     `replicas` 0 leaves the count to RabbitMQ (every node up to its `quorum_cluster_size`,
     3 by default); a number makes it explicit (3 on a three-node cluster: one node may go
     down and every queue keeps its majority). Like every argument, it cannot change on
-    an existing queue (replicas are added with `rabbitmq-queues add_member` instead).
+    an existing queue: RabbitMQ 3.10 refuses the redeclare (PRECONDITION_FAILED, checked),
+    so add replicas with `rabbitmq-queues add_member` or `grow` instead.
     """
     args: dict[str, Any] = {"x-queue-type": "quorum"}
     if replicas:

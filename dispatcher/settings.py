@@ -31,7 +31,9 @@ class Settings:
     partitions: int = 8
     delivery_limit: int = 5
     # Replicas of every quorum queue; 0 leaves it to RabbitMQ (all nodes up to 3). Set it
-    # on a cluster (3 on three nodes); it only applies to queues not declared yet.
+    # on a new cluster (3 on three nodes); non-zero also makes the retry queues quorum
+    # queues. Like any queue argument it cannot change on queues that exist (RabbitMQ
+    # refuses the redeclare): on a running system add replicas with rabbitmq-queues.
     quorum_replicas: int = 0
     heartbeat_s: int = 30
     # Unacknowledged control messages per partition consumer: what a batch can draw on.
