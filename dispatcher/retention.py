@@ -67,12 +67,16 @@ class Pruner:
         """What finished before this instant goes."""
         return self._clock() - timedelta(days=self._settings.retention_days)
 
-    def run_if_due(self) -> PruneReport | None:
-        """Prune if a pass is due; None when none ran. Store errors are logged, not raised."""
+    def run_if_due(self, sleep: Callable[[float], None] | None = None) -> PruneReport | None:
+        """Prune if a pass is due; None when none ran. Store errors are logged, not raised.
+
+        `sleep` waits between deletes; the sweeper passes its broker connection's, which
+        keeps the connection's heartbeats going meanwhile.
+        """
         if not self.enabled or time.monotonic() < self._next:
             return None
         try:
-            report = self.run()
+            report = self.run(sleep=sleep)
         except StoreError as exc:
             log.warning("retention.failed", error=str(exc))
             self._next = time.monotonic() + self._settings.sweep_interval_s
@@ -82,7 +86,13 @@ class Pruner:
             self._next = time.monotonic() + delay
         return report
 
-    def run(self, *, dry_run: bool = False, budget_s: float | None = None) -> PruneReport | None:
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        budget_s: float | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> PruneReport | None:
         """One pass; None when another process holds the retention lease."""
         if not self._indexed:
             self._retention.ensure_indexes()
@@ -95,7 +105,10 @@ class Pruner:
         pause_s = self._settings.retention_pause_ms / 1000
 
         def pause() -> bool:
-            if self._stop.wait(pause_s) or time.monotonic() - started > budget:
+            if sleep is not None:
+                sleep(pause_s)
+            stopped = self._stop.is_set() if sleep is not None else self._stop.wait(pause_s)
+            if stopped or time.monotonic() - started > budget:
                 return False
             return self._lease()  # lost to another process: stop, it goes on
 

@@ -102,7 +102,7 @@ class Dispatcher:
                     self._publish_ch.declare_control(self._topo)
                 conn.sleep(min(1.0, self._settings.sweep_interval_s))
                 if not self._stop.is_set():
-                    self._sweep_if_due()
+                    self._sweep_if_due(conn.sleep)
             except BrokerError as exc:
                 log.warning("dispatcher.connection_lost", error=str(exc))
                 if conn is not None:
@@ -116,7 +116,7 @@ class Dispatcher:
         log.info("dispatcher.stopped", name=self._name)
         return 0
 
-    def _sweep_if_due(self) -> None:
+    def _sweep_if_due(self, sleep: Callable[[float], None] | None = None) -> None:
         if time.monotonic() < self._next_sweep:
             return
         base = self._settings.sweep_interval_s
@@ -136,8 +136,8 @@ class Dispatcher:
             # The next sweep tries again; a passing outage must not stop the dispatcher.
             log.warning("sweeper.failed", error=str(exc))
         if held:
-            # Retention needs the store only: a broker outage does not hold it up.
-            self._pruner.run_if_due()
+            # Retention needs the store only: a failed sweep does not hold it up.
+            self._pruner.run_if_due(sleep)
 
     def _partitions(self, queues: list[str], index: int) -> None:
         """Own some partitions until stop, reconnecting after any failure."""

@@ -71,6 +71,25 @@ def _dossier(d: int, next_seq: int, head: int) -> dict[str, object]:
     }  # fmt: skip
 
 
+def time_sweeps(settings: Settings, store: Store, rounds: int) -> list[float]:
+    """Milliseconds of each of `rounds` sweeper passes, after one to warm up."""
+    conn = Connection.open(settings.amqp_url, name="sweeper-bench")
+    try:
+        channel = conn.channel(confirm=True)
+        channel.declare_control(settings.topology())
+        dispatcher = Dispatcher(settings, store, threading.Event())
+        dispatcher._publish_ch = channel  # what run() sets up before sweeping
+        dispatcher.sweep()
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            dispatcher.sweep()
+            times.append((time.perf_counter() - started) * 1000)
+        return times
+    finally:
+        conn.close()
+
+
 def main() -> int:
     """Seed, time the sweeper's passes and one retention pass, print, clean up."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -85,23 +104,13 @@ def main() -> int:
     admin.create_vhost(name)
     counter = CommandCounter()
     store = Store.connect(settings.mongo_url, name, listeners=[counter])
-    conn = Connection.open(settings.amqp_url, name="sweeper-bench")
     try:
         store.ensure_indexes()
         seed(store, args.finished, args.open)
-        channel = conn.channel(confirm=True)
-        channel.declare_control(settings.topology())
-        dispatcher = Dispatcher(settings, store, threading.Event())
-        dispatcher._publish_ch = channel  # what run() sets up before sweeping
-        dispatcher.sweep()  # warm
         before = counter.commands()
-        times = []
-        for _ in range(args.rounds):
-            started = time.perf_counter()
-            dispatcher.sweep()
-            times.append((time.perf_counter() - started) * 1000)
+        times = time_sweeps(settings, store, args.rounds)
         after = counter.commands()
-        per_pass = {k: (after.get(k, 0) - before.get(k, 0)) / args.rounds for k in after}
+        per_pass = {k: (after.get(k, 0) - before.get(k, 0)) / (args.rounds + 1) for k in after}
         print(
             f"sweeper pass, {args.finished} finished + {args.open} open tasks: "
             f"median {statistics.median(times):.1f} ms, max {max(times):.1f} ms "
@@ -118,14 +127,9 @@ def main() -> int:
             f"({len(report.batches)} deletes of at most {max(report.batches, default=0)} ids, "
             f"no pauses); complete={report.complete}"
         )
-        times = []
-        for _ in range(args.rounds):
-            started = time.perf_counter()
-            dispatcher.sweep()
-            times.append((time.perf_counter() - started) * 1000)
+        times = time_sweeps(settings, store, args.rounds)
         print(f"sweeper pass after pruning: median {statistics.median(times):.1f} ms")
     finally:
-        conn.close()
         store.drop()
         store.close()
         admin.delete_vhost(name)
