@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -66,9 +67,11 @@ def make_cluster(
     """Real dossierflow processes in this test's virtual host; stopped afterwards.
 
     Keyword arguments override settings (e.g. `simpackage_latency_ms="20,40"`). Process
-    logs are kept under test-artifacts/<test name>/ for diagnosis.
+    logs are kept under test-artifacts/<test name>/ for diagnosis, those of an earlier
+    run of the test removed first: tests read them and must not find an old run's lines.
     """
     started: list[Cluster] = []
+    shutil.rmtree(Path("test-artifacts") / request.node.name, ignore_errors=True)
 
     def make(**overrides: Any) -> Cluster:
         logs = Path("test-artifacts") / request.node.name
