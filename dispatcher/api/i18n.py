@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -135,21 +135,60 @@ class Speaker:
         """An absolute moment in the office's zone and the locale's format."""
         if at is None:
             return ""
-        pattern = "medium" if seconds else "short"
-        return format_datetime(_aware(at), pattern, tzinfo=self.tz, locale=_locale(self.language))
+        return _when(_aware(at), "medium" if seconds else "short", self.tz, self.language)
 
     def ago(self, at: datetime | None) -> str:
         """How long ago (or from now) a moment is, in words: '5 days ago'."""
         if at is None:
             return ""
-        delta = _aware(at) - self.now
-        return format_timedelta(
-            delta, threshold=1.0, add_direction=True, format="long", locale=_locale(self.language)
-        )
+        return _ago((_aware(at) - self.now).total_seconds(), self.language)
 
     def iso(self, at: datetime | None) -> str:
         """A moment for machines (the `datetime` attribute of `<time>`), in UTC."""
         return _aware(at).isoformat(timespec="seconds") if at else ""
+
+
+# A list's rows are rendered again at every refresh of its live part: the same moments,
+# formatted once (Babel's formatting is most of a page's rendering time otherwise).
+@functools.lru_cache(maxsize=20_000)
+def _when(at: datetime, pattern: str, tz: tzinfo, language: str) -> str:
+    return format_datetime(at, pattern, tzinfo=tz, locale=_locale(language))
+
+
+# Babel's units for relative times, largest first (`babel.dates.TIMEDELTA_UNITS`).
+_UNITS = (31536000, 2592000, 604800, 86400, 3600, 60, 1)
+_AGO: dict[tuple[int, int, bool, str], str] = {}
+
+
+def _ago_key(seconds: float) -> tuple[int, int, bool]:
+    """What Babel's relative time (threshold 1) depends on: unit, count and direction.
+
+    The same choice `format_timedelta` makes, so its words can be kept per (unit, count,
+    direction) instead of per second.
+    """
+    for size in _UNITS:
+        count = abs(seconds) / size
+        if count >= 1.0 or size == 1:
+            if size == 1 and count > 0:
+                count = max(1.0, count)
+            return size, round(count), seconds >= 0
+    raise AssertionError("unreachable: the loop returns at the second")
+
+
+def _ago(seconds: float, language: str) -> str:
+    key = (*_ago_key(seconds), language)
+    text = _AGO.get(key)
+    if text is None:
+        text = format_timedelta(
+            timedelta(seconds=seconds),
+            threshold=1.0,
+            add_direction=True,
+            format="long",
+            locale=_locale(language),
+        )
+        if len(_AGO) < 5_000:
+            _AGO[key] = text
+    return text
 
 
 def _aware(at: datetime) -> datetime:

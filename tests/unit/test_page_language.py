@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from babel.dates import format_timedelta
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.api.i18n import LOCALE_DIR, Speaker, accepted, choose_language
 from reminder.texts import LANGUAGES, instruction_text
@@ -111,3 +114,25 @@ def test_times_are_the_offices_local_time_in_the_locales_format() -> None:
     summer = datetime(2026, 7, 1, 9, 30, tzinfo=UTC)  # 11:30 in Brussels (CEST)
     assert nl.when(summer).endswith("11:30")
     assert Speaker.of("nl", "Not/AZone", now).when(at).endswith("10:30")
+
+
+@given(
+    st.sampled_from(sorted(LANGUAGES)),
+    st.one_of(
+        st.floats(-4e8, 4e8, allow_nan=False),
+        st.sampled_from([0.0, -0.0, 0.3, -0.3, 59.5, 89.9, 6.6 * 86400, -6.6 * 86400]),
+    ),
+)
+@settings(max_examples=300)
+def test_relative_times_read_as_babel_writes_them_though_they_are_cached(
+    language: str, seconds: float
+) -> None:
+    """Cached per unit, count and direction: the words are Babel's for every delta."""
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    speaker = Speaker(language, UTC, now)
+    at = now + timedelta(seconds=seconds)
+    expected = format_timedelta(
+        at - now, threshold=1.0, add_direction=True, format="long", locale=language
+    )
+    assert speaker.ago(at) == expected
+    assert speaker.ago(at) == expected  # from the cache
