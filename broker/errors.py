@@ -11,6 +11,14 @@ class ConnectionLost(BrokerError):
     """The broker connection or channel closed; the caller may reconnect."""
 
 
+class ChannelRefused(ConnectionLost):
+    """The broker refused a request and closed the channel (403 access, 404 not found)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class BrokerUnavailable(BrokerError):
     """The broker could not be reached within the bounded reconnection attempts."""
 

@@ -27,6 +27,7 @@ from broker import topology
 from broker.addresses import rotated, split_urls
 from broker.errors import (
     BrokerUnavailable,
+    ChannelRefused,
     ConnectionLost,
     PublishNotConfirmed,
     Unroutable,
@@ -95,9 +96,10 @@ def _delivery(method: Any, props: Any, body: bytes) -> Delivery:
 class Channel:
     """A channel: declare, publish with confirms and `mandatory`, consume with manual acks."""
 
-    def __init__(self, channel: BlockingChannel, confirm: bool) -> None:
+    def __init__(self, channel: BlockingChannel, confirm: bool, user: str = "") -> None:
         self._ch = channel
         self._confirm = confirm
+        self._user = user  # the login: every publish carries it as `user_id`
         self._tags: list[str] = []
         self._generator = False  # a `deliveries` consumer is active
 
@@ -115,6 +117,9 @@ class Channel:
             # Exchange-to-exchange: a dead-lettered task keeps its `office.dossier`
             # routing key and so lands in its own dossier's partition.
             self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "")
+            # The connectors' events reach the dossier's partition the same way.
+            self._ch.exchange_declare(topology.EVENTS_EXCHANGE, "topic", durable=True)
+            self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.EVENTS_EXCHANGE, "#")
             self._ch.exchange_declare(topology.PARKED_EXCHANGE, "fanout", durable=True)
             self._ch.queue_declare(
                 topology.PARKED_QUEUE,
@@ -193,6 +198,7 @@ class Channel:
         props = pika.BasicProperties(
             content_type="application/json",
             delivery_mode=pika.DeliveryMode.Persistent,
+            user_id=self._user or None,
             message_id=message_id,
             type=message_type,
             headers=dict(headers or {}),
@@ -296,10 +302,13 @@ class Outgoing:
     headers: Mapping[str, Any] | None = None
 
 
-def _properties(envelope: Envelope, headers: Mapping[str, Any] | None) -> Any:
+def _properties(envelope: Envelope, headers: Mapping[str, Any] | None, user: str) -> Any:
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=pika.DeliveryMode.Persistent,
+        # RabbitMQ refuses (406) a `user_id` that is not the publisher's login, so a
+        # receiver may believe it: the dispatcher checks who sent an event by it.
+        user_id=user or None,
         message_id=envelope.id,
         type=envelope.type.value,
         headers={"office": envelope.office, "dossier": envelope.dossier, **(headers or {})},
@@ -315,7 +324,8 @@ class BatchPublisher:
     `mandatory`: a message no queue takes comes back and is reported, never lost.
     """
 
-    def __init__(self, channel: BlockingChannel) -> None:
+    def __init__(self, channel: BlockingChannel, user: str = "") -> None:
+        self._user = user
         # The blocking channel's private parts: its asynchronous channel (publish without
         # waiting) and its flush (pump the connection until a condition holds).
         raw: Any = channel
@@ -360,7 +370,7 @@ class BatchPublisher:
                     exchange=item.exchange,
                     routing_key=env.routing_key,
                     body=encode(env),
-                    properties=_properties(env, item.headers),
+                    properties=_properties(env, item.headers, self._user),
                     mandatory=True,
                 )
                 self._pending[self._next_tag] = item
@@ -412,6 +422,8 @@ class _mapped:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, pika.exceptions.ChannelClosedByBroker) and exc.reply_code in (403, 404):
+            raise ChannelRefused(f"{exc.reply_code}: {exc.reply_text}", exc.reply_code) from exc
         if exc is not None and isinstance(exc, _LOST):
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
 
@@ -430,6 +442,10 @@ class Connection:
 
     def __init__(self, conn: BlockingConnection) -> None:
         self._conn = conn
+        # The login this connection authenticated with (of the node it reached).
+        impl: Any = getattr(conn, "_impl", None)
+        credentials = getattr(getattr(impl, "params", None), "credentials", None)
+        self.user: str = str(getattr(credentials, "username", "") or "")
 
     @classmethod
     def open(
@@ -469,13 +485,13 @@ class Connection:
             ch = self._conn.channel()
             if confirm:
                 ch.confirm_delivery()
-        return Channel(ch, confirm)
+        return Channel(ch, confirm, self.user)
 
     def publisher(self) -> BatchPublisher:
         """A channel of its own that publishes batches with their confirms awaited together."""
         with _mapped():
             ch = self._conn.channel()
-        return BatchPublisher(ch)
+        return BatchPublisher(ch, self.user)
 
     def pump(self, seconds: float) -> None:
         """Process I/O (heartbeats, deliveries, callbacks) for up to `seconds`."""

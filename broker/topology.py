@@ -27,6 +27,14 @@ WORK_EXCHANGE = "dossierflow.work"
 # reader that was not listening reads everything again.
 CHANGES_EXCHANGE = "dossierflow.changes"
 
+# Result events of the connectors (started, done, failed), bound exchange-to-exchange
+# into the control exchange with `#`. Connectors may write here and nowhere else on the
+# control side: the topic permission of office O's login allows only routing keys
+# `O.<dossier>`, so the broker refuses an event about another office's dossier, and the
+# dispatcher knows that whatever came through here is a connector's event, never a
+# command, timer or dead letter (deploy/rabbitmq/office-user.sh, dispatcher/senders.py).
+EVENTS_EXCHANGE = "dossierflow.events"
+
 # Work that failed for good or could not be handled: fed back into the control exchange
 
 # (exchange-to-exchange binding) so the dossier's own partition records the failure.

@@ -31,7 +31,6 @@ from dispatcher import core
 from dispatcher.batchwrite import Collector
 from dispatcher.inbound import (
     DeadLettered,
-    Death,
     Inbound,
     Message,
     Submitted,
@@ -40,6 +39,7 @@ from dispatcher.inbound import (
 )
 from dispatcher.loading import load_dossiers
 from dispatcher.metrics import SequencerMetrics
+from dispatcher.senders import Senders, death_of
 from store import Fenced, Store, StoreUnavailable
 from store.sequencing import Sequencing
 
@@ -70,18 +70,6 @@ class _Held:
     dossiers: dict[str, core.Dossier] = field(default_factory=dict)
 
 
-def death_of(delivery: Delivery) -> Death | None:
-    """The dead-lettering facts of a work message, None for anything else."""
-    death = delivery.death
-    if death is None or not str(death.get("queue", "")).startswith("dossierflow.work."):
-        return None  # not dead-lettered, or an expired retry timer (queue dossierflow.retry.*)
-    return Death(
-        reason=str(death.get("reason", "")),
-        queue=str(death.get("queue", "")),
-        count=max(int(death.get("count", 1) or 1), delivery.delivery_count),
-    )
-
-
 @dataclass
 class _Item:
     """One delivery of a batch, decoded, with its partition."""
@@ -104,8 +92,10 @@ class Owner:
         *,
         clock: Callable[[], datetime] = utcnow,
         metrics: SequencerMetrics | None = None,
+        senders: Senders | None = None,
     ) -> None:
         self._seq = Sequencing(store.database)
+        self._senders = senders or Senders()
         self._conn = conn
         self._topo = topo
         self._queues = queues
@@ -175,6 +165,8 @@ class Owner:
                     key=item.delivery.routing_key,
                     why=item.decoded.problem,
                     message_id=item.delivery.message_id,
+                    exchange=item.delivery.exchange,
+                    user=item.delivery.user_id,
                 )
                 continue
             dossier = dossiers[item.decoded.key]
@@ -198,7 +190,7 @@ class Owner:
                 self._consume_ch.reject(item.delivery.delivery_tag, requeue=False)
                 parked.add(item.delivery.delivery_tag)
                 continue
-            out.add(dossier, item.part, self._held[item.part].epoch, effects)
+            self._record(out, item.part, dossier, effects)
             seen.append((dossier, before, effects))
         write = out.finish()
         self._stored(lambda: self._seq.write(write))
@@ -213,6 +205,13 @@ class Owner:
             self._consume_ch.ack(last, multiple=True)
         self.handled += len(batch)
         self._count(len(batch), seen, dossiers)
+
+    def _record(
+        self, out: Collector, part: str, dossier: core.Dossier, effects: list[core.Effect]
+    ) -> None:
+        """Add a message's effects; one that changed nothing creates no dossier."""
+        if effects or dossier.tasks or dossier.saved is not None:
+            out.add(dossier, part, self._held[part].epoch, effects)
 
     def _count(self, size: int, seen: list[_Seen], dossiers: dict[str, core.Dossier]) -> None:
         """Feed the metrics once a batch is acknowledged (a failed one is counted by its replay)."""
@@ -253,13 +252,21 @@ class Owner:
                 raise Fenced(f"partition {part} has a newer owner")
 
     def _decode(self, delivery: Delivery) -> Inbound:
-        return inbound(
+        """Decode; a message from a sender that may not send it is dropped (see `senders`)."""
+        decoded = inbound(
             delivery.body,
             delivery.message_id,
             delivery.routing_key,
             death_of(delivery),
             delivery.redelivered,
         )
+        if decoded.message is None:
+            return decoded
+        dead = delivery.death is not None
+        why = self._senders.refusal(
+            delivery.exchange, delivery.user_id, decoded.office, decoded.message, dead
+        )
+        return replace(decoded, message=None, problem=why) if why else decoded
 
     def _take_new(self, parts: set[str], now: datetime) -> None:
         """A first delivery on a partition means the broker made this owner its active one."""

@@ -19,6 +19,7 @@ from broker.rabbitmq import Channel, Connection
 from dispatcher.metrics import SequencerMetrics
 from dispatcher.owner import Owner, OwnerConfig
 from dispatcher.retention import Pruner
+from dispatcher.senders import Senders
 from dispatcher.settings import Settings
 from store import Fenced, Store, StoreError, StoreUnavailable, TaskRecord
 from store.sequencing import Sequencing
@@ -155,7 +156,20 @@ class Dispatcher:
                     self._settings.amqp_url, name=config.name, heartbeat=self._settings.heartbeat_s
                 )
                 conn.channel(confirm=False).declare_control(self._topo)
-                owner = Owner(self._store, conn, self._topo, queues, config, metrics=self.metrics)
+                senders = Senders.of(
+                    self._settings.connector_user_prefix,
+                    conn.user,
+                    self._settings.command_publishers.split(","),
+                )
+                owner = Owner(
+                    self._store,
+                    conn,
+                    self._topo,
+                    queues,
+                    config,
+                    metrics=self.metrics,
+                    senders=senders,
+                )
                 self._owners[index] = owner
                 owner.serve(self._stop.is_set)
                 backoff = 0.5

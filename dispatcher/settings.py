@@ -36,6 +36,13 @@ class Settings:
     # refuses the redeclare): on a running system add replicas with rabbitmq-queues.
     quorum_replicas: int = 0
     heartbeat_s: int = 30
+    # Per-office broker logins (deploy/rabbitmq/office-user.sh): office O's connectors log
+    # in as `<prefix>O`, e.g. "connector-". Set, the dispatcher believes an event only
+    # from the connector login of the office it names, and a command, timer or dead letter
+    # only from its own login or one of `command_publishers` (the API's, comma separated).
+    # "" (the local mode, one login for everything): the broker's permissions alone decide.
+    connector_user_prefix: str = ""
+    command_publishers: str = ""
     # Unacknowledged control messages per partition consumer: what a batch can draw on.
     sequencer_prefetch: int = 512
     # Threads of a dispatcher, each consuming a share of the partitions on its own connection.

@@ -22,7 +22,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from broker import topology
-from broker.errors import BrokerError, DecodeError, Unroutable
+from broker.errors import BrokerError, ChannelRefused, DecodeError, Unroutable
 from broker.messages import Envelope, MessageType, decode, utcnow
 from broker.rabbitmq import BatchPublisher, Channel, Connection, Delivery, Outgoing
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
@@ -108,13 +108,10 @@ class _Slot:
     def serve(self) -> None:
         conn = Connection.open(self._cfg.amqp_url, name=self._name, heartbeat=self._cfg.heartbeat_s)
         try:
-            ch = conn.channel(confirm=True)
-            topo = topology.Topology(
-                self._cfg.partitions,
-                self._cfg.delivery_limit,
-                quorum_replicas=self._cfg.quorum_replicas,
-            )
-            queue = ch.declare_work_queue(self._cfg.office, topo)
+            found = self._work_queue(conn)
+            if found is None:
+                return
+            ch, queue = found
             self._pub = conn.publisher()
             log.info("worker.ready", name=self._name, queue=queue)
             for delivery in ch.deliveries(queue, prefetch=1, idle_seconds=0.5):
@@ -129,6 +126,41 @@ class _Slot:
             # this slot reconnects: its task is redelivered and must not run twice at once.
             self._pool.shutdown(wait=True)
             self._package.close()
+
+    def _work_queue(self, conn: Connection) -> tuple[Channel, str] | None:
+        """A channel on the office's work queue, once it exists; None if stopped meanwhile.
+
+        Declaring the queue names its dead-letter exchange, and RabbitMQ then wants write
+        permission on that exchange, which a per-office login has not (a connector must
+        not publish dead letters). Such a connector uses the queue the dispatcher declares
+        at the office's first release, and waits for it; one login for everything (the
+        local mode) declares it here.
+        """
+        topo = topology.Topology(
+            self._cfg.partitions,
+            self._cfg.delivery_limit,
+            quorum_replicas=self._cfg.quorum_replicas,
+        )
+        name, waiting = topology.work_queue(self._cfg.office), False
+        while not self._w._stop.is_set():
+            ch = conn.channel(confirm=True)
+            try:
+                ch.depth(name)
+                return ch, name
+            except ChannelRefused as exc:
+                if exc.code != 404:
+                    raise
+            ch = conn.channel(confirm=True)
+            try:
+                return ch, ch.declare_work_queue(self._cfg.office, topo)
+            except ChannelRefused as exc:
+                if exc.code != 403:
+                    raise
+            if not waiting:
+                log.info("worker.waiting_for_queue", name=self._name, queue=name)
+                waiting = True
+            conn.sleep(1.0)
+        return None
 
     def _process(self, conn: Connection, ch: Channel, delivery: Delivery) -> None:
         try:
@@ -168,14 +200,7 @@ class _Slot:
             took = time.monotonic() - began
             metrics.finished(env.office, spec.kind, outcome, took, failure.code.value)
             bound.warning("task.failed", code=failure.code.value, transient=failure.transient)
-            # A failure for good goes through the dead-letter exchange (which feeds the
-            # dossier's partition); a transient one straight to the control exchange.
-            self._report(
-                env,
-                MessageType.FAILED,
-                {"attempt": attempt, "error": failure.to_dict()},
-                exchange=topology.CONTROL_EXCHANGE if failure.transient else topology.DEAD_EXCHANGE,
-            )
+            self._report(env, MessageType.FAILED, {"attempt": attempt, "error": failure.to_dict()})
         else:
             metrics.finished(env.office, spec.kind, "done", time.monotonic() - began)
             bound.debug("task.done")
@@ -213,15 +238,11 @@ class _Slot:
                 result: dict[str, Any] = handler(ref, payload, self._package)
         return result
 
-    def _report(
-        self,
-        env: Envelope,
-        kind: MessageType,
-        data: dict[str, Any],
-        exchange: str = topology.CONTROL_EXCHANGE,
-    ) -> None:
+    def _report(self, env: Envelope, kind: MessageType, data: dict[str, Any]) -> None:
+        # Every event goes through the events exchange, the only one a connector's login
+        # may write to on the control side, and carries the login as `user_id`.
         run = env.data.get("run")
         if isinstance(run, int):
             data = {**data, "run": run}  # which release this is about: stale ones are ignored
         event = Envelope(kind, env.task_id, env.office, env.dossier, at=utcnow(), data=data)
-        self._pub.send([Outgoing(exchange, event)])
+        self._pub.send([Outgoing(topology.EVENTS_EXCHANGE, event)])

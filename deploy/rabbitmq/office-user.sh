@@ -27,17 +27,21 @@ user="connector-$office"
 # Anchored patterns: `office1` must not reach `office10`, nor `dossierflow.work.office1x`.
 # The office id holds only [A-Za-z0-9_-], none of which is special in a regex.
 # configure: declare its own work queue (with the dead-letter arguments).
-# write: publish events to the control exchange and failures to the dead-letter exchange,
-#   and be the destination of its queue's binding (queue.bind needs write on the queue).
+# write: publish its events (started, done, failed) to the events exchange, and be the
+#   destination of its queue's binding (queue.bind needs write on the queue). Never the
+#   control, dead-letter or retry exchanges: commands, timers and dead letters come only
+#   from the dispatcher, the API and the broker itself. The topic permission on the events
+#   exchange allows only routing keys `OFFICE.<dossier>`: no event about another office.
 # read: consume its own queue, and be allowed to bind it to the work exchange (queue.bind
 #   needs read on the source exchange); the topic permission below then limits which
 #   binding keys it may use on that exchange to `OFFICE.*`, so it cannot bind `#` or
 #   another office's key and so never sees another office's work.
 configure="^dossierflow\\.work\\.${office}\$"
-write="^dossierflow\\.(control|dead|work\\.${office})\$"
+write="^dossierflow\\.(events|work\\.${office})\$"
 read_="^dossierflow\\.work(\\.${office})?\$"
 topic_write="^\$"
 topic_read="^${office}\\.\\*\$"
+topic_events="^${office}\\."
 
 if "${ctl[@]}" -q list_users --no-table-headers | cut -f1 | grep -qxF -- "$user"; then
     "${ctl[@]}" -q change_password "$user" "$password"
@@ -46,5 +50,6 @@ else
 fi
 "${ctl[@]}" -q set_permissions -p "$vhost" "$user" "$configure" "$write" "$read_"
 "${ctl[@]}" -q set_topic_permissions -p "$vhost" "$user" dossierflow.work "$topic_write" "$topic_read"
+"${ctl[@]}" -q set_topic_permissions -p "$vhost" "$user" dossierflow.events "$topic_events" "^\$"
 "${ctl[@]}" list_user_permissions "$user"
 "${ctl[@]}" list_user_topic_permissions "$user"

@@ -16,6 +16,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from broker import topology
 from broker.admin import with_vhost
+from broker.errors import ChannelRefused
 from broker.rabbitmq import Connection
 from dispatcher.settings import Settings
 
@@ -81,23 +82,45 @@ def refused(url: str, action: Callable[[BlockingChannel], object]) -> str:
         conn.close()
 
 
+def confirmed_publish(channel: BlockingChannel, exchange: str, key: str) -> object:
+    channel.confirm_delivery()
+    channel.basic_publish(exchange, key, b"{}", pika.BasicProperties(user_id=USER))
+    return None
+
+
 def bind_work(channel: BlockingChannel, queue: str, key: str) -> object:
     return channel.queue_bind(queue, topology.WORK_EXCHANGE, key)
 
 
 def test_connector_reaches_only_its_office(settings: Settings, connector_url: str) -> None:
-    # What a connector really does at start-up: declare and bind its queue, then consume.
+    # Declaring the work queue names the dead-letter exchange, which needs write on it:
+    # refused, the dispatcher declares it (at the office's first release).
     conn = Connection.open(connector_url, name="connector")
-    ch = conn.channel(confirm=True)
-    queue = ch.declare_work_queue(OFFICE, settings.topology())
-    assert queue == "dossierflow.work.officex"
+    with pytest.raises(ChannelRefused) as caught:
+        conn.channel(confirm=True).declare_work_queue(OFFICE, settings.topology())
+    assert caught.value.code == 403 and "dossierflow.dead" in str(caught.value)
     conn.close()
+    admin = Connection.open(settings.amqp_url, name="dispatcher")
+    queue = admin.channel(confirm=True).declare_work_queue(OFFICE, settings.topology())
+    admin.close()
+    assert queue == "dossierflow.work.officex"
     plain = pika.BlockingConnection(pika.URLParameters(connector_url))
     channel = plain.channel()
     channel.basic_consume(queue, lambda *_: None)
     channel.confirm_delivery()
-    channel.basic_publish(topology.CONTROL_EXCHANGE, "officex.d1", b"{}", mandatory=False)
+    own = pika.BasicProperties(user_id=USER)
+    channel.basic_publish(topology.EVENTS_EXCHANGE, "officex.d1", b"{}", own, mandatory=False)
     plain.close()
+    # Events only, only under its own office's keys: no command, timer or dead letter.
+    for exchange, key in (
+        (topology.CONTROL_EXCHANGE, "officex.d1"),
+        (topology.DEAD_EXCHANGE, "officex.d1"),
+        (topology.retry_exchange(settings.retry_delays[0]), "officex.d1"),
+        (topology.EVENTS_EXCHANGE, "officey.d1"),
+        (topology.EVENTS_EXCHANGE, "officex1.d1"),
+    ):
+        publish = functools.partial(confirmed_publish, exchange=exchange, key=key)
+        assert "ACCESS_REFUSED" in refused(connector_url, publish), (exchange, key)
 
     other = "dossierflow.work.officey"
     args = topology.work_arguments(settings.delivery_limit)

@@ -145,7 +145,7 @@ def office_patterns(office: str) -> dict[str, str]:
     """The patterns office-user.sh sets, read from the script with $office substituted."""
     script = (RABBITMQ / "office-user.sh").read_text()
     found = {}
-    for key in ("configure", "write", "read_", "topic_read"):
+    for key in ("configure", "write", "read_", "topic_read", "topic_events"):
         (raw,) = re.findall(rf'^{key}="(.*)"$', script, re.MULTILINE)
         # bash double quotes: \\ -> \, \$ -> $
         found[key] = raw.replace("${office}", office).replace("\\\\", "\\").replace("\\$", "$")
@@ -154,8 +154,10 @@ def office_patterns(office: str) -> dict[str, str]:
 
 def test_office_user_patterns_are_anchored() -> None:
     patterns = office_patterns("office1")
-    for pattern in patterns.values():
-        assert pattern.startswith("^") and pattern.endswith("$"), pattern
+    for key, pattern in patterns.items():
+        assert pattern.startswith("^"), pattern
+        # A routing-key prefix needs no end anchor: `office1\.` ends at the separator.
+        assert pattern.endswith("$" if key != "topic_events" else "\\."), pattern
     for key in ("configure", "read_"):
         pattern = patterns[key]
         assert re.match(pattern, "dossierflow.work.office1")
@@ -166,8 +168,13 @@ def test_office_user_patterns_are_anchored() -> None:
             "xdossierflow.work.office1",
         ):
             assert not re.match(pattern, other), (pattern, other)
-    assert re.match(patterns["write"], "dossierflow.control")
-    assert re.match(patterns["write"], "dossierflow.dead")
+    # Events only through the events exchange: no commands, timers or dead letters.
+    assert re.match(patterns["write"], "dossierflow.events")
+    for exchange in ("dossierflow.control", "dossierflow.dead", "dossierflow.retry.10s"):
+        assert not re.match(patterns["write"], exchange), exchange
+    assert re.match(patterns["topic_events"], "office1.d1")
+    for key in ("office10.d1", "office2.d1", "xoffice1.d1", "office1", "#"):
+        assert not re.match(patterns["topic_events"], key), key
     assert not re.match(patterns["write"], "dossierflow.work")
     assert not re.match(patterns["write"], "dossierflow.work.office10")
     assert re.match(patterns["topic_read"], "office1.*")
