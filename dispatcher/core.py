@@ -133,6 +133,33 @@ def _accept(d: Dossier, msg: Submitted, now: datetime, out: list[Effect]) -> Non
     d.next_seq += 1
     d.tasks[task.id] = task
     _change(out, task.id, TaskStatus.WAITING, "accepted", at=now, seq=task.seq, accepted_at=now)
+    if msg.recheck:
+        _place_late(d, task, out)
+
+
+def _place_late(d: Dossier, task: OpenTask, out: list[Effect]) -> None:
+    """Put a command that came late before the waiting tasks submitted after it.
+
+    Commands of a partition arrive in the order they were published, except around a
+    change of owner: the broker then delivers again what the old owner held, and a
+    quorum queue does not promise that order (a `submitted` command may come back after
+    commands published later), nor does the sweeper's announcement of a command that was
+    never confirmed. Such a command is marked `recheck`, and the task ids order a
+    client's submissions (`client.new_task_id`): the task goes before every task of
+    its dossier that is still waiting and was submitted after it. A task already
+    released keeps its place: its run cannot be taken back.
+    """
+    tasks = list(d.tasks.values())
+    later = [t for t in tasks[:-1] if t.status is TaskStatus.WAITING and t.id > task.id]
+    if not later:
+        return
+    seqs = [t.seq for t in later] + [task.seq]
+    moved = sorted([*later, task], key=lambda t: t.id)
+    for t, seq in zip(moved, seqs, strict=True):
+        if t.seq != seq:
+            t.seq = seq
+            out.append(TaskChange(t.id, {"seq": seq}, []))
+    d.tasks = dict(sorted(d.tasks.items(), key=lambda kv: kv[1].seq))
 
 
 def _current(d: Dossier, task_id: str, run: int) -> OpenTask | None:

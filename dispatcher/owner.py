@@ -333,6 +333,7 @@ class Owner:
             if isinstance(msg, Submitted):
                 if doc is not None and ours:
                     found[n] = Submitted(task_id, doc["kind"], doc.get("payload") or {},
+                                         recheck=True,
                                          accepted=doc["status"] != "submitted")  # fmt: skip
                     if doc["status"] in OPEN_STATUSES:
                         self._stale.add(where.key)

@@ -493,3 +493,38 @@ def test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_still_fails_the_task
     # AMQP message id or a header, the x-death count), so this test will need that field.
     effects = step(d, Unreadable("t1", "delivery_limit", QUEUE, damaged))
     assert d.blocked and of_type(effects, core.Instruct), statuses(d)
+
+
+def _late(task_id: str) -> Submitted:
+    """A command the broker delivered again, or the sweeper announced: it may come late."""
+    return Submitted(task_id, "booking_proposal.process", {"id": task_id}, recheck=True)
+
+
+def test_a_late_command_goes_before_the_waiting_tasks_submitted_after_it() -> None:
+    # Seen in a 10,000-task chaos run: after a change of owner the broker delivered t2's
+    # command again after t3's and t4's; t2 ran after them.
+    d = core.Dossier("o", "d")
+    submit(d, "t1", "t3", "t4")  # t1 released, t3 and t4 wait
+    effects = step(d, _late("t2"))
+    assert list(d.tasks) == ["t1", "t2", "t3", "t4"]
+    assert [t.seq for t in d.tasks.values()] == [0, 1, 2, 3]
+    seqs = {e.task_id: e.fields["seq"] for e in of_type(effects, core.TaskChange)}
+    assert seqs == {"t2": 1, "t3": 2, "t4": 3}  # each moved task's new place is written
+    step(d, Done("t1", 1, {}, NOW))
+    assert d.head is not None and d.head.id == "t2"
+
+
+def test_a_late_command_never_overtakes_a_released_task() -> None:
+    d = core.Dossier("o", "d")
+    submit(d, "t3", "t4")  # t3 released: its run cannot be taken back
+    step(d, _late("t2"))
+    assert list(d.tasks) == ["t3", "t2", "t4"]
+    assert d.tasks["t3"].status is TaskStatus.QUEUED
+
+
+def test_commands_in_their_first_delivery_keep_their_arrival_order() -> None:
+    # Ids order one client's submissions; between clients clocks differ, so a command
+    # delivered once is placed where it arrives.
+    d = core.Dossier("o", "d")
+    submit(d, "t1", "t3", "t2")
+    assert list(d.tasks) == ["t1", "t3", "t2"]
