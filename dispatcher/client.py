@@ -26,6 +26,7 @@ from broker.errors import BrokerError, ConnectionLost, Unroutable
 from broker.messages import Envelope, MessageType, utcnow, valid_id
 from broker.rabbitmq import BatchPublisher, Connection, Outgoing
 from dispatcher.actions import refusal
+from dispatcher.codes import Holders, foreign_code, payload_code
 from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, UnknownTask
 from dispatcher.settings import Settings
 from store import (
@@ -39,6 +40,7 @@ from store import (
     TaskRecord,
     TaskStatus,
 )
+from store.profiles import Profiles
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
 from workers.errors import InvalidSubmission as InvalidTaskInput
 from workers.kinds import spec_for, validate_payload
@@ -99,6 +101,7 @@ class Client:
     ) -> None:
         self._store = store
         self._actions = Actions(store)
+        self._profiles = Profiles(store)
         self._conn = conn
         self._topo = topo
         self._payload_limit = payload_limit
@@ -198,9 +201,10 @@ class Client:
         tasks: list[TaskRecord] = []
         latest: dict[str, tuple[str, str | None]] = {}
         now = utcnow()
+        holders = self._holders([i.payload for i in items])
         for item in items:
             try:
-                clean, key = self._checked(item)
+                clean, key = self._checked(item, holders)
             except InvalidSubmission as exc:
                 if strict:
                     raise
@@ -237,11 +241,13 @@ class Client:
             raise NotAnnounced(tasks[0].id, [t.id for t in tasks], results) from exc
         return results
 
-    def _checked(self, item: Submission) -> tuple[dict[str, Any], str | None]:
+    def _checked(self, item: Submission, holders: Holders) -> tuple[dict[str, Any], str | None]:
         for name, value in (("office", item.office), ("dossier", item.dossier)):
             if not isinstance(value, str) or not valid_id(value):
                 raise InvalidSubmission(f"{name} must match [A-Za-z0-9_-]{{1,64}}")
         clean = self.validate(item.kind, item.payload)
+        if foreign := foreign_code(item.office, item.dossier, clean, holders):
+            raise InvalidSubmission(foreign)
         if not spec_for(item.kind).coalescible:
             return clean, None
         return clean, coalesce_key(item.office, item.dossier, item.kind, clean)
@@ -259,6 +265,11 @@ class Client:
             return task_id if latest_key == key else None
         waiting = self._stored(lambda: self._store.waiting_equal(dossier_key, key))
         return waiting.id if waiting is not None else None
+
+    def _holders(self, payloads: Sequence[Mapping[str, Any] | None]) -> Holders:
+        """Which dossiers hold the codes the payloads name (see `dispatcher.codes`)."""
+        codes = {c for p in payloads if (c := payload_code(p)) is not None}
+        return self._stored(lambda: self._profiles.holders(codes)) if codes else {}
 
     def validate(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The payload as stored, or InvalidSubmission saying what is wrong."""
@@ -320,6 +331,8 @@ class Client:
         if reason is not None:
             raise ActionRefused(reason)
         clean = self.validate(task.kind, payload) if payload is not None else None
+        if foreign := foreign_code(task.office, task.dossier, clean, self._holders([clean])):
+            raise InvalidSubmission(foreign)
         record = ActionRecord(
             id=uuid.uuid4().hex,
             task_id=task.id,
@@ -332,19 +345,9 @@ class Client:
         data: dict[str, Any] = {"action_id": record.id}
         if clean is not None:
             data["payload"] = clean
-        self._announce(
-            [
-                Envelope(
-                    ACTION_COMMANDS[action],
-                    task.id,
-                    task.office,
-                    task.dossier,
-                    at=record.requested_at,
-                    data=data,
-                    message_id=record.id,
-                )
-            ]
-        )
+        at, command = record.requested_at, ACTION_COMMANDS[action]
+        env = Envelope(command, task.id, task.office, task.dossier, at, data, record.id)
+        self._announce([env])
         return self._decision(record, wait_s)
 
     def _decision(self, record: ActionRecord, wait_s: float) -> ActionRecord:

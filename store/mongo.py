@@ -154,6 +154,8 @@ class Store(InstructionsMixin, DirectoryMixin):
             )
             self.dossiers.create_index([("office", 1)], name="office")
             self.users.create_index([("office", 1)], name="office")
+            # Every submission and corrected restart that names a dossier code looks it up.
+            self.collection("dossier_profiles").create_index([("code", 1)], name="code")
             self.instructions.create_index(
                 [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
             )
@@ -350,6 +352,16 @@ class Store(InstructionsMixin, DirectoryMixin):
                 done = {d["_id"] for d in docs if d["status"] in final}
             left.extend(t for t in part if t not in done)
         return left
+
+    def statuses(self, task_ids: Sequence[str], chunk: int = 500) -> dict[str, str]:
+        """The status of each of these tasks that exists, read by `_id` in chunks."""
+        found: dict[str, str] = {}
+        for start in range(0, len(task_ids), chunk):
+            part = list(task_ids[start : start + chunk])
+            with _mapped():
+                for d in self.tasks.find({"_id": {"$in": part}}, {"status": 1}):
+                    found[str(d["_id"])] = str(d["status"])
+        return found
 
     def count_tasks(self, statuses: Sequence[TaskStatus] | None = None) -> dict[str, int]:
         """Number of tasks per status (only the statuses asked, else all)."""

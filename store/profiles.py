@@ -8,7 +8,7 @@ Assignments stay where access control and the mails read them: the user's `dossi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +57,17 @@ class Profiles:
         with _mapped():
             doc = self._docs.find_one({"_id": profile_key(office, dossier)})
         return _profile(doc) if doc else None
+
+    def holders(self, codes: Iterable[str]) -> dict[str, set[tuple[str, str]]]:
+        """The (office, dossier) pairs whose profile has each of `codes`: one query."""
+        found: dict[str, set[tuple[str, str]]] = {}
+        with _mapped():
+            docs = self._docs.find(
+                {"code": {"$in": sorted(set(codes))}}, {"office": 1, "dossier": 1, "code": 1}
+            )
+            for doc in docs:
+                found.setdefault(doc["code"], set()).add((doc["office"], doc["dossier"]))
+        return found
 
     def of_office(self, office: str) -> list[DossierProfile]:
         """Every profile of an office, by dossier id."""
