@@ -6,12 +6,23 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from broker.addresses import split_urls
 from broker.topology import Topology
 
 PREFIX = "DOSSIERFLOW_"
 _FLAGS = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False,
           "off": False, "no": False}  # fmt: skip
+
+
+_SWITCH: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _host(url: str) -> str:
+    """The host of a service URL, lower case ("" when it has none)."""
+    return (urlsplit(url).hostname or "").lower()
 
 
 class SettingsError(ValueError):
@@ -91,6 +102,24 @@ class Settings:
     metrics_office_limit: int = 50
     # The API's gauges read from the store (outbox, open instructions) at most this often.
     metrics_store_interval_s: float = 30.0
+    # The local mode: services on this machine, demo and tests. "auto": on when every
+    # service URL (AMQP, management API, MongoDB) names a loopback host. Outside it the
+    # page's cookie is Secure (`__Host-` prefix, HSTS) and a CSRF secret is required.
+    local_mode: str = "auto"  # auto | on | off
+    # The page's cookie: "auto" is Secure outside the local mode; on | off force it.
+    cookie_secure: str = "auto"
+    # Key of the page's CSRF tokens, the same on every API replica (at least 32 characters);
+    # "" in the local mode: a random key per process.
+    csrf_secret: str = ""
+    # Page sessions end after this long without a request, and this long after login.
+    session_idle_s: float = 1800.0
+    session_max_s: float = 43200.0
+    # How long a token of `dossierflow users token` works unless --days says otherwise.
+    token_days: float = 90.0
+    # Failed logins (page and bearer tokens) allowed per client address and per token
+    # prefix within the window, per API process; more get a 429 with Retry-After.
+    login_failures: int = 10
+    login_window_s: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +165,39 @@ class Settings:
                 "DOSSIERFLOW_RETENTION_BATCH between 1 and 1000"
             )
         _ = self.retry_delays
+        self._validate_access()
+
+    def _validate_access(self) -> None:
+        for name in ("local_mode", "cookie_secure"):
+            if getattr(self, name) not in _SWITCH:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be auto, on or off")
+        if min(self.session_idle_s, self.session_max_s, self.token_days) <= 0:
+            raise SettingsError(
+                "DOSSIERFLOW_SESSION_IDLE_S, DOSSIERFLOW_SESSION_MAX_S and "
+                "DOSSIERFLOW_TOKEN_DAYS must be positive"
+            )
+        if self.login_failures < 1 or self.login_window_s <= 0:
+            raise SettingsError(
+                "DOSSIERFLOW_LOGIN_FAILURES must be at least 1 and "
+                "DOSSIERFLOW_LOGIN_WINDOW_S positive"
+            )
+        if self.csrf_secret and len(self.csrf_secret) < 32:
+            raise SettingsError("DOSSIERFLOW_CSRF_SECRET must hold at least 32 characters")
+
+    @property
+    def local(self) -> bool:
+        """Whether this is the local mode (see `local_mode`)."""
+        if self.local_mode != "auto":
+            return _SWITCH[self.local_mode] is True
+        urls = (*split_urls(self.amqp_url), self.rabbitmq_api, self.mongo_url)
+        return all(_host(url) in _LOOPBACK for url in urls)
+
+    @property
+    def secure_cookie(self) -> bool:
+        """Whether the page's cookie is Secure (and HSTS is sent)."""
+        if self.cookie_secure != "auto":
+            return _SWITCH[self.cookie_secure] is True
+        return not self.local
 
     def topology(self) -> Topology:
         """The broker topology these settings describe."""

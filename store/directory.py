@@ -54,6 +54,7 @@ class DirectoryMixin:
                     "email": user.email,
                     "language": user.language,
                     "dossiers": list(user.dossiers),
+                    "disabled": user.disabled,
                 },
                 upsert=True,
             )
@@ -100,4 +101,5 @@ def _user(doc: Mapping[str, Any]) -> UserRecord:
         email=doc.get("email", ""),
         language=doc.get("language", ""),
         dossiers=tuple(doc.get("dossiers") or ()),
+        disabled=bool(doc.get("disabled", False)),
     )

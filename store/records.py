@@ -159,6 +159,7 @@ class UserRecord:
     email: str = ""
     language: str = ""  # "" = not chosen: the page follows the browser, then the office
     dossiers: tuple[str, ...] = ()
+    disabled: bool = False  # `dossierflow users disable`: no token, no session works
 
 
 class InstructionStatus(StrEnum):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -11,10 +11,13 @@ from dispatcher.api import metrics, openapi, pages, problems, routes
 from dispatcher.api.batch import BATCH_BODY_BYTES
 from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
 from dispatcher.api.changes import ChangeFeed
+from dispatcher.api.guard import Door, SecurityHeaders
 from dispatcher.api.service import ClientPool, Service
+from dispatcher.api.throttle import LoginThrottle
 from dispatcher.client import Client
 from dispatcher.settings import Settings
 from store import Store
+from store.sessions import Sessions
 
 
 def create_app(
@@ -40,7 +43,13 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = Service(store, ClientPool(factory), action_wait_s=action_wait_s)
-    app.state.secret = secret or secrets.token_bytes(32)
+    door = Door.of(settings, secret)
+    app.state.door = door
+    app.state.secret = door.secret
+    app.state.sessions = Sessions(
+        store, timedelta(seconds=settings.session_idle_s), timedelta(seconds=settings.session_max_s)
+    )
+    app.state.throttle = LoginThrottle(settings.login_failures, settings.login_window_s)
     app.state.changes = changes
 
     problems.install(app)
@@ -51,5 +60,6 @@ def create_app(
     limit = settings.payload_limit_bytes + ENVELOPE_BYTES
     larger = {"/v1/task-batches": max(limit, BATCH_BODY_BYTES)}
     app.add_middleware(BodyLimit, limit=limit, larger=larger)
+    app.add_middleware(SecurityHeaders, hsts=door.secure)
     openapi.install(app)
     return app

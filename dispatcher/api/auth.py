@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dispatcher.api.problems import Problem
 from store import Role, Store, UserRecord
 from store.monitoring import Scope
+from store.sessions import Sessions
 from store.tokens import Tokens, digest
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -27,7 +28,7 @@ ACTORS = frozenset({Role.ADMIN, Role.DOSSIER_MANAGER, Role.SUPPORT})
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated user and the digest of the token it came with."""
+    """An authenticated user and the digest of its token (API) or session (page)."""
 
     user: UserRecord
     token_digest: str
@@ -62,8 +63,13 @@ class Principal:
             raise Problem(403, "forbidden", f"a {self.role.value} user may not {what}")
 
     def csrf_token(self, secret: bytes) -> str:
-        """The page's form token: bound to this login, unknown to other sites."""
+        """The page's form token: bound to this session, unknown to other sites."""
         return hmac.new(secret, self.token_digest.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, secret: bytes, given: str) -> bool:
+        """Whether a posted form token is this session's (any malformed value: False)."""
+        wanted = self.csrf_token(secret).encode()
+        return hmac.compare_digest(given.encode("utf-8", "replace"), wanted)
 
 
 def bearer(header: str | None) -> str | None:
@@ -80,6 +86,21 @@ def authenticate(store: Store, tokens: Tokens, token: str | None) -> Principal:
         raise Problem(401, "unauthorized", "send Authorization: Bearer <token>")
     user_id = tokens.user_of(token)
     user = store.user(user_id) if user_id is not None else None
-    if user is None:
-        raise Problem(401, "unauthorized", "unknown or revoked token")
+    if user is None or user.disabled:
+        raise Problem(401, "unauthorized", "unknown, expired or revoked token")
     return Principal(user, digest(token))
+
+
+def authenticate_session(
+    store: Store, tokens: Tokens, sessions: Sessions, session_id: str | None
+) -> Principal:
+    """The user of a page session; 401 once it ended or its token or user did."""
+    session = sessions.get(session_id)
+    if session is None:
+        raise Problem(401, "unauthorized", "log in")
+    user_id = tokens.user_of_digest(session.token_digest)
+    user = store.user(user_id) if user_id == session.user else None
+    if user is None or user.disabled:
+        sessions.close_digest(session.digest)
+        raise Problem(401, "unauthorized", "log in")
+    return Principal(user, session.digest)

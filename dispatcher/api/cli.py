@@ -6,6 +6,8 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from dispatcher.settings import Settings
@@ -73,24 +75,57 @@ def users_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def users_token(settings: Settings, args: argparse.Namespace) -> int:
     """Issue a new token for a user and print it once; earlier tokens stop working."""
+    days = args.days if args.days is not None else settings.token_days
+    if days <= 0:
+        print("dossierflow users token: --days must be positive", file=sys.stderr)
+        return 2
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     try:
-        if store.user(args.id) is None:
-            print(f"dossierflow users token: no user {args.id}", file=sys.stderr)
+        user = store.user(args.id)
+        if user is None or user.disabled:
+            why = "is disabled (users add enables it again)" if user else "does not exist"
+            print(f"dossierflow users token: user {args.id} {why}", file=sys.stderr)
             return 1
-        print(Tokens(store).issue(args.id))
+        tokens = Tokens(store)
+        token = tokens.issue(args.id, timedelta(days=days))
+        print(token)
+        expires = tokens.expires_at(token)
+        print(f"expires {expires:%Y-%m-%d %H:%M} UTC" if expires else "", file=sys.stderr)
     finally:
         store.close()
     return 0
 
 
+def users_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Invalidate the user's tokens and page sessions at once; `disable` also bars new ones."""
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    try:
+        user = store.user(args.id)
+        if user is None:
+            print(f"dossierflow users {args.users_command}: no user {args.id}", file=sys.stderr)
+            return 1
+        if args.users_command == "disable":
+            store.save_user(replace(user, disabled=True))
+        count = Tokens(store).revoke(args.id)
+    finally:
+        store.close()
+    done = "disabled" if args.users_command == "disable" else "revoked"
+    print(f"user {args.id}: {count} token(s) {done}; their page sessions ended")
+    return 0
+
+
 def _users(settings: Settings, args: argparse.Namespace) -> int:
-    commands: dict[str, Command] = {"add": users_add, "token": users_token}
+    commands: dict[str, Command] = {
+        "add": users_add,
+        "token": users_token,
+        "revoke": users_revoke,
+        "disable": users_revoke,
+    }
     return commands[args.users_command](settings, args)
 
 
 def add_commands(sub: Any) -> dict[str, Command]:
-    """Register `api` and `users add|token`."""
+    """Register `api` and `users add|token|revoke|disable`."""
     api = sub.add_parser("api", help="serve the HTTP API and the monitoring page")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
@@ -110,4 +145,12 @@ def add_commands(sub: Any) -> dict[str, Command]:
     add.add_argument("--dossier", action="append", help="a dossier of a dossier manager")
     token = usub.add_parser("token", help="print a new token for a user (shown once)")
     token.add_argument("--id", required=True)
+    token.add_argument(
+        "--days", type=float, help="how long it works (default: DOSSIERFLOW_TOKEN_DAYS)"
+    )
+    for name, why in (
+        ("revoke", "end the user's tokens and page sessions at once"),
+        ("disable", "revoke, and refuse new tokens until `users add` saves the user again"),
+    ):
+        usub.add_parser(name, help=why).add_argument("--id", required=True)
     return {"api": cmd_api, "users": _users}

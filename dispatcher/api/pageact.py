@@ -7,7 +7,6 @@ error next to its field. Only support may send a whole payload as JSON.
 
 from __future__ import annotations
 
-import hmac
 import json
 from dataclasses import replace
 from typing import Any
@@ -18,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher.api import corrections, pagelists
-from dispatcher.api.pagebase import ID, Context, context, option
+from dispatcher.api.pagebase import ID, Context, context, option, same_site
 from dispatcher.api.problems import Problem
 from reminder.texts import LANGUAGES
 from store import ActionType, Role
@@ -59,11 +58,11 @@ def _json_payload(text: str, role: Role) -> dict[str, Any] | None:
 
 async def _checked_form(request: Request) -> tuple[Context, dict[str, str]]:
     """The user and the posted form, once its CSRF token is this login's."""
+    same_site(request)
     ctx = await run_in_threadpool(context, request)
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= _MAX_FIELD}
-    csrf = values.get("csrf", "")
-    if not hmac.compare_digest(csrf, ctx.who.csrf_token(request.app.state.secret)):
+    if not ctx.who.csrf_ok(request.app.state.secret, values.get("csrf", "")):
         raise Problem(403, "forbidden", "the form is stale: reload the page and try again")
     return ctx, values
 

@@ -13,14 +13,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from dispatcher.api.auth import Principal
+from dispatcher.api.auth import Principal, authenticate_session
+from dispatcher.api.guard import Door, check_origin
 from dispatcher.api.i18n import N_, Speaker, choose_language
 from dispatcher.api.problems import Problem
 from dispatcher.api.service import Service
 from store import OfficeRecord, Role
 from workers.kinds import kinds
 
-COOKIE = "dossierflow_token"
 ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KIND = re.compile(r"[a-z0-9_.]{1,64}")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -75,9 +75,11 @@ def speaker_for(request: Request, who: Principal | None, office: OfficeRecord | 
 
 
 def context(request: Request) -> Context:
-    """Authenticate the cookie's token; the office is the user's (support: `?office=`)."""
+    """Authenticate the cookie's session; the office is the user's (support: `?office=`)."""
     svc: Service = request.app.state.service
-    who = svc.authenticate(request.cookies.get(COOKIE))
+    door: Door = request.app.state.door
+    session_id = request.cookies.get(door.cookie)
+    who = authenticate_session(svc.store, svc.tokens, request.app.state.sessions, session_id)
     if who.role is Role.SUPPORT:
         office = option(request.query_params.get("office"), ID, "office")
     else:
@@ -122,3 +124,8 @@ def render(
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Language"] = speaker.language
     return response
+
+
+def same_site(request: Request) -> None:
+    """403 for a POST a browser sent from another site (see `guard.check_origin`)."""
+    check_origin(request.app.state.door, dict(request.headers), request.headers.get("host", ""))

@@ -1,7 +1,9 @@
 """The monitoring page: server-rendered HTML with plain forms, served beside the API.
 
-Login stores the pasted token in an HttpOnly, SameSite=Strict cookie; every form that
-changes something carries a CSRF token derived from that login. Templates autoescape.
+Login checks the pasted token and opens a server-side session (`store/sessions.py`); the
+HttpOnly, SameSite=Strict cookie holds only the session's id. Every POST must come from
+the page itself (`guard.py`), and every form that changes something carries a CSRF token
+derived from the session. Templates autoescape.
 Each page has a live part that a few lines of script refetch (`?fragment=1`) every few
 seconds, so a restarted task is seen running without a reload and without a framework.
 """
@@ -11,22 +13,27 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from dispatcher.api import pagelists, problems
+from dispatcher.api.guard import Door
 from dispatcher.api.i18n import N_
 from dispatcher.api.pageact import act, choose_language
 from dispatcher.api.pagebase import (
-    COOKIE,
     ID,
     STATIC_DIR,
     Context,
     context,
     option,
     render,
+    same_site,
 )
 from dispatcher.api.problems import Problem
+from dispatcher.api.service import Service
 from dispatcher.api.snapshot import Snapshots
+from dispatcher.api.throttle import LoginThrottle
 from store import Role
+from store.sessions import Sessions
 
 MESSAGES = {
     "not-found": N_("This does not exist, or it is not yours to see."),
@@ -35,6 +42,7 @@ MESSAGES = {
     "invalid-request": N_("The request is not valid."),
     "invalid-payload": N_("The request is not valid."),
     "unavailable": N_("The system is busy: try again in a moment."),
+    "too-many-requests": N_("The system is busy: try again in a moment."),
 }
 
 
@@ -70,23 +78,37 @@ def login_form(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    """Check the token and keep it in an HttpOnly cookie."""
+    """Check the token and open a session; the cookie holds only the session's id."""
+    same_site(request)
     form = await request.form()
     token = str(form.get("token") or "").strip()[:200]
+    throttle: LoginThrottle = request.app.state.throttle
+    address = request.client.host if request.client else None
+    throttle.check(address, token)
+    svc: Service = request.app.state.service
     try:
-        request.app.state.service.authenticate(token)
+        who = await run_in_threadpool(svc.authenticate, token)
     except Problem:
-        return render(request, "login.html", None, error=N_("Unknown token."))
+        throttle.failed(address, token, "page")
+        return render(request, "login.html", None, status=401, error=N_("Unknown token."))
+    sessions: Sessions = request.app.state.sessions
+    session_id = await run_in_threadpool(sessions.open, who.user.id, who.token_digest)
+    door: Door = request.app.state.door
     response = RedirectResponse("/", status_code=303)
-    secure = request.url.scheme == "https"
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure)
+    response.set_cookie(
+        door.cookie, session_id, path="/", httponly=True, samesite="strict", secure=door.secure
+    )
     return response
 
 
-def logout(request: Request) -> Response:
-    """Forget the token."""
+async def logout(request: Request) -> Response:
+    """End the session: its cookie no longer logs in, even if replayed."""
+    same_site(request)
+    door: Door = request.app.state.door
+    sessions: Sessions = request.app.state.sessions
+    await run_in_threadpool(sessions.close, request.cookies.get(door.cookie))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(door.cookie, path="/", secure=door.secure, httponly=True)
     return response
 
 
@@ -97,7 +119,7 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
     if exc.status == 401:
         return RedirectResponse("/login", status_code=303)
     message = MESSAGES.get(exc.slug, N_("Something went wrong."))
-    return render(
+    page = render(
         request,
         "error.html",
         _quiet_context(request),
@@ -105,6 +127,8 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
         problem=exc,
         message=message,
     )
+    page.headers.update(exc.headers)
+    return page
 
 
 def _quiet_context(request: Request) -> Context | None:

@@ -29,6 +29,7 @@ TITLES = {
     "payload-too-large": "The request body is over the size limit",
     "action-refused": "The action does not apply to the task in its state",
     "idempotency-key-reused": "The idempotency key was used for another request",
+    "too-many-requests": "Too many requests: retry after the given seconds",
     "office-required": "Support must choose an office",
     "method-not-allowed": "Method not allowed",
     "unavailable": "A backing service is unavailable",
@@ -43,6 +44,7 @@ STATUS_TYPES: dict[int, tuple[str, ...]] = {
     409: ("action-refused", "idempotency-key-reused"),
     413: ("payload-too-large",),
     422: ("invalid-request", "invalid-payload", "office-required"),
+    429: ("too-many-requests",),
     500: ("internal",),
     503: ("unavailable",),
 }
@@ -104,11 +106,14 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class Problem(Exception):
     """An error answered as problem+json: HTTP status, a type slug and a detail."""
 
-    def __init__(self, status: int, slug: str, detail: str = "") -> None:
+    def __init__(
+        self, status: int, slug: str, detail: str = "", headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(detail or TITLES.get(slug, slug))
         self.status = status
         self.slug = slug
         self.detail = detail or TITLES.get(slug, slug)
+        self.headers = dict(headers or {})
 
     def document(self) -> dict[str, Any]:
         """The problem document."""
@@ -123,6 +128,7 @@ class Problem(Exception):
 def response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The HTTP response of a problem."""
     headers = {
+        **problem.headers,
         **(headers or {}),
         **({"WWW-Authenticate": "Bearer"} if problem.status == 401 else {}),
         # A passing outage (the client already waited through a short one): try again soon.

@@ -30,6 +30,7 @@ from dispatcher.api.models import (
 from dispatcher.api.params import IdempotencyKey, Instant, Office, Severity, known_query
 from dispatcher.api.problems import Problem, documented
 from dispatcher.api.service import Service
+from dispatcher.api.throttle import LoginThrottle
 from store import ActionType, InstructionStatus, TaskStatus
 from store.monitoring import DossierSummary, Scope, TaskFilter
 from workers.kinds import kinds
@@ -37,7 +38,7 @@ from workers.kinds import kinds
 router = APIRouter(
     prefix="/v1",
     dependencies=[Depends(known_query)],
-    responses=documented(401, 413, 422, 500, 503),
+    responses=documented(401, 413, 422, 429, 500, 503),
 )
 _bearer = HTTPBearer(auto_error=False, description="a token from `dossierflow users token`")
 
@@ -52,8 +53,18 @@ def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
-    """The authenticated caller; 401 otherwise."""
-    return service(request).authenticate(credentials.credentials if credentials else None)
+    """The authenticated caller; 401 otherwise, 429 after too many failed tokens."""
+    token = credentials.credentials if credentials else None
+    if not token:
+        return service(request).authenticate(None)
+    throttle: LoginThrottle = request.app.state.throttle
+    address = request.client.host if request.client else None
+    throttle.check(address, token)
+    try:
+        return service(request).authenticate(token)
+    except Problem:
+        throttle.failed(address, token, "api")
+        raise
 
 
 Who = Annotated[Principal, Depends(principal)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -105,8 +105,11 @@ def seed(store: Store) -> dict[str, str]:
 
 @pytest.fixture
 def http(settings: Settings, store: Store) -> Iterator[TestClient]:
-    """The app on this test's database and virtual host; actions do not wait for a decision."""
-    app = create_app(settings, store, action_wait_s=0.0)
+    """The app on this test's database and virtual host; actions do not wait for a decision.
+
+    The matrix sends an unknown token 27 times: more than failed logins may (429).
+    """
+    app = create_app(replace(settings, login_failures=1000), store, action_wait_s=0.0)
     with TestClient(app) as client:
         yield client
     app.state.service.clients.close()

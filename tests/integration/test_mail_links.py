@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dispatcher.api.app import create_app
-from dispatcher.api.pages import COOKIE
 from dispatcher.settings import Settings
 from reminder.render import dossier_link
 from store import Store
 from tests.integration.test_api_access import seed
+from tests.integration.test_monitoring_views import log_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -34,7 +34,7 @@ def test_the_mailed_dossier_link_opens_the_dossier_page(
     page: tuple[TestClient, dict[str, str]], reader: str, office: str, dossier: str
 ) -> None:
     client, tokens = page
-    client.cookies.set(COOKIE, tokens[reader])
+    log_in(client, tokens[reader])
     response = client.get(dossier_link("http://testserver", office, dossier))
     assert response.status_code == 200, response.text[:300]
     assert dossier in response.text
