@@ -5,7 +5,9 @@ a copy of the database gives nobody a working cookie. The digest is the `_id`: e
 and write goes by `_id` (no other field is ever queried). A session names the token it
 was opened with, so revoking the token (or disabling the user) ends it at the next
 request. It ends after `idle` without a request and `longest` after login, whichever
-comes first; logout deletes it.
+comes first; logout deletes it. Sessions nobody uses again are deleted once past their
+absolute end, by a login at most once an hour per process (the one query not by `_id`,
+over a collection of one document per login of the last 12 hours).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from store.mongo import Store, _mapped
 
 SESSIONS = "sessions"
 _TOUCH_EVERY = timedelta(seconds=60)  # writes the last use at most once a minute
+_PRUNE_EVERY = timedelta(hours=1)  # sessions never used again: deleted once past their end
 
 
 def session_digest(session_id: str) -> str:
@@ -46,6 +49,7 @@ class Sessions:
         self._docs: Collection[dict[str, Any]] = store.collection(SESSIONS)
         self.idle = idle
         self.longest = longest
+        self._pruned_at: datetime | None = None
 
     def open(self, user_id: str, token_digest: str) -> str:
         """A new session id for the cookie (shown once, stored only as its digest)."""
@@ -61,7 +65,15 @@ class Sessions:
         }
         with _mapped():
             self._docs.insert_one(doc)
+        if self._pruned_at is None or now - self._pruned_at >= _PRUNE_EVERY:
+            self._pruned_at = now
+            self.prune(now)
         return session_id
+
+    def prune(self, now: datetime) -> int:
+        """Delete the sessions past their absolute end; return how many."""
+        with _mapped():
+            return int(self._docs.delete_many({"expires_at": {"$lt": now}}).deleted_count)
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session of a cookie value; an expired one is deleted and gives None."""

@@ -11,7 +11,7 @@ import argparse
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from dispatcher.api.cli import users_revoke, users_token
 from dispatcher.api.guard import PLAIN_COOKIE, SECURE_COOKIE
 from dispatcher.settings import Settings, SettingsError
 from store import OfficeRecord, Role, Store, UserRecord
-from store.sessions import SESSIONS
+from store.sessions import SESSIONS, Sessions
 from store.tokens import Tokens
 from tests.waiting import wait_for
 
@@ -244,3 +244,12 @@ def test_outside_the_local_mode_the_api_needs_a_csrf_secret(
 ) -> None:
     with pytest.raises(SettingsError, match="DOSSIERFLOW_CSRF_SECRET"):
         create_app(replace(settings, local_mode="off", csrf_secret=""), store)
+
+
+def test_sessions_past_their_end_are_pruned(store: Store) -> None:
+    sessions = Sessions(store, timedelta(minutes=30), timedelta(hours=12))
+    sessions.open("admin", "d" * 64)
+    assert store.collection(SESSIONS).count_documents({}) == 1
+    assert sessions.prune(datetime.now(UTC)) == 0
+    assert sessions.prune(datetime.now(UTC) + timedelta(hours=13)) == 1
+    assert store.collection(SESSIONS).count_documents({}) == 0
