@@ -6,10 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from broker.addresses import split_urls
 from broker.topology import Topology
+from dispatcher.safety import LOOPBACK, host, refusal
 
 PREFIX = "DOSSIERFLOW_"
 _FLAGS = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False,
@@ -17,12 +17,6 @@ _FLAGS = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false":
 
 
 _SWITCH: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def _host(url: str) -> str:
-    """The host of a service URL, lower case ("" when it has none)."""
-    return (urlsplit(url).hostname or "").lower()
 
 
 class SettingsError(ValueError):
@@ -104,8 +98,12 @@ class Settings:
     metrics_store_interval_s: float = 30.0
     # The local mode: services on this machine, demo and tests. "auto": on when every
     # service URL (AMQP, management API, MongoDB) names a loopback host. Outside it the
-    # page's cookie is Secure (`__Host-` prefix, HSTS) and a CSRF secret is required.
+    # page's cookie is Secure (`__Host-` prefix, HSTS), a CSRF secret is required, and
+    # unsafe service settings are refused (dispatcher/safety.py).
     local_mode: str = "auto"  # auto | on | off
+    # Outside the local mode: accept amqp://, http:// and mongodb:// without TLS (a network
+    # you trust, e.g. inside a cluster).
+    allow_plaintext: bool = False
     # The page's cookie: "auto" is Secure outside the local mode; on | off force it.
     cookie_secure: str = "auto"
     # Key of the page's CSRF tokens, the same on every API replica (at least 32 characters);
@@ -183,6 +181,9 @@ class Settings:
             )
         if self.csrf_secret and len(self.csrf_secret) < 32:
             raise SettingsError("DOSSIERFLOW_CSRF_SECRET must hold at least 32 characters")
+        why = None if self.local else refusal(self)
+        if why is not None:
+            raise SettingsError(f"outside the local mode (DOSSIERFLOW_LOCAL_MODE): {why}")
 
     @property
     def local(self) -> bool:
@@ -190,7 +191,7 @@ class Settings:
         if self.local_mode != "auto":
             return _SWITCH[self.local_mode] is True
         urls = (*split_urls(self.amqp_url), self.rabbitmq_api, self.mongo_url)
-        return all(_host(url) in _LOOPBACK for url in urls)
+        return all(host(url) in LOOPBACK for url in urls)
 
     @property
     def secure_cookie(self) -> bool:
