@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
 from dispatcher.api.app import create_app
 from dispatcher.api.cli import users_revoke, users_token
@@ -98,7 +99,11 @@ def test_a_cookie_replayed_after_logout_gets_the_login_page(
 
 
 def test_revoke_and_disable_end_tokens_and_sessions_at_once(
-    make_client: MakeClient, admin: str, settings: Settings, store: Store
+    make_client: MakeClient,
+    admin: str,
+    settings: Settings,
+    store: Store,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     client = make_client()
     log_in(client, admin)
@@ -113,14 +118,24 @@ def test_revoke_and_disable_end_tokens_and_sessions_at_once(
     assert users_revoke(settings, argparse.Namespace(id="admin", users_command="disable")) == 0
     assert not logged_in(client)
     assert users_token(settings, argparse.Namespace(id="admin", days=None)) == 1
+    assert "disabled" in capsys.readouterr().err
     behind = Tokens(store).issue("admin")  # a token made behind the CLI's back: no use
     assert client.post("/login", data={"token": behind}, headers=SAME).status_code == 401
     assert client.get("/v1/tasks", headers={"Authorization": f"Bearer {behind}"}).status_code == 401
 
 
 def test_an_expired_token_gets_401_and_cannot_log_in(
-    make_client: MakeClient, admin: str, store: Store
+    make_client: MakeClient,
+    admin: str,
+    settings: Settings,
+    store: Store,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    assert users_token(settings, argparse.Namespace(id="admin", days=2.0)) == 0
+    printed = capsys.readouterr()
+    expires = Tokens(store).expires_at(printed.out.strip())
+    assert expires is not None and f"expires {expires:%Y-%m-%d %H:%M} UTC" in printed.err
+    assert timedelta(days=1.99) < expires - datetime.now(UTC) <= timedelta(days=2)
     client = make_client()
     expired = Tokens(store).issue("admin", timedelta(seconds=-1))
     answer = client.get("/v1/tasks", headers={"Authorization": f"Bearer {expired}"})
@@ -179,9 +194,13 @@ def test_failed_logins_are_limited_per_address_with_retry_after(
     make_client: MakeClient, admin: str
 ) -> None:
     client = make_client(login_failures=3)
-    for n in range(3):
-        guess = f"dft_guess{n}" + "x" * 40
-        assert client.post("/login", data={"token": guess}, headers=SAME).status_code == 401
+    with capture_logs() as logs:
+        for n in range(3):
+            guess = f"dft_guess{n}" + "x" * 40
+            assert client.post("/login", data={"token": guess}, headers=SAME).status_code == 401
+    failed = [e for e in logs if e["event"] == "login.failed"]
+    assert len(failed) == 3 and failed[0]["address"] == "testclient"
+    assert "dft_guess" not in str(logs)  # never the token
     limited = client.post("/login", data={"token": admin}, headers=SAME)
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     api = client.get("/v1/tasks", headers={"Authorization": f"Bearer {admin}"})
