@@ -62,12 +62,19 @@ class OwnerConfig:
     prefetch: int = 512
 
 
+# After taking over a partition from an earlier owner, this long the owner checks, before
+# accepting a dossier's submission, that no task submitted before it is still unaccepted
+# (see `Owner._accept_earlier`).
+SETTLE_S = 30.0
+
+
 @dataclass
 class _Held:
     """A partition this owner is active on, and the dossiers of it met so far."""
 
     epoch: int
     dossiers: dict[str, core.Dossier] = field(default_factory=dict)
+    settle_until: float = 0.0  # monotonic time; 0: the partition had no earlier owner
 
 
 @dataclass
@@ -108,6 +115,9 @@ class Owner:
         self._batches = 0
         self._declared: set[str] = set()
         self._stale: set[str] = set()  # dossiers to read again (see `_reload_stale`)
+        # Tasks accepted from their notes (`_accept_earlier`), with when: their own
+        # command, when it comes, is not a new submission.
+        self._from_notes: dict[str, float] = {}
         self.handled = 0  # messages, for the process's figures
         self._metrics = metrics or SequencerMetrics()
         self._tally = self._metrics.tally(config.name)
@@ -155,6 +165,7 @@ class Owner:
         dossiers = self._dossiers(items, part_docs, out)
         rechecked = self._recheck(items, dossiers)
         self._reload_stale(items, dossiers, out)
+        self._accept_earlier(items, dossiers, now, out)
         parked: set[int] = set()
         seen: list[_Seen] = []  # for the metrics
         for n, item in enumerate(items):
@@ -170,10 +181,8 @@ class Owner:
                 )
                 continue
             dossier = dossiers[item.decoded.key]
-            if n in rechecked:
-                msg = rechecked[n]
-            elif isinstance(msg, Submitted) and msg.recheck and msg.task_id not in dossier.tasks:
-                log.error("sequencer.unknown_task", task_id=msg.task_id, key=dossier.key)
+            msg = self._resolved(rechecked.get(n, msg), n in rechecked, dossier)
+            if msg is None:
                 continue
             before = dossier.tasks.get(_task_of(msg))
             try:
@@ -272,7 +281,8 @@ class Owner:
         """A first delivery on a partition means the broker made this owner its active one."""
         for part in sorted(parts - self._held.keys()):
             epoch = self._stored(partial(self._seq.acquire, part, self._cfg.name, now))
-            self._held[part] = _Held(epoch)
+            settle = time.monotonic() + SETTLE_S if epoch > 1 else 0.0
+            self._held[part] = _Held(epoch, settle_until=settle)
             self._tally.partitions = len(self._held)
             log.info("partition.acquired", partition=part, epoch=epoch, owner=self._cfg.name)
 
@@ -312,9 +322,12 @@ class Owner:
         answer replaces the message of each such delivery (by its position in the batch).
         """
         ask: dict[int, str] = {}
+        clock = time.monotonic()
         for n, item in enumerate(items):
             msg, key = item.decoded.message, item.decoded.key
-            if isinstance(msg, Submitted) and not msg.recheck:
+            # While settling, a first delivery may name a task accepted from its note.
+            settling = clock < self._held[item.part].settle_until
+            if isinstance(msg, Submitted) and not msg.recheck and not settling:
                 continue
             task_id = _task_of(msg)
             if task_id and task_id not in dossiers[key].tasks:
@@ -340,6 +353,80 @@ class Owner:
             elif isinstance(msg, DeadLettered | Unreadable):
                 found[n] = replace(msg, orphan=not ours)
         return found
+
+    def _resolved(self, msg: Message, rechecked: bool, dossier: core.Dossier) -> Message | None:
+        """The message to apply, None for a submission that is no new one."""
+        if rechecked or not isinstance(msg, Submitted):
+            return msg
+        if msg.task_id in self._from_notes:
+            return None  # accepted from its note before its command came (`_accept_earlier`)
+        if msg.recheck and msg.task_id not in dossier.tasks:
+            log.error("sequencer.unknown_task", task_id=msg.task_id, key=dossier.key)
+            return None
+        return msg
+
+    def _late_submissions(self, items: list[_Item]) -> dict[str, str]:
+        """Dossiers with a submission that may be late: key to the batch's newest one."""
+        clock = time.monotonic()
+        latest: dict[str, str] = {}
+        for item in items:
+            msg = item.decoded.message
+            if not isinstance(msg, Submitted):
+                continue
+            late = item.delivery.redelivered or msg.recheck
+            if late or clock < self._held[item.part].settle_until:
+                key = item.decoded.key
+                latest[key] = max(latest.get(key, ""), msg.task_id)
+        return latest
+
+    def _accept_earlier(
+        self,
+        items: list[_Item],
+        dossiers: dict[str, core.Dossier],
+        now: datetime,
+        out: Collector,
+    ) -> None:
+        """Accept first the unaccepted tasks submitted before a submission that may be late.
+
+        A quorum queue does not promise the order in which it delivers again what an
+        earlier owner held (the commands it had taken but not acknowledged come back
+        scrambled, while commands published since then may come first), and the sweeper
+        announces a command that was never confirmed after later ones. So for a
+        submission delivered again or republished, and for every submission during the
+        first `SETTLE_S` after taking a partition over, the owner reads the dossier's notes
+        of unaccepted tasks (`submissions`, written before each task) and accepts the
+        earlier ones first, in submission order, from their stored documents. One read of
+        that small collection per such batch; none in the steady state.
+        """
+        clock = time.monotonic()
+        latest = self._late_submissions(items)
+        if not latest:
+            return
+        notes = self._stored(lambda: self._seq.unaccepted(latest))
+        earlier = {
+            key: [t for t in ids if t < latest[key] and t not in dossiers[key].tasks]
+            for key, ids in notes.items()
+            if key in latest
+        }
+        wanted = {t for ids in earlier.values() for t in ids}
+        if not wanted:
+            return
+        docs = self._stored(lambda: self._seq.tasks(wanted))
+        part_of = {item.decoded.key: item.part for item in items}
+        for key, ids in earlier.items():
+            d = dossiers[key]
+            for task_id in ids:
+                doc = docs.get(task_id)
+                if doc is None or doc.get("status") != "submitted":
+                    continue  # gone, or accepted meanwhile (then `_reload_stale` reads it)
+                if (doc.get("office"), doc.get("dossier")) != (d.office, d.dossier):
+                    continue
+                msg = Submitted(task_id, doc["kind"], doc.get("payload") or {}, recheck=True)
+                self._record(out, part_of[key], d, core.step(d, msg, now, self._rules))
+                self._from_notes[task_id] = clock
+                log.info("sequencer.accepted_earlier", key=key, task_id=task_id)
+        for task_id in [t for t, at in self._from_notes.items() if at < clock - 600]:
+            del self._from_notes[task_id]
 
     def _reload_stale(
         self, items: list[_Item], dossiers: dict[str, core.Dossier], out: Collector

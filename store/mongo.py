@@ -199,7 +199,9 @@ class Store(InstructionsMixin, DirectoryMixin):
         which the sweeper drops, never a task the sweeper cannot find.
         """
         docs = submission_docs(
-            (t.id, t.submitted_at) for t in tasks if t.status is TaskStatus.SUBMITTED
+            (t.id, t.submitted_at, f"{t.office}.{t.dossier}")
+            for t in tasks
+            if t.status is TaskStatus.SUBMITTED
         )
         if not docs:
             return

@@ -41,9 +41,13 @@ def timer_id(task_id: str, retry: int, run: int) -> str:
     return f"{task_id}/{retry}/{run}"
 
 
-def submission_docs(tasks: Iterable[tuple[str, datetime]]) -> list[Doc]:
-    """The `submissions` documents of new tasks: (task id, submitted at)."""
-    return [{"_id": task_id, "submitted_at": at} for task_id, at in tasks]
+def submission_docs(tasks: Iterable[tuple[str, datetime, str]]) -> list[Doc]:
+    """The `submissions` documents of new tasks: (task id, submitted at, dossier key).
+
+    The key (`office.dossier`) lets a new partition owner find the tasks of a dossier
+    whose commands have not reached it yet (`Sequencing.unaccepted`).
+    """
+    return [{"_id": task_id, "submitted_at": at, "key": key} for task_id, at, key in tasks]
 
 
 class Outstanding:
@@ -58,6 +62,7 @@ class Outstanding:
         """The indexes of the sweeper's reads on MongoDB (idempotent)."""
         with mapped():
             self._submissions.create_index([("submitted_at", 1)], name="submitted")
+            self._submissions.create_index([("key", 1)], name="dossier")
             self._timers.create_index([("due", 1)], name="due")
 
     def adopt(self) -> int:
@@ -71,7 +76,10 @@ class Outstanding:
             if migrations.find_one({"_id": ADOPTED}) is not None:
                 return 0
             waiting = list(
-                self._tasks.find({"status": TaskStatus.SUBMITTED.value}, {"submitted_at": 1})
+                self._tasks.find(
+                    {"status": TaskStatus.SUBMITTED.value},
+                    {"submitted_at": 1, "office": 1, "dossier": 1},
+                )
             )
             retrying = list(
                 self._tasks.find(
@@ -79,7 +87,9 @@ class Outstanding:
                     {"retries": 1, "run": 1, "next_attempt_at": 1},
                 )
             )
-        notes = submission_docs((str(t["_id"]), t["submitted_at"]) for t in waiting)
+        notes = submission_docs(
+            (str(t["_id"]), t["submitted_at"], f"{t['office']}.{t['dossier']}") for t in waiting
+        )
         timers = [
             {
                 "_id": timer_id(str(t["_id"]), int(t.get("retries", 0)), int(t.get("run", 0))),

@@ -174,6 +174,18 @@ class Sequencing:
         with mapped():
             return {d["_id"]: d for d in self._tasks.find({"_id": {"$in": list(ids)}})}
 
+    def unaccepted(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """The noted tasks of these dossiers whose acceptance is not written yet, by key.
+
+        Read from the small `submissions` collection (one note per task between its
+        submission and its acceptance), by dossier key, task ids in submission order.
+        """
+        found: dict[str, list[str]] = {}
+        with mapped():
+            for d in self._submissions.find({"key": {"$in": list(keys)}}, {"key": 1}):
+                found.setdefault(str(d["key"]), []).append(str(d["_id"]))
+        return {k: sorted(ids) for k, ids in found.items()}
+
     # -- the batch write ----------------------------------------------------------------
     def write(self, batch: BatchWrite) -> None:
         """Write a batch in an order that a replay after a crash at any point completes.
