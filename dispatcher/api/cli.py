@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from dispatcher.settings import Settings
+from dispatcher.settings import Settings, SettingsError
 from store import Role, Store, UserRecord
 from store.tokens import Tokens
 
@@ -24,7 +24,13 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
     from dispatcher.api.app import create_app
     from dispatcher.api.changes import ChangeFeed
+    from dispatcher.api.guard import Door
 
+    try:
+        Door.of(settings)  # a missing CSRF secret: said before anything connects
+    except SettingsError as exc:
+        print(f"dossierflow api: {exc}", file=sys.stderr)
+        return 2
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     store.ensure_indexes()
     changes = ChangeFeed(settings.amqp_url).start()
