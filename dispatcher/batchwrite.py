@@ -32,12 +32,17 @@ def release_envelope(d: core.Dossier, task: core.OpenTask, run: int, at: datetim
     )
 
 
-def dossier_fields(d: core.Dossier, batch: int, at: datetime) -> dict[str, Any]:
-    """What a dossier document holds: its order counters and who is active (for readers)."""
+def dossier_fields(d: core.Dossier, part: str, batch: int, at: datetime) -> dict[str, Any]:
+    """What a dossier document holds: its order counters and who is active (for readers).
+
+    And its partition: a new owner of the partition reads its busy dossiers at once
+    (`Owner._repair_busy`), not only when a message about one of them comes.
+    """
     head = d.head
     return {
         "office": d.office,
         "dossier": d.dossier,
+        "partition": part,
         "next_seq": d.next_seq,
         "head": head.seq if head is not None else d.next_seq,
         "active": d.active,
@@ -59,14 +64,14 @@ class Collector:
         # Partitions that released work in this batch: their confirmed mark must move.
         self.releasing: set[str] = set()
         self._tasks: dict[str, tuple[int, dict[str, Any], list[HistoryRow]]] = {}
-        self._dossiers: dict[str, tuple[core.Dossier, int]] = {}
+        self._dossiers: dict[str, tuple[core.Dossier, int, str]] = {}
         # What readers' copies must read again, by office: tasks and dossier documents.
         self.changed_tasks: dict[str, set[str]] = defaultdict(set)
         self.changed_dossiers: dict[str, set[str]] = defaultdict(set)
 
     def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
         """Record the effects of one message (or a repair) of dossier `d`."""
-        self._dossiers[d.key] = (d, epoch)
+        self._dossiers[d.key] = (d, epoch, part)
         for effect in effects:
             if isinstance(effect, core.Release):
                 self.releasing.add(part)
@@ -130,9 +135,10 @@ class Collector:
         self.write.accepted = [t for t, (_, f, _) in self._tasks.items() if "accepted_at" in f]
         # A dossier's state lives in its tasks; its document is for readers (blocked
         # dossiers, whether it has open tasks): rewritten only when that changes.
-        for key, (d, epoch) in self._dossiers.items():
+        for key, (d, epoch, part) in self._dossiers.items():
             if d.shape != d.saved:
-                self.write.dossiers.append((key, epoch, dossier_fields(d, self.batch, self.now)))
+                fields = dossier_fields(d, part, self.batch, self.now)
+                self.write.dossiers.append((key, epoch, fields))
                 self.changed_dossiers[d.office].add(d.dossier)
                 d.saved = d.shape
         return self.write

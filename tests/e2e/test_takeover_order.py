@@ -68,3 +68,50 @@ def test_a_new_owner_accepts_the_earlier_unannounced_task_of_a_dossier_first(
     report = package.check_order({(OFFICE, "d1"): [first, earlier.id, later]})
     assert report.out_of_order == 0 and report.lost == ()
     assert "sequencer.accepted_earlier" in process_log(cluster, "dispatcher-2")
+
+
+def test_a_new_owner_publishes_again_a_release_its_predecessor_lost(
+    settings: Settings, store: Store, make_cluster: Callable[..., Cluster]
+) -> None:
+    """A queued head whose release never went out runs, though no message names its dossier."""
+    dossiers = [f"d{n}" for n in range(1, 13)]
+    package = package_with(settings.simpackage_path, OFFICE, dossiers)
+    code = company_code(OFFICE, "d1")
+    cluster = make_cluster(sweep_grace_s=600.0)
+    cluster.start_dispatcher("dispatcher-1")
+    cluster.start_worker(OFFICE, "worker-1")
+    client = client_for(cluster, store)
+    first = client.submit(
+        OFFICE, "d1", "booking_proposal.process", booking(code, "p0", random.Random(0))
+    )
+    wait_for(lambda: _done(store, first), 60, "the first task done")
+    cluster.kill("dispatcher-1", signal.SIGKILL)
+    # What an owner that lost its connection mid-batch leaves: the dossier's next task
+    # written as released (queued, run 1) by a batch whose publish was never confirmed.
+    doc = store.database["dossiers"].find_one({"_id": f"{OFFICE}.d1"})
+    assert doc is not None and doc.get("partition")
+    part = store.database["partitions"].find_one({"_id": doc["partition"]})
+    assert part is not None
+    lost = TaskRecord(
+        new_task_id(), OFFICE, "d1", "booking_proposal.process",
+        booking(code, "p1", random.Random(1)), TaskStatus.SUBMITTED, datetime.now(UTC),
+    )  # fmt: skip
+    store.insert_task(lost)
+    store.database["submissions"].delete_many({"_id": lost.id})
+    now = datetime.now(UTC)
+    fields = {"status": "queued", "seq": doc["next_seq"], "run": 1, "accepted_at": now,
+              "queued_at": now, "epoch": part["epoch"], "batch": 10**6}  # fmt: skip
+    store.tasks.update_one({"_id": lost.id}, {"$set": fields})
+    store.database["dossiers"].update_one(
+        {"_id": f"{OFFICE}.d1"},
+        {"$set": {"open": 1, "active": lost.id, "next_seq": doc["next_seq"] + 1}},
+    )
+    cluster.start_dispatcher("dispatcher-2")
+    # Messages about other dossiers make dispatcher-2 the partitions' owner; none names d1.
+    for n, dossier in enumerate(dossiers[1:], start=2):
+        payload = booking(company_code(OFFICE, dossier), f"p{n}", random.Random(n))
+        client.submit(OFFICE, dossier, "booking_proposal.process", payload)
+    client.close()
+    wait_for(lambda: _done(store, lost.id), 60, "the lost release run")
+    assert package.check_order({(OFFICE, "d1"): [first, lost.id]}).out_of_order == 0
+    assert '"on": "takeover"' in process_log(cluster, "dispatcher-2")
