@@ -32,17 +32,12 @@ def release_envelope(d: core.Dossier, task: core.OpenTask, run: int, at: datetim
     )
 
 
-def dossier_fields(d: core.Dossier, part: str, batch: int, at: datetime) -> dict[str, Any]:
-    """What a dossier document holds: its order counters and who is active (for readers).
-
-    And its partition: a new owner of the partition reads its busy dossiers at once
-    (`Owner._repair_busy`), not only when a message about one of them comes.
-    """
+def dossier_fields(d: core.Dossier, batch: int, at: datetime) -> dict[str, Any]:
+    """What a dossier document holds: its order counters and who is active (for readers)."""
     head = d.head
     return {
         "office": d.office,
         "dossier": d.dossier,
-        "partition": part,
         "next_seq": d.next_seq,
         "head": head.seq if head is not None else d.next_seq,
         "active": d.active,
@@ -64,14 +59,14 @@ class Collector:
         # Partitions that released work in this batch: their confirmed mark must move.
         self.releasing: set[str] = set()
         self._tasks: dict[str, tuple[int, dict[str, Any], list[HistoryRow]]] = {}
-        self._dossiers: dict[str, tuple[core.Dossier, int, str]] = {}
+        self._dossiers: dict[str, tuple[core.Dossier, int]] = {}
         # What readers' copies must read again, by office: tasks and dossier documents.
         self.changed_tasks: dict[str, set[str]] = defaultdict(set)
         self.changed_dossiers: dict[str, set[str]] = defaultdict(set)
 
     def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
         """Record the effects of one message (or a repair) of dossier `d`."""
-        self._dossiers[d.key] = (d, epoch, part)
+        self._dossiers[d.key] = (d, epoch)
         for effect in effects:
             if isinstance(effect, core.Release):
                 self.releasing.add(part)
@@ -135,10 +130,9 @@ class Collector:
         self.write.accepted = [t for t, (_, f, _) in self._tasks.items() if "accepted_at" in f]
         # A dossier's state lives in its tasks; its document is for readers (blocked
         # dossiers, whether it has open tasks): rewritten only when that changes.
-        for key, (d, epoch, part) in self._dossiers.items():
+        for key, (d, epoch) in self._dossiers.items():
             if d.shape != d.saved:
-                fields = dossier_fields(d, part, self.batch, self.now)
-                self.write.dossiers.append((key, epoch, fields))
+                self.write.dossiers.append((key, epoch, dossier_fields(d, self.batch, self.now)))
                 self.changed_dossiers[d.office].add(d.dossier)
                 d.saved = d.shape
         return self.write

@@ -118,7 +118,6 @@ class Owner:
         # Tasks accepted from their notes (`_accept_earlier`), with when: their own
         # command, when it comes, is not a new submission.
         self._from_notes: dict[str, float] = {}
-        self._fresh: set[str] = set()  # partitions taken in this batch (`_repair_busy`)
         self.handled = 0  # messages, for the process's figures
         self._metrics = metrics or SequencerMetrics()
         self._tally = self._metrics.tally(config.name)
@@ -164,7 +163,6 @@ class Owner:
                 raise Fenced(f"partition {part} has a newer owner")
         out = Collector(now, self._batches)
         dossiers = self._dossiers(items, part_docs, out)
-        self._repair_busy(part_docs, out)
         rechecked = self._recheck(items, dossiers)
         self._reload_stale(items, dossiers, out)
         self._accept_earlier(items, dossiers, now, out)
@@ -285,7 +283,6 @@ class Owner:
             epoch = self._stored(partial(self._seq.acquire, part, self._cfg.name, now))
             settle = time.monotonic() + SETTLE_S if epoch > 1 else 0.0
             self._held[part] = _Held(epoch, settle_until=settle)
-            self._fresh.add(part)
             self._tally.partitions = len(self._held)
             log.info("partition.acquired", partition=part, epoch=epoch, owner=self._cfg.name)
 
@@ -316,28 +313,6 @@ class Owner:
                 log.info("sequencer.republish", key=key, task_id=loaded[key].active)
                 out.add(loaded[key], part_of[key], self._held[part_of[key]].epoch, effects)
         return found
-
-    def _repair_busy(self, part_docs: dict[str, Any], out: Collector) -> None:
-        """On taking a partition: publish again every release that may not have gone out.
-
-        A dossier is otherwise read (and its queued head published again if its release
-        was not confirmed) when a message about it comes; a dossier whose last release
-        was lost with an owner, and that gets no more messages, would wait forever
-        (seen in a 10,000-task chaos run). Only the releases go out here: the dossiers are
-        read again, as usual, when a message about them comes.
-        """
-        fresh, self._fresh = self._fresh, set()
-        for part in sorted(fresh):
-            keys = [k for k in self._stored(partial(self._seq.busy_in, part))
-                    if k not in self._held[part].dossiers]  # fmt: skip
-            if not keys:
-                continue
-            docs = {k: part_docs.get(part, {}) for k in keys}
-            load = partial(load_dossiers, self._seq, dict.fromkeys(keys, False), docs)
-            loaded, repairs = self._stored(load)
-            for key, effects in repairs.items():
-                log.info("sequencer.republish", key=key, task_id=loaded[key].active, on="takeover")
-                out.add(loaded[key], part, self._held[part].epoch, effects)
 
     def _recheck(self, items: list[_Item], dossiers: dict[str, core.Dossier]) -> dict[int, Message]:
         """Look up, once per batch, the tasks the rules cannot judge from memory.

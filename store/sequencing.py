@@ -146,12 +146,6 @@ class Sequencing:
         with mapped():
             return {d["_id"]: d for d in self._dossiers.find({"_id": {"$in": list(keys)}})}
 
-    def busy_in(self, partition: str) -> list[str]:
-        """The keys of the dossiers of a partition that have open tasks (by their documents)."""
-        with mapped():
-            found = self._dossiers.find({"partition": partition, "open": {"$gt": 0}}, {"_id": 1})
-            return sorted(str(d["_id"]) for d in found)
-
     def open_tasks(self, keys: Iterable[str]) -> list[Doc]:
         """The accepted, unfinished tasks of some dossiers."""
         pairs = {tuple(k.split(".", 1)) for k in keys}
