@@ -46,11 +46,12 @@ demo: venv services catalogs ## run the whole system on a demo workload
 test: venv services catalogs ## run the test suite against the local services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff check, ruff format --check, mypy (runs all three)
+lint: venv ## ruff check, ruff format --check, mypy, lint-imports (runs all four)
 	@rc=0; \
 	$(BIN)/ruff check . || rc=1; \
 	$(BIN)/ruff format --check . || rc=1; \
 	$(BIN)/mypy || rc=1; \
+	$(BIN)/lint-imports --no-cache || rc=1; \
 	exit $$rc
 
 bench: venv services ## throughput and latency with a no-op package

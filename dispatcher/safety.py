@@ -4,20 +4,18 @@ Checked on every service URL that names another machine (traffic to a loopback a
 never leaves the host, and a default URL a process does not use stays loopback): the
 broker's `guest` login, a database without credentials, plaintext `amqp://`, `http://`
 (management API) and `mongodb://` without TLS unless `DOSSIERFLOW_ALLOW_PLAINTEXT` says
-the network is trusted, and SMTP credentials sent without TLS. Pure: settings in, the
+the network is trusted. (SMTP credentials sent without TLS are refused by
+`dossierflow.settings`, which holds the mail settings.) Pure: settings in, the
 first refusal out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from broker.addresses import split_urls
-
-if TYPE_CHECKING:
-    from dispatcher.settings import Settings
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _TLS_SCHEMES = frozenset({"amqps", "https", "mongodb+srv"})  # +srv turns TLS on by default
@@ -43,7 +41,20 @@ def _tls(url: str) -> bool:
     return any(v[-1].lower() in _ON for k, v in query.items() if k in ("tls", "ssl"))
 
 
-def refusal(settings: Settings) -> str | None:
+class ServiceSettings(Protocol):
+    """The settings this module checks (dispatcher.settings.Settings has them)."""
+
+    @property
+    def amqp_url(self) -> str: ...
+    @property
+    def rabbitmq_api(self) -> str: ...
+    @property
+    def mongo_url(self) -> str: ...
+    @property
+    def allow_plaintext(self) -> bool: ...
+
+
+def refusal(settings: ServiceSettings) -> str | None:
     """Why these settings must not run outside the local mode, or None."""
     remote = [
         *_remote("DOSSIERFLOW_AMQP_URL", settings.amqp_url),
@@ -65,10 +76,4 @@ def refusal(settings: Settings) -> str | None:
                 f"{name} is not encrypted ({parts.scheme}://): use amqps://, https:// or "
                 "tls=true, or set DOSSIERFLOW_ALLOW_PLAINTEXT=on on a network you trust"
             )
-    mail_remote = settings.smtp_host.lower() not in LOOPBACK
-    if settings.smtp_user and settings.smtp_security == "none" and mail_remote:
-        return (
-            "DOSSIERFLOW_SMTP_USER is set with DOSSIERFLOW_SMTP_SECURITY=none: the password "
-            "would cross the network in clear; use starttls or tls"
-        )
     return None

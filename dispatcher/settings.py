@@ -1,31 +1,28 @@
-"""Settings from `DOSSIERFLOW_*` environment variables, read once by the composition root."""
+"""The dispatcher's settings section: broker, store, sequencer, sweeper, API and access.
+
+Built by the composition root (`dossierflow.settings` reads the `DOSSIERFLOW_*`
+environment variables once); nothing in this package reads the environment.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 from broker.addresses import split_urls
 from broker.topology import Topology
 from dispatcher.safety import LOOPBACK, host, refusal
 
 PREFIX = "DOSSIERFLOW_"
-_FLAGS = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False,
-          "off": False, "no": False}  # fmt: skip
-
-
 _SWITCH: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value of the wrong form."""
+    """A setting holds a value of the wrong form, or one no deployment can run with."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting with its default; the defaults reach the local services."""
+    """The dispatcher's settings with their defaults; the defaults reach the local services."""
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     rabbitmq_api: str = "http://guest:guest@127.0.0.1:15672/api"
@@ -65,27 +62,11 @@ class Settings:
     retention_interval_s: float = 3600.0  # how often the sweeper prunes once caught up
     retention_batch: int = 500  # ids per delete command (1 to 1000)
     retention_pause_ms: float = 200.0  # between two delete commands
-    worker_concurrency: int = 1
-    simpackage_path: Path = Path(".dossierflow/simulated-package.sqlite3")
-    simpackage_latency_ms: str = "0,0"
-    log_format: str = "auto"  # auto | json | console
-    log_level: str = "info"
     # Waits before each delayed retry of a task whose package stays unreachable; after the
     # last one the task fails with PACKAGE_UNREACHABLE. Each value is a retry queue.
     retry_delays_s: str = "10,60,300,1800"
     payload_limit_bytes: int = 256 * 1024
-    # Mail (reminder package).
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
-    smtp_security: str = "none"  # none | starttls | tls
-    smtp_user: str = ""
-    smtp_password: str = ""
-    smtp_timeout_s: float = 30.0
-    mail_from: str = "dossierflow <noreply@dossierflow.local>"
-    support_mailbox: str = "support@dossierflow.local"
     monitoring_base_url: str = "http://127.0.0.1:8080"
-    # Reminder days are every 14 days from this Monday (2023-11-20 is one).
-    reminder_anchor: str = "2023-11-20"
     # Prometheus: the dispatcher and a connector serve /metrics on this port (0: off; a
     # command's --metrics-port wins); the API serves it on its own app unless api_metrics
     # is off. Per-office labels multiply the series: off unless asked, capped when on.
@@ -119,20 +100,6 @@ class Settings:
     login_failures: int = 10
     login_window_s: float = 300.0
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every `DOSSIERFLOW_<NAME>` variable; unknown values raise SettingsError."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
-            if raw is None:
-                continue
-            values[f.name] = _convert(f.name, raw, type(getattr(cls(), f.name)))
-        settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
-        return settings
-
     def validate(self) -> None:
         """Refuse settings no deployment can run with."""
         if self.partitions < 1 or self.partitions > 99:
@@ -148,10 +115,6 @@ class Settings:
             raise SettingsError("DOSSIERFLOW_QUORUM_REPLICAS must be between 0 and 9")
         if self.heartbeat_s < 1:
             raise SettingsError("DOSSIERFLOW_HEARTBEAT_S must be at least 1")
-        if self.log_format not in ("auto", "json", "console"):
-            raise SettingsError("DOSSIERFLOW_LOG_FORMAT must be auto, json or console")
-        if self.smtp_security not in ("none", "starttls", "tls"):
-            raise SettingsError("DOSSIERFLOW_SMTP_SECURITY must be none, starttls or tls")
         if not 0 <= self.metrics_port <= 65535 or self.metrics_office_limit < 1:
             raise SettingsError(
                 "DOSSIERFLOW_METRICS_PORT must be a port (0: off) and "
@@ -216,32 +179,3 @@ class Settings:
         if any(d <= 0 for d in delays):
             raise SettingsError("DOSSIERFLOW_RETRY_DELAYS_S must hold positive seconds")
         return delays
-
-    @property
-    def latency_range(self) -> tuple[float, float]:
-        """Simulated package latency range in seconds."""
-        low, _, high = self.simpackage_latency_ms.partition(",")
-        try:
-            lo = float(low) / 1000
-            hi = float(high or low) / 1000
-        except ValueError as exc:
-            raise SettingsError("DOSSIERFLOW_SIMPACKAGE_LATENCY_MS must be 'min,max'") from exc
-        return lo, max(lo, hi)
-
-
-def _convert(name: str, raw: str, kind: type) -> object:
-    if kind is bool:
-        flag = raw.strip().lower()
-        if flag not in _FLAGS:
-            raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not one of {sorted(_FLAGS)}")
-        return _FLAGS[flag]
-    try:
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-        if issubclass(kind, Path):
-            return Path(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not a {kind.__name__}") from exc
-    return raw

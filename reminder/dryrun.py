@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 from reminder.digest import DossierReminder
 from reminder.schedule import MIN_AGE_DAYS, next_reminder_day
 from reminder.service import MailContext, OfficeReminder, digest_key
-from reminder.texts import kind_label
 from store.outbox import Outbox
+from workers.texts import kind_label
 
 
 def _dossier_lines(reminder: DossierReminder, zone: ZoneInfo) -> list[str]:

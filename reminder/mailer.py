@@ -30,7 +30,6 @@ from typing import Protocol
 import structlog
 import tenacity
 
-from dispatcher.settings import Settings
 from reminder.errors import MailRejected, MailUnavailable
 from store.outbox import Outbox, OutboxEntry
 
@@ -54,18 +53,6 @@ class SmtpConfig:
     user: str = ""
     password: str = ""
     timeout_s: float = 30.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SmtpConfig:
-        """The SMTP part of the settings."""
-        return cls(
-            settings.smtp_host,
-            settings.smtp_port,
-            settings.smtp_security,
-            settings.smtp_user,
-            settings.smtp_password,
-            settings.smtp_timeout_s,
-        )
 
 
 class SmtpTransport:

@@ -25,9 +25,9 @@ import jinja2
 
 from reminder.digest import Digest, local_date
 from reminder.schedule import MIN_AGE_DAYS
-from reminder.texts import instruction_text, kind_label, language_of
 from reminder.wording import SUPPORT, format_date, format_moment, words
 from store.records import InstructionRecord, OfficeRecord
+from workers.texts import instruction_text, kind_label, language_of
 
 
 @dataclass(frozen=True)

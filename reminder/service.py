@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from dispatcher.settings import Settings
 from reminder.digest import Digest, DigestPlan, plan_digests, recipients_for
 from reminder.mailer import DeliveryReport, Mailer
 from reminder.render import (
@@ -26,7 +25,7 @@ from reminder.render import (
     render_instruction,
     render_support,
 )
-from reminder.schedule import due_reminder_day, parse_anchor
+from reminder.schedule import due_reminder_day
 from store.mongo import Store
 from store.outbox import Outbox, OutboxEntry, OutboxStatus
 from store.records import InstructionRecord, InstructionStatus, OfficeRecord, UserRecord
@@ -51,16 +50,6 @@ class MailContext:
     support: str
     base_url: str
     anchor: date
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MailContext:
-        """The mail part of the settings (ScheduleError for a bad anchor)."""
-        return cls(
-            settings.mail_from,
-            settings.support_mailbox,
-            settings.monitoring_base_url,
-            parse_anchor(settings.reminder_anchor),
-        )
 
 
 def instruction_key(instruction_id: str, recipient: str) -> str:

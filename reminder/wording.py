@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 
-from reminder.texts import language_of
+from workers.texts import language_of
 
 _NL: Mapping[str, str] = {
     "instruction_subject": "Actie nodig in dossier {dossier}: {title}",

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from pymongo.collection import Collection
 
 from store.base import mapped as _mapped
 from store.records import ActionRecord, ActionStatus, ActionType
 
-if TYPE_CHECKING:
-    from store.mongo import Store
+
+class _Holder(Protocol):
+    """What holds the `actions` collection (store.mongo.Store)."""
+
+    @property
+    def actions(self) -> Collection[dict[str, Any]]: ...
 
 
 def _action(doc: Mapping[str, Any]) -> ActionRecord:
@@ -30,7 +36,7 @@ def _action(doc: Mapping[str, Any]) -> ActionRecord:
 class Actions:
     """Requested actions: inserted by the requester, decided once by the sequencer."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: _Holder) -> None:
         self._c = store.actions
 
     def insert(self, action: ActionRecord) -> None:

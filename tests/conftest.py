@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from broker.admin import Admin, with_vhost
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
 from store import Store
 from tests.services import Endpoints, endpoints
 

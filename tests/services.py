@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from broker.addresses import split_urls
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 
 HOW_TO_START = (
     "start them with `bash deploy/local/services.sh start` (or run `make test`, which does), "

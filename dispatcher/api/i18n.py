@@ -1,7 +1,7 @@
 """The page's language and time: gettext catalogs (Babel), the office's zone, locale formats.
 
 The language is the user's setting, else the browser's Accept-Language, else the
-office's. Instruction texts and kind names come from `reminder.texts`, so the page says
+office's. Instruction texts and kind names come from `workers.texts`, so the page says
 exactly what the mails say; everything else comes from the catalogs in `locale/`.
 """
 
@@ -18,8 +18,8 @@ from babel.core import Locale
 from babel.dates import format_datetime, format_timedelta
 from babel.support import NullTranslations, Translations
 
-from reminder.texts import LANGUAGES, InstructionText, instruction_text, kind_label
 from store import TaskStatus
+from workers.texts import LANGUAGES, InstructionText, instruction_text, kind_label
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "messages"

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatcher.api.auth import ID_PATTERN
 from dispatcher.api.problems import Problem
-from reminder.texts import instruction_text
 from store import ActionRecord, HistoryEntry, InstructionRecord, TaskRecord
 from store.monitoring import Cursor, DossierSummary
+from workers.texts import instruction_text
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 KindName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,64}$")]

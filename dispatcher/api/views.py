@@ -18,9 +18,9 @@ from dispatcher.api.auth import ACTORS, Principal
 from dispatcher.api.corrections import Field, fields_for
 from dispatcher.api.i18n import Speaker
 from dispatcher.api.problems import Problem
-from reminder.texts import InstructionText
 from store import ActionType, InstructionRecord, Role, TaskRecord
 from store.monitoring import Cursor
+from workers.texts import InstructionText
 
 PAGE_SIZE = 50
 

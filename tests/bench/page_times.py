@@ -30,9 +30,9 @@ import pika
 from broker import topology
 from dispatcher.api.app import create_app
 from dispatcher.api.changes import ChangeFeed
-from dispatcher.api.demo import Server
 from dispatcher.api.guard import PLAIN_COOKIE
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
+from dossierflow.tools.apidemo import Server
 from store import (
     InstructionRecord,
     InstructionStatus,

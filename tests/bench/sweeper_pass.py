@@ -24,7 +24,7 @@ from broker.admin import Admin, with_vhost
 from broker.messages import utcnow
 from broker.rabbitmq import Connection
 from dispatcher.service import Dispatcher
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store
 from store.counting import CommandCounter
 from store.retention import Retention

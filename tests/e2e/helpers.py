@@ -8,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from dispatcher.client import Client
-from dispatcher.cluster import Cluster
-from dispatcher.workload import JOURNALS, PERIODS, VAT_CODES, booking, company_code
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import JOURNALS, PERIODS, VAT_CODES, booking, company_code
 from store import Store, TaskStatus
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage

@@ -26,9 +26,9 @@ import pytest
 from broker import topology
 from broker.admin import with_vhost
 from broker.messages import Envelope, MessageType, encode, utcnow
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import JOURNALS, PERIODS, VAT_CODES, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import JOURNALS, PERIODS, VAT_CODES, company_code
 from store import Store, TaskStatus
 from tests.e2e.helpers import client_for, package_with, process_log, submit_bookings
 from tests.waiting import wait_for

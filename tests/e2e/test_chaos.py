@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.chaosfaults import FAULTS
+from dossierflow.tools.chaosfaults import FAULTS
 from tests.services import Endpoints, endpoints
 from tests.waiting import wait_for
 
@@ -42,7 +42,7 @@ def test_chaos_with_every_fault_loses_nothing_books_once_keeps_order_and_leaves_
 ) -> None:
     artifacts = ROOT / "test-artifacts" / request.node.name
     artifacts.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "dispatcher", "chaos", "--tasks", "1000", "--dossiers", "50"]
+    command = [sys.executable, "-m", "dossierflow", "chaos", "--tasks", "1000", "--dossiers", "50"]
     command += ["--seed", str(SEED), "--duration", "75"]
     try:
         done = subprocess.run(

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from broker.admin import Admin
-from dispatcher.chaosactors import Submitter
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import Planned, booking, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.chaosactors import Submitter
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import Planned, booking, company_code
 from store import Store, TaskStatus
 from tests.e2e.helpers import package_with, start_active_and_standby, wait_all_done
 from tests.waiting import wait_for

@@ -13,15 +13,15 @@ from broker import topology
 from broker.messages import Envelope, MessageType, encode, utcnow
 from broker.rabbitmq import Connection
 from dispatcher.client import Client
-from dispatcher.cluster import Cluster
 from dispatcher.errors import ActionRefused
-from dispatcher.settings import Settings
-from dispatcher.workload import booking, company_code
-from reminder.texts import instruction_text
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import booking, company_code
 from store import ActionStatus, InstructionRecord, InstructionStatus, Role, Store, TaskStatus
 from tests.e2e.helpers import client_for, package_with
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage
+from workers.texts import instruction_text
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

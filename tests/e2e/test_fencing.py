@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
 from store import Store
 from tests.e2e.helpers import (
     client_for,

@@ -25,12 +25,12 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 
 from dispatcher.api.corrections import INVALID
-from dispatcher.api.demo import serve_for_demo
 from dispatcher.api.i18n import Speaker
 from dispatcher.api.pagebase import NOTICES
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import booking, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.apidemo import serve_for_demo
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import booking, company_code
 from store import OfficeRecord, Store, TaskStatus
 from tests.e2e.helpers import client_for, package_with
 from tests.integration.test_api_flow import free_port

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
 from reminder.schedule import next_reminder_day, parse_anchor
 from reminder.sink import SmtpSink
 from store import InstructionRecord, InstructionStatus, Store

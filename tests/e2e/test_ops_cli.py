@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import company_code
 from store import Store, TaskStatus
 from tests.e2e.helpers import client_for, package_with, submit_bookings
 from tests.waiting import wait_for
@@ -23,7 +23,7 @@ OFFICE = "office1"
 
 def _cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dispatcher", *args],
+        [sys.executable, "-m", "dossierflow", *args],
         env=cluster.env(),
         capture_output=True,
         text=True,

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import booking, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import booking, company_code
 from store import Store, TaskStatus
 from store.outstanding import RETRY_TIMERS, SUBMISSIONS
 from tests.e2e.helpers import client_for, package_with

@@ -25,10 +25,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from dispatcher.client import Client
-from dispatcher.cluster import Cluster
-from dispatcher.faultplan import inject
-from dispatcher.settings import Settings
-from dispatcher.workload import demo_tasks
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.faultplan import inject
+from dossierflow.tools.workload import demo_tasks
 from store import Store, TaskStatus
 from tests.e2e.helpers import client_for, package_with
 from tests.integration.test_api_flow import free_port

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 import pytest
 
 from dispatcher.client import new_task_id
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import booking, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import booking, company_code
 from store import Store, TaskRecord, TaskStatus
 from tests.e2e.helpers import client_for, package_with, process_log
 from tests.waiting import wait_for

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
 from store import Store, TaskStatus
 from tests.e2e.helpers import (
     client_for,
@@ -143,7 +143,7 @@ def test_sweeper_announces_a_stored_task_whose_command_was_never_published(
     settings: Settings, store: Store, make_cluster: Callable[..., Cluster]
 ) -> None:
     from broker.messages import utcnow
-    from dispatcher.workload import company_code
+    from dossierflow.tools.workload import company_code
     from store import TaskRecord
 
     package = package_with(settings.simpackage_path, OFFICE, ["d1"])

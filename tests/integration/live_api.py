@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 
 
 def _free_port() -> int:
@@ -34,7 +34,7 @@ def serve(settings: Settings, log_path: Path) -> Iterator[tuple[str, int]]:
         "DOSSIERFLOW_AMQP_URL": settings.amqp_url,
         "DOSSIERFLOW_LOG_FORMAT": "json",
     }
-    command = [sys.executable, "-m", "dispatcher.cli", "api", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "dossierflow.cli", "api", "--host", "127.0.0.1"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT

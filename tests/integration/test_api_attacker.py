@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from dispatcher.api.app import create_app
-from dispatcher.api.cli import users_revoke, users_token
 from dispatcher.api.guard import PLAIN_COOKIE, SECURE_COOKIE
-from dispatcher.settings import Settings, SettingsError
+from dossierflow.commands.api import users_revoke, users_token
+from dossierflow.settings import Settings, SettingsError
 from store import OfficeRecord, Role, Store, UserRecord
 from store.sessions import SESSIONS, Sessions
 from store.tokens import Tokens

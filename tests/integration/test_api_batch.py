@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from dispatcher.api.app import create_app
 from dispatcher.client import Submission, SubmitResult
 from dispatcher.errors import NotAnnounced
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store
 from tests.integration.test_api_access import seed
 

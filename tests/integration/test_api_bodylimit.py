@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from dispatcher.api.app import create_app
 from dispatcher.api.bodylimit import ENVELOPE_BYTES
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store
 from tests.integration.live_api import serve
 from tests.integration.test_api_access import seed

@@ -9,10 +9,10 @@ from dataclasses import replace
 import httpx2
 import pytest
 
-from dispatcher.api.demo import serve_for_demo
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.apidemo import serve_for_demo
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import company_code
 from store import Role, Store, UserRecord
 from store.tokens import Tokens
 from tests.e2e.helpers import package_with

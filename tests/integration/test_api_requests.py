@@ -12,7 +12,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from dispatcher.api.app import create_app
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store
 from tests.integration.test_api_access import failed_task, seed
 

@@ -16,7 +16,7 @@ from hypothesis import settings as hsettings
 
 from broker.admin import Admin, with_vhost
 from dispatcher.api.app import create_app
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store
 from tests.integration.live_api import serve
 from tests.integration.test_api_access import seed

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from dispatcher import ops
 from dispatcher.api.app import create_app
-from dispatcher.settings import Settings
+from dossierflow.commands import ops
+from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
 from tests.integration.test_api_access import seed
 

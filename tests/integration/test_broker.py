@@ -10,7 +10,7 @@ from broker import topology
 from broker.errors import Unroutable
 from broker.messages import Envelope, MessageType, utcnow
 from broker.rabbitmq import Connection
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reminder.demo import mail_failures
+from dossierflow.tools.maildemo import mail_failures
 from reminder.errors import MailRejected
-from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
+from reminder.mailer import Mailer, SmtpTransport
 from reminder.render import message_id_for
 from reminder.service import enqueue_instruction_mails, instruction_key
 from store import Role
@@ -122,9 +122,7 @@ def test_a_crash_after_the_server_took_the_mail_resends_it_with_the_same_message
     enqueue_instruction_mails(world.store, world.outbox, world.ctx)
     [entry] = world.outbox.pending()
     # The process dies after the 250 to DATA, before marking the entry sent:
-    SmtpTransport(SmtpConfig.from_settings(world.settings)).send(
-        entry.sender, entry.recipients, entry.message
-    )
+    SmtpTransport(world.settings.smtp()).send(entry.sender, entry.recipients, entry.message)
     assert world.mailer().deliver().sent == 1
     first, second = world.received(2)
     assert first["Message-ID"] == second["Message-ID"] == message_id_for(entry.id)

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher import cli
-from dispatcher.settings import Settings
-from reminder.mailer import Mailer, RetryPolicy, SmtpConfig, SmtpTransport
+from dossierflow import cli
+from dossierflow.settings import Settings
+from reminder.mailer import Mailer, RetryPolicy, SmtpTransport
 from reminder.service import MailContext, RunResult, mail_instructions, run_reminders
 from reminder.sink import SmtpSink
 from store import InstructionRecord, InstructionStatus, OfficeRecord, Role, Store, UserRecord
@@ -47,10 +47,10 @@ class MailWorld:
 
     @property
     def ctx(self) -> MailContext:
-        return MailContext.from_settings(self.settings)
+        return self.settings.mail_context()
 
     def mailer(self, **kwargs: object) -> Mailer:
-        transport = SmtpTransport(SmtpConfig.from_settings(self.settings))
+        transport = SmtpTransport(self.settings.smtp())
         return Mailer(self.outbox, transport, FAST, **kwargs)  # type: ignore[arg-type]
 
     def run(self, day: date) -> RunResult:

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dispatcher.api.app import create_app
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from reminder.render import dossier_link
 from store import Store
 from tests.integration.test_api_access import seed

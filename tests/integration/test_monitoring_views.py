@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from dispatcher.api.app import create_app
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import (
     InstructionRecord,
     InstructionStatus,

@@ -18,7 +18,7 @@ from broker import topology
 from broker.admin import with_vhost
 from broker.errors import ChannelRefused
 from broker.rabbitmq import Connection
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RABBITMQCTL = "bash deploy/local/services.sh rabbitmqctl"

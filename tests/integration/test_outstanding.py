@@ -9,7 +9,7 @@ import pytest
 from pymongo import monitoring
 
 from broker.messages import utcnow
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
 from store.outstanding import MIGRATIONS, RETRY_TIMERS, SUBMISSIONS, timer_id
 from store.sequencing import BatchWrite, Sequencing

@@ -17,7 +17,7 @@ from broker.admin import Admin
 from broker.rabbitmq import Connection
 from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.snapshot import Snapshots
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
 from store.monitoring import Monitoring
 from tests.waiting import wait_for

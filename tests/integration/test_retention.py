@@ -17,7 +17,7 @@ from pymongo import monitoring
 from broker.messages import utcnow
 from dispatcher.retention import RETENTION_LEASE, Pruner
 from dispatcher.service import SWEEPER_LEASE, Dispatcher
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store
 from store.outbox import OUTBOX
 from store.retention import Retention
@@ -303,7 +303,7 @@ def test_prune_command_counts_then_deletes(settings: Settings, store: Store) -> 
     }
 
     def prune(*args: str) -> dict[str, Any]:
-        command = [sys.executable, "-m", "dispatcher", "prune", "--json", *args]
+        command = [sys.executable, "-m", "dossierflow", "prune", "--json", *args]
         run = {"env": env, "capture_output": True, "text": True, "timeout": 60}
         done = subprocess.run(command, check=False, **run)
         assert done.returncode == 0, done.stderr

@@ -11,7 +11,7 @@ import pytest
 from broker.messages import utcnow
 from broker.rabbitmq import Connection
 from dispatcher.service import Dispatcher
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
 from store.sequencing import BatchWrite, Sequencing
 from tests.waiting import wait_for

@@ -7,7 +7,7 @@ from collections import Counter
 from broker.addresses import join_urls, map_urls, rotated, split_urls
 from broker.admin import with_vhost
 from broker.topology import Topology, partition_arguments, quorum_arguments, work_arguments
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 
 NODES = "amqp://u:p@127.0.0.1:5681/%2F, amqp://u:p@127.0.0.1:5682/%2F;amqp://u:p@127.0.0.1:5683/%2F"
 

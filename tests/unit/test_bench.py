@@ -6,8 +6,8 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from dispatcher.bench import batches, broker_line, due_offset, percentile
-from dispatcher.stats import (
+from dossierflow.tools.bench import batches, broker_line, due_offset, percentile
+from dossierflow.tools.stats import (
     STATS_DIR_ENV,
     Counts,
     counting,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dispatcher.chaoscheck import (
+from dossierflow.tools.chaoscheck import (
     Accepted,
     AppliedAction,
     FaultWindow,
@@ -14,7 +14,7 @@ from dispatcher.chaoscheck import (
     StoredTask,
     check,
 )
-from dispatcher.chaosreport import per_fault, render
+from dossierflow.tools.chaosreport import per_fault, render
 from workers.accounting.ordercheck import Execution
 
 D = ("office1", "d0001")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)

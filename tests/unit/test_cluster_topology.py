@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from broker.addresses import split_urls
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose"

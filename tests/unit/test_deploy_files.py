@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dispatcher.cli import PLUGINS, build_parser
+from dossierflow.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -22,12 +21,8 @@ YAML_FILES = sorted([*K8S.glob("*.yaml"), *COMPOSE.glob("*.yaml")])
 
 
 def parser() -> argparse.ArgumentParser:
-    """The full command line, plugins included, as dispatcher.cli.main builds it."""
-    built = build_parser()
-    sub = next(a for a in built._actions if isinstance(a, argparse._SubParsersAction))
-    for plugin in PLUGINS:
-        importlib.import_module(plugin).add_commands(sub)
-    return built
+    """The full command line, as dossierflow.cli.main builds it."""
+    return build_parser()
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -120,7 +115,7 @@ def test_k8s_shape() -> None:
 def test_configmap_names_real_settings() -> None:
     from dataclasses import fields
 
-    from dispatcher.settings import PREFIX, Settings
+    from dossierflow.settings import PREFIX, Settings
 
     known = {PREFIX + f.name.upper() for f in fields(Settings)}
     config = documents(K8S / "configmap.yaml")[0]["data"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.onboarding import Refused, _check_email, _check_id, _check_zone
+from dossierflow.commands.onboarding import Refused, _check_email, _check_id, _check_zone
 
 
 @pytest.mark.parametrize("zone", ["Europe/Brussels", "Europe/Amsterdam", "UTC"])

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.api.i18n import LOCALE_DIR, Speaker, accepted, choose_language
-from reminder.texts import LANGUAGES, instruction_text
+from workers.texts import LANGUAGES, instruction_text
 
 API_DIR = Path(__file__).parents[2] / "dispatcher" / "api"
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.settings import Settings, SettingsError
+from dossierflow.settings import Settings, SettingsError
 from store.retention import chunks, instruction_ids, prunable_mails, prunable_tasks
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.settings import Settings, SettingsError
+from dossierflow.settings import Settings, SettingsError
 
 
 def test_defaults_point_at_local_services() -> None:

@@ -13,11 +13,11 @@ from typing import Any
 from broker.admin import Admin
 from broker.messages import utcnow
 from dispatcher.client import Client
-from dispatcher.cluster import Cluster
-from dispatcher.demo import FINISHED, cluster_settings
-from dispatcher.progress import Progress
-from dispatcher.settings import Settings
-from dispatcher.stats import STATS_DIR_ENV, StatsFile, load_counts, per_task_line
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.demo import FINISHED, cluster_settings
+from dossierflow.tools.progress import Progress
+from dossierflow.tools.stats import STATS_DIR_ENV, StatsFile, load_counts, per_task_line
 from store import Store
 from store.counting import CommandCounter
 
@@ -38,6 +38,7 @@ class Run:
     refused: int
     latencies_ms: list[float]
     message_stats: dict[str, Any]
+    peak_memory_mb: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ def run_bench(settings: Settings, opts: BenchOptions) -> int:
         # does not load the server it measures; the finish time comes from the tasks.
         counts = _wait_all_finished(store, ids, opts.dossiers)
         elapsed = time.monotonic() - started
+        memory = cluster.peak_memory_mb()
     finally:
         cluster.stop()
         client_stats.close()
@@ -216,6 +218,7 @@ def run_bench(settings: Settings, opts: BenchOptions) -> int:
             if t.started_at is not None
         ],
         message_stats=_settled_message_stats(Admin(settings.rabbitmq_api), cluster.vhost),
+        peak_memory_mb=memory,
     )
     _report(opts, run, stats_dir)
     store.drop()
@@ -246,6 +249,9 @@ def _report(opts: BenchOptions, run: Run, stats_dir: Path) -> None:
     print(f"    client:     {per_task_line(client_counts, tasks)}")
     print(f"    dispatcher: {per_task_line(dispatcher_counts, tasks)}")
     print(f"  broker messages: {broker_line(run.message_stats, tasks)}")
+    if run.peak_memory_mb:
+        peaks = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(run.peak_memory_mb.items()))
+        print(f"  peak resident memory, MB: {peaks}")
     print(
         f"dossierflow bench: {run.finished / run.elapsed_s:.0f} tasks/s, "
         f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms"

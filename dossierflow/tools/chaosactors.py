@@ -14,13 +14,13 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from broker.errors import BrokerError
-from dispatcher import chaoscheck as cc
 from dispatcher.client import Client
-from dispatcher.cluster import Cluster
 from dispatcher.errors import DispatcherError, NotAnnounced
-from dispatcher.faultplan import fix_once
-from dispatcher.settings import Settings
-from dispatcher.workload import Planned
+from dossierflow.settings import Settings
+from dossierflow.tools import chaoscheck as cc
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.faultplan import fix_once
+from dossierflow.tools.workload import Planned
 from store import ActionRecord, Store, StoreError
 from workers.accounting.simulated import SimulatedPackage
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from dispatcher.client import Client
 from dispatcher.errors import ActionRefused, DispatcherError
-from dispatcher.settings import Settings
-from reminder.texts import instruction_text
+from dossierflow.settings import Settings
 from store import InstructionStatus, Role, Store, TaskStatus
+from workers.texts import instruction_text
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -198,49 +198,6 @@ def instructions_list(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> dict[str, Command]:
-    """Register `tasks` and `instructions` with their subcommands."""
-    tasks = sub.add_parser("tasks", help="list, show, restart, cancel or resolve tasks")
-    tsub = tasks.add_subparsers(dest="tasks_command", required=True)
-    listing = tsub.add_parser("list", help="tasks (default: failed and retry-waiting)")
-    _filters(listing)
-    listing.add_argument("--status", action="append", choices=[s.value for s in TaskStatus])
-    listing.add_argument("--all", action="store_true", help="every status")
-    listing.add_argument("--severity", choices=["orange", "red"])
-    show = tsub.add_parser("show", help="one task with history and instructions")
-    show.add_argument("task_id")
-    show.add_argument("--json", action="store_true")
-    show.add_argument("--lang", default="en", choices=["nl", "fr", "en"])
-    for action in ("restart", "cancel", "resolve"):
-        parser = tsub.add_parser(action, help=f"{action} a task")
-        parser.add_argument("task_id")
-        parser.add_argument("--role", default="support", choices=[r.value for r in Role])
-        parser.add_argument("--by", default="cli", help="who acts (recorded)")
-        if action == "restart":
-            parser.add_argument("--payload", help="corrected payload as JSON")
-    instructions = sub.add_parser("instructions", help="list instructions")
-    isub = instructions.add_subparsers(dest="instructions_command", required=True)
-    ilist = isub.add_parser("list", help="instructions (default: open ones)")
-    _filters(ilist)
-    ilist.add_argument("--status", default="open", choices=["open", "resolved", "all"])
-    ilist.add_argument("--severity", choices=["orange", "red"])
-    ilist.add_argument("--lang", default="en", choices=["nl", "fr", "en"])
-    return {"tasks": _dispatch_tasks, "instructions": instructions_list}
-
-
-def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--office")
-    parser.add_argument("--dossier")
-    parser.add_argument("--limit", type=int, default=200)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _dispatch_tasks(settings: Settings, args: argparse.Namespace) -> int:
-    commands: dict[str, Command] = {
-        "list": tasks_list,
-        "show": tasks_show,
-        "restart": _act("restart"),
-        "cancel": _act("cancel"),
-        "resolve": _act("resolve"),
-    }
-    return commands[args.tasks_command](settings, args)
+tasks_restart = _act("restart")
+tasks_cancel = _act("cancel")
+tasks_resolve = _act("resolve")

@@ -17,8 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broker.messages import valid_id
-from dispatcher.ops import clean, table
-from dispatcher.settings import Settings
+from dossierflow.commands.ops import clean, table
+from dossierflow.settings import Settings
 from store import Conflict, NotFound, OfficeRecord, Role, Store, UserRecord
 from store.profiles import Profiles
 from store.records import DossierProfile
@@ -249,11 +249,11 @@ def _assignment(assign: bool) -> Callable[[Store, argparse.Namespace], int]:
     return run
 
 
-def checked_users(settings: Settings, args: argparse.Namespace) -> int:
-    """`users ...`, refusing a user of an office that does not exist."""
-    from dispatcher.api import cli as api_cli
+def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
+    """`users add`, refusing a user of an office that does not exist."""
+    from dossierflow.commands import api
 
-    if args.users_command == "add" and args.office and args.role != Role.SUPPORT.value:
+    if args.office and args.role != Role.SUPPORT.value:
         store = Store.connect(settings.mongo_url, settings.mongo_db)
         try:
             existing_office(store, args.office)
@@ -262,7 +262,7 @@ def checked_users(settings: Settings, args: argparse.Namespace) -> int:
             return exc.code
         finally:
             store.close()
-    return api_cli._users(settings, args)
+    return api.users_add(settings, args)
 
 
 _OFFICES = {"add": offices_add, "list": offices_list, "show": offices_show}
@@ -275,17 +275,7 @@ _DOSSIERS = {
 }
 
 
-def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_onboarding(settings: Settings, args: argparse.Namespace) -> int:
+    """`offices ...` and `dossiers ...`."""
     table_ = _OFFICES if args.command == "offices" else _DOSSIERS
     return _commands(table_[args.onboarding_command])(settings, args)
-
-
-def add_commands(sub: Any) -> dict[str, Command]:
-    """Register `offices` and `dossiers`; make `users add` check the office exists."""
-    from dispatcher.onboarding_args import add_parsers
-
-    add_parsers(sub, LANGUAGES)
-    commands: dict[str, Command] = {"offices": _dispatch, "dossiers": _dispatch}
-    if "users" in sub.choices:  # registered by dispatcher.api.cli, listed before us
-        commands["users"] = checked_users
-    return commands

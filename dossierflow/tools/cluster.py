@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from broker.admin import Admin, with_vhost
-from dispatcher.settings import PREFIX, Settings
+from dossierflow.settings import PREFIX, Settings
 
 
 @dataclass
@@ -83,7 +83,7 @@ class Cluster:
         args, extra = self._specs[name]
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", *args],
+            [sys.executable, "-m", "dossierflow", *args],
             env={**self.env(), **extra},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -132,6 +132,21 @@ class Cluster:
         """The process id of the current incarnation of `name`."""
         with self._lock:
             return self.procs[name].pid
+
+    def peak_memory_mb(self) -> dict[str, float]:
+        """Each running process's peak resident memory (Linux `VmHWM`), in MB."""
+        peaks: dict[str, float] = {}
+        with self._lock:
+            running = {n: p.pid for n, p in self.procs.items() if p.poll() is None}
+        for name, pid in running.items():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[name] = int(line.split()[1]) / 1024
+        return peaks
 
     def start_dispatcher(self, name: str = "dispatcher") -> subprocess.Popen[bytes]:
         """Start a dispatcher (the first one is active, later ones stand by)."""

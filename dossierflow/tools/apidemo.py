@@ -11,7 +11,7 @@ import uvicorn
 
 from dispatcher.api.app import create_app
 from dispatcher.api.changes import ChangeFeed
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
 from store import Role, Store, UserRecord
 from store.tokens import Tokens
 

@@ -11,9 +11,9 @@ import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dispatcher.settings import Settings
-from reminder.mailer import Mailer, RetryPolicy, SmtpConfig, SmtpTransport
-from reminder.service import MailContext, mail_instructions
+from dossierflow.settings import Settings
+from reminder.mailer import Mailer, RetryPolicy, SmtpTransport
+from reminder.service import mail_instructions
 from reminder.sink import SmtpSink
 from store.mongo import Store
 from store.outbox import Outbox
@@ -51,11 +51,11 @@ def mail_failures(settings: Settings, store: Store, maildir: Path) -> MailSummar
     mine = replace(settings, smtp_host=host, smtp_port=port, smtp_security="none", smtp_user="")
     outbox = Outbox(store)
     outbox.ensure_indexes()
-    transport = SmtpTransport(SmtpConfig.from_settings(mine))
+    transport = SmtpTransport(mine.smtp())
     # A local sink either answers at once or not at all: do not wait minutes for it.
     mailer = Mailer(outbox, transport, RetryPolicy(attempts=3, first_wait_s=0.2, max_wait_s=1))
     with SmtpSink(host, port, maildir) as sink:
-        result = mail_instructions(store, outbox, mailer, MailContext.from_settings(mine))
+        result = mail_instructions(store, outbox, mailer, mine.mail_context())
     return MailSummary(
         decided=result.decided,
         sent=result.delivery.sent,

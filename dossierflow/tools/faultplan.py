@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.client import Client
-from dispatcher.workload import Planned, company_code
+from dossierflow.tools.workload import Planned, company_code
 from store import ActionRecord, Role, Store, TaskStatus
 from workers.accounting.simulated import SimulatedPackage
 

@@ -30,9 +30,9 @@ from broker import topology
 from broker.addresses import split_urls
 from broker.messages import Envelope, MessageType, encode, utcnow
 from broker.rabbitmq import Connection
-from dispatcher.chaoscheck import FaultWindow, Poison
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
+from dossierflow.settings import Settings
+from dossierflow.tools.chaoscheck import FaultWindow, Poison
+from dossierflow.tools.cluster import Cluster
 from workers.accounting.simulated import SimulatedPackage
 
 SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services.sh"

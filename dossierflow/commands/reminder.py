@@ -1,4 +1,4 @@
-"""`dossierflow reminder ...`: the reminder package's commands (a plugin of dispatcher.cli).
+"""`dossierflow reminder ...`: the reminder package's commands (a plugin of dossierflow.cli).
 
 dossierflow reminder mail [--once] [--interval SECONDS]
 dossierflow reminder run [--date YYYY-MM-DD] [--dry-run]
@@ -11,60 +11,28 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import date
-from pathlib import Path
 
 import structlog
 
-from dispatcher.settings import Settings
-from dispatcher.signals import stop_on_signals
+from dossierflow.settings import Settings
+from dossierflow.signals import stop_on_signals
 
 log = structlog.get_logger("dossierflow.reminder")
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from exc
-
-
-def add_commands(sub: argparse._SubParsersAction) -> dict[str, Command]:  # type: ignore[type-arg]
-    """Add `reminder` and its subcommands to the `dossierflow` parser."""
-    reminder = sub.add_parser("reminder", help="instruction mails and the reminder digest")
-    actions = reminder.add_subparsers(dest="reminder_command", required=True)
-    mail = actions.add_parser("mail", help="mail every new instruction (loops; --once: one pass)")
-    mail.add_argument("--once", action="store_true", help="one pass, then exit")
-    mail.add_argument("--interval", type=float, default=30.0, help="seconds between passes")
-    run = actions.add_parser("run", help="send the reminder digest due today (run it daily)")
-    run.add_argument("--date", type=_day, default=None, help="run as if today were this day")
-    run.add_argument("--dry-run", action="store_true", help="print who would get what")
-    sink = actions.add_parser("sink", help="a local SMTP server storing mails as .eml files")
-    sink.add_argument("--host", default="127.0.0.1")
-    sink.add_argument("--port", type=int, default=8025)
-    sink.add_argument("--dir", type=Path, required=True, help="where to store the mails")
-    return {"reminder": cmd_reminder}
-
-
-def cmd_reminder(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the `reminder` subcommand named on the command line."""
-    commands: dict[str, Command] = {"mail": cmd_mail, "run": cmd_run, "sink": cmd_sink}
-    return commands[args.reminder_command](settings, args)
-
-
 def cmd_mail(settings: Settings, args: argparse.Namespace) -> int:
     """Mail new instructions: one pass with --once, else every --interval seconds."""
-    from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
-    from reminder.service import MailContext, mail_instructions
+    from reminder.mailer import Mailer, SmtpTransport
+    from reminder.service import mail_instructions
     from store import Store, StoreError
     from store.outbox import Outbox
 
-    ctx = MailContext.from_settings(settings)
+    ctx = settings.mail_context()
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     outbox = Outbox(store)
-    mailer = Mailer(outbox, SmtpTransport(SmtpConfig.from_settings(settings)))
+    mailer = Mailer(outbox, SmtpTransport(settings.smtp()))
     stop = threading.Event() if args.once else stop_on_signals()
     status = 0
     try:
@@ -87,10 +55,9 @@ def cmd_mail(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Send the digest due on --date (default: each office's today); --dry-run only prints."""
     from reminder.dryrun import print_dry_run
-    from reminder.mailer import Mailer, SmtpConfig, SmtpTransport
+    from reminder.mailer import Mailer, SmtpTransport
     from reminder.service import (
         CREATE_OFFICE,
-        MailContext,
         plan_reminders,
         run_reminders,
         unknown_offices,
@@ -98,7 +65,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from store import Store
     from store.outbox import Outbox
 
-    ctx = MailContext.from_settings(settings)
+    ctx = settings.mail_context()
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     outbox = Outbox(store)
     try:
@@ -107,7 +74,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             unknown = unknown_offices(store, {o.id for o in store.find_offices()})
             return _unknown(unknown, CREATE_OFFICE)
         outbox.ensure_indexes()
-        mailer = Mailer(outbox, SmtpTransport(SmtpConfig.from_settings(settings)))
+        mailer = Mailer(outbox, SmtpTransport(settings.smtp()))
         result = run_reminders(store, outbox, mailer, ctx, on=args.date)
         d = result.delivery
         print(

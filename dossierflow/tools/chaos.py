@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from broker.admin import Admin
-from dispatcher import chaoscheck as cc
-from dispatcher.chaosactors import Fixer, Submitter
-from dispatcher.chaosfaults import (
+from dossierflow.settings import Settings
+from dossierflow.tools import chaoscheck as cc
+from dossierflow.tools.chaosactors import Fixer, Submitter
+from dossierflow.tools.chaosfaults import (
     CLUSTER_FAULTS,
     FAULTS,
     KNOWN_FAULTS,
@@ -28,11 +29,10 @@ from dispatcher.chaosfaults import (
     Injector,
     Services,
 )
-from dispatcher.chaosreport import render
-from dispatcher.cluster import Cluster
-from dispatcher.faultplan import inject
-from dispatcher.settings import Settings
-from dispatcher.workload import (
+from dossierflow.tools.chaosreport import render
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.faultplan import inject
+from dossierflow.tools.workload import (
     JOURNALS,
     PERIODS,
     VAT_CODES,
@@ -40,7 +40,7 @@ from dispatcher.workload import (
     company_code,
     demo_tasks,
 )
-from dispatcher.workload import dossiers as spread
+from dossierflow.tools.workload import dossiers as spread
 from store import ActionRecord, Actions, ActionStatus, Store, StoreError
 from workers.accounting.simulated import SimulatedPackage
 

@@ -8,9 +8,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
-from dispatcher.settings import Settings, SettingsError
+from dossierflow.settings import Settings, SettingsError
 from store import Role, Store, UserRecord
 from store.tokens import Tokens
 
@@ -118,45 +117,3 @@ def users_revoke(settings: Settings, args: argparse.Namespace) -> int:
     done = "disabled" if args.users_command == "disable" else "revoked"
     print(f"user {args.id}: {count} token(s) {done}; their page sessions ended")
     return 0
-
-
-def _users(settings: Settings, args: argparse.Namespace) -> int:
-    commands: dict[str, Command] = {
-        "add": users_add,
-        "token": users_token,
-        "revoke": users_revoke,
-        "disable": users_revoke,
-    }
-    return commands[args.users_command](settings, args)
-
-
-def add_commands(sub: Any) -> dict[str, Command]:
-    """Register `api` and `users add|token|revoke|disable`."""
-    api = sub.add_parser("api", help="serve the HTTP API and the monitoring page")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8080)
-    users = sub.add_parser("users", help="manage users of the API and the page")
-    usub = users.add_subparsers(dest="users_command", required=True)
-    add = usub.add_parser("add", help="create or replace a user")
-    add.add_argument("--id", required=True)
-    add.add_argument("--office", help="the user's office (not for support)")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role])
-    add.add_argument("--email", default="")
-    add.add_argument(
-        "--language",
-        default="",
-        choices=["nl", "fr", "en"],
-        help="the user's language (default: the browser's, else the office's; mails: nl)",
-    )
-    add.add_argument("--dossier", action="append", help="a dossier of a dossier manager")
-    token = usub.add_parser("token", help="print a new token for a user (shown once)")
-    token.add_argument("--id", required=True)
-    token.add_argument(
-        "--days", type=float, help="how long it works (default: DOSSIERFLOW_TOKEN_DAYS)"
-    )
-    for name, why in (
-        ("revoke", "end the user's tokens and page sessions at once"),
-        ("disable", "revoke, and refuse new tokens until `users add` saves the user again"),
-    ):
-        usub.add_parser(name, help=why).add_argument("--id", required=True)
-    return {"api": cmd_api, "users": _users}

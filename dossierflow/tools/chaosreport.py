@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from dispatcher.chaoscheck import COUNTERS, FaultWindow, Verdict
+from dossierflow.tools.chaoscheck import COUNTERS, FaultWindow, Verdict
 
 
 def per_fault(

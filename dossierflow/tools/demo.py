@@ -17,13 +17,14 @@ from pathlib import Path
 
 from broker import topology
 from broker.rabbitmq import Connection
-from dispatcher.api.demo import serve_for_demo
 from dispatcher.client import Client, Submission
-from dispatcher.cluster import Cluster
-from dispatcher.faultplan import fix_blocked, inject
-from dispatcher.progress import Progress
-from dispatcher.settings import Settings
-from dispatcher.workload import (
+from dossierflow.settings import Settings
+from dossierflow.tools.apidemo import serve_for_demo
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.faultplan import fix_blocked, inject
+from dossierflow.tools.maildemo import mail_failures
+from dossierflow.tools.progress import Progress
+from dossierflow.tools.workload import (
     JOURNALS,
     PERIODS,
     VAT_CODES,
@@ -32,7 +33,6 @@ from dispatcher.workload import (
     demo_tasks,
     dossiers,
 )
-from reminder.demo import mail_failures
 from store import OfficeRecord, Role, Store, TaskStatus, UserRecord
 from workers.accounting.simulated import SimulatedPackage
 
