@@ -24,7 +24,6 @@ from store.profiles import Profiles
 from store.records import DossierProfile
 
 Command = Callable[[Settings, argparse.Namespace], int]
-LANGUAGES = ("nl", "fr", "en")
 # What the accounting packages accept as a dossier code (the payloads' `Code`).
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # One plain address: no display name, no list, nothing a mail header would split on.
