@@ -35,7 +35,7 @@ from dossierflow.tools.chaoscheck import FaultWindow, Poison
 from dossierflow.tools.cluster import Cluster
 from workers.accounting.simulated import SimulatedPackage
 
-SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "services.sh"
 # Faults that stop or cut the shared services: only on services this run controls.
 SERVICE_FAULTS = ("rabbitmq-restart", "store-restart", "connections-close")
 FAULTS = (
