@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from pymongo.collection import Collection
 
-from store.base import mapped as _mapped
+from store.base import mapped
 from store.records import ActionRecord, ActionStatus, ActionType
 
 
@@ -41,7 +41,7 @@ class Actions:
 
     def insert(self, action: ActionRecord) -> None:
         """Record a request before its command is published."""
-        with _mapped():
+        with mapped():
             self._c.insert_one(
                 {
                     "_id": action.id,
@@ -57,13 +57,13 @@ class Actions:
 
     def get(self, action_id: str) -> ActionRecord | None:
         """One action by id."""
-        with _mapped():
+        with mapped():
             doc = self._c.find_one({"_id": action_id})
         return _action(doc) if doc else None
 
     def decide(self, action_id: str, status: ActionStatus, reason: str, at: datetime) -> None:
         """Record the outcome (only the first decision counts)."""
-        with _mapped():
+        with mapped():
             self._c.update_one(
                 {"_id": action_id, "status": ActionStatus.PENDING.value},
                 {"$set": {"status": status.value, "reason": reason, "decided_at": at}},

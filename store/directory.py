@@ -7,8 +7,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from store.base import Doc
-from store.base import mapped as _mapped
+from store.base import Doc, mapped
 from store.records import OfficeRecord, Role, UserRecord
 
 
@@ -20,7 +19,7 @@ class DirectoryMixin:
 
     def save_office(self, office: OfficeRecord) -> None:
         """Create or replace an office."""
-        with _mapped():
+        with mapped():
             self.offices.replace_one(
                 {"_id": office.id},
                 _office_doc(office),
@@ -29,23 +28,23 @@ class DirectoryMixin:
 
     def add_office(self, office: OfficeRecord) -> None:
         """Create an office; Conflict when its id is taken."""
-        with _mapped():
+        with mapped():
             self.offices.insert_one({"_id": office.id, **_office_doc(office)})
 
     def office(self, office_id: str) -> OfficeRecord | None:
         """One office by id."""
-        with _mapped():
+        with mapped():
             doc = self.offices.find_one({"_id": office_id})
         return _office(doc) if doc else None
 
     def find_offices(self) -> list[OfficeRecord]:
         """Every office."""
-        with _mapped():
+        with mapped():
             return [_office(d) for d in self.offices.find({}).sort("_id", 1)]
 
     def save_user(self, user: UserRecord) -> None:
         """Create or replace a user."""
-        with _mapped():
+        with mapped():
             self.users.replace_one(
                 {"_id": user.id},
                 {
@@ -61,7 +60,7 @@ class DirectoryMixin:
 
     def user(self, user_id: str) -> UserRecord | None:
         """One user by id."""
-        with _mapped():
+        with mapped():
             doc = self.users.find_one({"_id": user_id})
         return _user(doc) if doc else None
 
@@ -74,7 +73,7 @@ class DirectoryMixin:
             query["office"] = office
         if role is not None:
             query["role"] = role.value
-        with _mapped():
+        with mapped():
             return [_user(d) for d in self.users.find(query).sort("_id", 1)]
 
 

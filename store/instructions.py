@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from pymongo.collection import Collection
 
-from store.base import Doc
-from store.base import mapped as _mapped
+from store.base import Doc, mapped
 from store.errors import Conflict
+from store.mapping import instruction_doc, instruction_record
 from store.records import InstructionRecord, InstructionStatus
 
 
@@ -21,23 +19,9 @@ class InstructionsMixin:
 
     def insert_instruction(self, instruction: InstructionRecord) -> bool:
         """Store a new instruction; False when one with that id exists (a redelivery)."""
-        doc: Doc = {
-            "_id": instruction.id,
-            "task_id": instruction.task_id,
-            "office": instruction.office,
-            "dossier": instruction.dossier,
-            "kind": instruction.kind,
-            "code": instruction.code,
-            "severity": instruction.severity,
-            "facts": dict(instruction.facts),
-            "status": instruction.status.value,
-            "created_at": instruction.created_at,
-            "resolved_at": instruction.resolved_at,
-            "resolution": instruction.resolution,
-            "raw": instruction.raw,
-        }
+        doc = instruction_doc(instruction)
         try:
-            with _mapped():
+            with mapped():
                 self.instructions.insert_one(doc)
         except Conflict:
             return False
@@ -45,9 +29,9 @@ class InstructionsMixin:
 
     def instruction(self, instruction_id: str) -> InstructionRecord | None:
         """One instruction by id."""
-        with _mapped():
+        with mapped():
             doc = self.instructions.find_one({"_id": instruction_id})
-        return _instruction(doc) if doc else None
+        return instruction_record(doc) if doc else None
 
     def find_instructions(
         self,
@@ -71,15 +55,15 @@ class InstructionsMixin:
                 query[name] = value
         if status is not None:
             query["status"] = status.value
-        with _mapped():
+        with mapped():
             cursor = self.instructions.find(query, limit=limit).sort(
                 [("created_at", 1), ("_id", 1)]
             )
-            return [_instruction(d) for d in cursor]
+            return [instruction_record(d) for d in cursor]
 
     def resolve_instruction(self, instruction_id: str, at: datetime, resolution: str) -> None:
         """Close an open instruction (restart, cancel or resolve of its task)."""
-        with _mapped():
+        with mapped():
             self.instructions.update_one(
                 {"_id": instruction_id, "status": InstructionStatus.OPEN.value},
                 {
@@ -90,21 +74,3 @@ class InstructionsMixin:
                     }
                 },
             )
-
-
-def _instruction(doc: Mapping[str, Any]) -> InstructionRecord:
-    return InstructionRecord(
-        id=doc["_id"],
-        task_id=doc.get("task_id", ""),
-        office=doc["office"],
-        dossier=doc["dossier"],
-        kind=doc.get("kind", ""),
-        code=doc["code"],
-        severity=doc["severity"],
-        facts=dict(doc.get("facts") or {}),
-        status=InstructionStatus(doc["status"]),
-        created_at=doc["created_at"],
-        resolved_at=doc.get("resolved_at"),
-        resolution=doc.get("resolution", ""),
-        raw=bytes(doc["raw"]) if doc.get("raw") is not None else None,
-    )

@@ -18,46 +18,19 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from store.actions import Actions
-from store.base import Doc
-from store.base import mapped as _mapped
+from store.base import Doc, mapped
 from store.directory import DirectoryMixin
 from store.instructions import InstructionsMixin
+from store.mapping import task_record
 from store.outstanding import SUBMISSIONS, Outstanding, submission_docs
 from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
 from store.sequencing import BULK_CHUNK
 
-__all__ = ["Actions", "Doc", "Store", "_mapped"]
+__all__ = ["Actions", "Doc", "Store"]
 
 TASKS, DOSSIERS, OFFICES, USERS = "tasks", "dossiers", "offices", "users"
 INSTRUCTIONS = "instructions"
 ACTIONS = "actions"
-
-
-def _task(doc: Mapping[str, Any]) -> TaskRecord:
-    return TaskRecord(
-        id=doc["_id"],
-        office=doc["office"],
-        dossier=doc["dossier"],
-        kind=doc["kind"],
-        payload=doc.get("payload") or {},
-        status=TaskStatus(doc["status"]),
-        submitted_at=doc["submitted_at"],
-        seq=doc.get("seq"),
-        accepted_at=doc.get("accepted_at"),
-        queued_at=doc.get("queued_at"),
-        started_at=doc.get("started_at"),
-        finished_at=doc.get("finished_at"),
-        attempts=doc.get("attempts", 0),
-        retries=doc.get("retries", 0),
-        failures=doc.get("failures", 0),
-        next_attempt_at=doc.get("next_attempt_at"),
-        coalesce_key=doc.get("coalesce_key"),
-        last_action=doc.get("last_action"),
-        run=doc.get("run", 0),
-        worker=doc.get("worker"),
-        result=doc.get("result"),
-        error=doc.get("error"),
-    )
 
 
 def _new_task(task: TaskRecord) -> Doc:
@@ -139,12 +112,12 @@ class Store(InstructionsMixin, DirectoryMixin):
 
     def ping(self) -> None:
         """Fail with StoreUnavailable unless the server answers."""
-        with _mapped():
+        with mapped():
             self._client.admin.command("ping")
 
     def ensure_indexes(self) -> None:
         """Create the indexes (idempotent); called by every process at start-up."""
-        with _mapped():
+        with mapped():
             self.tasks.create_index(
                 [("office", 1), ("dossier", 1), ("status", 1)], name="office_dossier_status"
             )
@@ -166,7 +139,7 @@ class Store(InstructionsMixin, DirectoryMixin):
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""
-        with _mapped():
+        with mapped():
             self._client.drop_database(self._db.name)
 
     def close(self) -> None:
@@ -177,7 +150,7 @@ class Store(InstructionsMixin, DirectoryMixin):
     def insert_task(self, task: TaskRecord) -> None:
         """Store a new task; Conflict if its id exists."""
         self._mark_submitted([task])
-        with _mapped():
+        with mapped():
             self.tasks.insert_one(_new_task(task))
 
     def insert_tasks(self, tasks: Sequence[TaskRecord]) -> None:
@@ -185,7 +158,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         if not tasks:
             return
         self._mark_submitted(tasks)
-        with _mapped():
+        with mapped():
             try:
                 self.tasks.insert_many([_new_task(t) for t in tasks], ordered=False)
             except BulkWriteError as exc:
@@ -205,7 +178,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         )
         if not docs:
             return
-        with _mapped():
+        with mapped():
             try:
                 self.submissions.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
@@ -218,7 +191,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         Transitions live in the task document (`history`), written in the same update as
         the state they lead to: one read by `_id`, and never out of step with the task.
         """
-        with _mapped():
+        with mapped():
             doc = self.tasks.find_one({"_id": task_id}, {"submitted_at": 1, "history": 1})
         if doc is None:
             return []
@@ -229,9 +202,9 @@ class Store(InstructionsMixin, DirectoryMixin):
 
     def task(self, task_id: str) -> TaskRecord | None:
         """One task by id."""
-        with _mapped():
+        with mapped():
             doc = self.tasks.find_one({"_id": task_id})
-        return _task(doc) if doc else None
+        return task_record(doc) if doc else None
 
     def update_task(
         self,
@@ -255,7 +228,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         """
         if only_from is not None:
             if known is None:
-                with _mapped():
+                with mapped():
                     doc = self.tasks.find_one({"_id": task_id}, {"status": 1})
                 if doc is None:
                     return False
@@ -269,7 +242,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         }
         if inc:
             update["$inc"] = dict(inc)
-        with _mapped():
+        with mapped():
             return self.tasks.update_one({"_id": task_id}, update).matched_count == 1
 
     def waiting_equal(self, key: str, coalesce_key: str) -> TaskRecord | None:
@@ -280,14 +253,14 @@ class Store(InstructionsMixin, DirectoryMixin):
         an equal sync that waits before it. Equal and not yet released, and no task of
         the dossier submitted since (a lookup only coalescible submissions pay for).
         """
-        with _mapped():
+        with mapped():
             doc = self.coalescing.find_one({"_id": key})
         if doc is None or doc.get("key") != coalesce_key:
             return None
         task = self.task(str(doc["task"]))
         if task is None or task.status not in (TaskStatus.SUBMITTED, TaskStatus.WAITING):
             return None
-        with _mapped():
+        with mapped():
             later = self.tasks.find_one(
                 {
                     "office": task.office,
@@ -306,7 +279,7 @@ class Store(InstructionsMixin, DirectoryMixin):
             for key, (task, ckey) in latest.items()
         ]
         for start in range(0, len(ops), BULK_CHUNK):
-            with _mapped():
+            with mapped():
                 self.coalescing.bulk_write(ops[start : start + BULK_CHUNK], ordered=False)
 
     def stale_retry_wait(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
@@ -314,14 +287,14 @@ class Store(InstructionsMixin, DirectoryMixin):
 
         Found through the parked timers, then read by `_id`: never a scan of the tasks.
         """
-        return [_task(d) for d in self._outstanding.stale_retry_wait(before, limit)]
+        return [task_record(d) for d in self._outstanding.stale_retry_wait(before, limit)]
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks still `submitted` since before `before` (the sweeper republishes them).
 
         Found through the notes of outstanding submissions, then read by `_id`.
         """
-        return [_task(d) for d in self._outstanding.stale_submitted(before, limit)]
+        return [task_record(d) for d in self._outstanding.stale_submitted(before, limit)]
 
     def find_tasks(
         self,
@@ -339,9 +312,9 @@ class Store(InstructionsMixin, DirectoryMixin):
             query["dossier"] = dossier
         if statuses is not None:
             query["status"] = {"$in": [s.value for s in statuses]}
-        with _mapped():
+        with mapped():
             cursor = self.tasks.find(query, limit=limit).sort([("submitted_at", 1), ("_id", 1)])
-            return [_task(d) for d in cursor]
+            return [task_record(d) for d in cursor]
 
     def unfinished(self, task_ids: Sequence[str], chunk: int = 500) -> list[str]:
         """Those of the tasks that have not finished (done, cancelled or skipped), by id."""
@@ -349,7 +322,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         left: list[str] = []
         for start in range(0, len(task_ids), chunk):
             part = list(task_ids[start : start + chunk])
-            with _mapped():
+            with mapped():
                 docs = self.tasks.find({"_id": {"$in": part}}, {"status": 1})
                 done = {d["_id"] for d in docs if d["status"] in final}
             left.extend(t for t in part if t not in done)
@@ -360,7 +333,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         found: dict[str, str] = {}
         for start in range(0, len(task_ids), chunk):
             part = list(task_ids[start : start + chunk])
-            with _mapped():
+            with mapped():
                 for d in self.tasks.find({"_id": {"$in": part}}, {"status": 1}):
                     found[str(d["_id"])] = str(d["status"])
         return found
@@ -370,7 +343,7 @@ class Store(InstructionsMixin, DirectoryMixin):
         query: Doc = {}
         if statuses is not None:
             query["status"] = {"$in": [s.value for s in statuses]}
-        with _mapped():
+        with mapped():
             rows = self.tasks.aggregate(
                 [{"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
             )
@@ -379,14 +352,14 @@ class Store(InstructionsMixin, DirectoryMixin):
     # -- dossiers -------------------------------------------------------------------
     def dossier(self, key: str) -> DossierRecord | None:
         """A dossier's sequencing state by key."""
-        with _mapped():
+        with mapped():
             doc = self.dossiers.find_one({"_id": key})
         return _dossier(doc) if doc else None
 
     def ensure_dossier(self, office: str, dossier: str, at: datetime) -> DossierRecord:
         """The dossier's state, created empty on first use."""
         key = f"{office}.{dossier}"
-        with _mapped():
+        with mapped():
             self.dossiers.update_one(
                 {"_id": key},
                 {
@@ -411,10 +384,10 @@ class Store(InstructionsMixin, DirectoryMixin):
         query: Doc = {"blocked": True}
         if office is not None:
             query["office"] = office
-        with _mapped():
+        with mapped():
             return [_dossier(d) for d in self.dossiers.find(query).sort("_id", 1)]
 
     def set_dossier(self, key: str, at: datetime, **fields: Any) -> None:
         """Set fields of a dossier's state."""
-        with _mapped():
+        with mapped():
             self.dossiers.update_one({"_id": key}, {"$set": {**fields, "updated_at": at}})

@@ -14,8 +14,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from store.base import Doc
-from store.base import mapped as _mapped
+from store.base import Doc, mapped
 from store.errors import NotFound
 from store.mongo import Store
 from store.records import DossierProfile
@@ -39,13 +38,13 @@ class Profiles:
         """Create a profile; Conflict when the office already has that dossier."""
         now = datetime.now(UTC)
         doc = {"_id": profile_key(profile.office, profile.id), **_doc(profile), "created_at": now}
-        with _mapped():
+        with mapped():
             self._docs.insert_one(doc)
 
     def save(self, profile: DossierProfile) -> None:
         """Create or replace a profile."""
         key = profile_key(profile.office, profile.id)
-        with _mapped():
+        with mapped():
             self._docs.update_one(
                 {"_id": key},
                 {"$set": {**_doc(profile), "updated_at": datetime.now(UTC)}},
@@ -54,14 +53,14 @@ class Profiles:
 
     def get(self, office: str, dossier: str) -> DossierProfile | None:
         """One dossier's profile."""
-        with _mapped():
+        with mapped():
             doc = self._docs.find_one({"_id": profile_key(office, dossier)})
         return _profile(doc) if doc else None
 
     def holders(self, codes: Iterable[str]) -> dict[str, set[tuple[str, str]]]:
         """The (office, dossier) pairs whose profile has each of `codes`: one query."""
         found: dict[str, set[tuple[str, str]]] = {}
-        with _mapped():
+        with mapped():
             docs = self._docs.find(
                 {"code": {"$in": sorted(set(codes))}}, {"office": 1, "dossier": 1, "code": 1}
             )
@@ -71,13 +70,13 @@ class Profiles:
 
     def of_office(self, office: str) -> list[DossierProfile]:
         """Every profile of an office, by dossier id."""
-        with _mapped():
+        with mapped():
             found = [_profile(d) for d in self._docs.find({"office": office})]
         return sorted(found, key=lambda p: p.id)
 
     def assign(self, user_id: str, dossier: str) -> bool:
         """Add a dossier to a user's; False when it was assigned already."""
-        with _mapped():
+        with mapped():
             done = self._users.update_one({"_id": user_id}, {"$addToSet": {"dossiers": dossier}})
         if done.matched_count == 0:
             raise NotFound(f"no user {user_id}")
@@ -85,7 +84,7 @@ class Profiles:
 
     def unassign(self, user_id: str, dossier: str) -> bool:
         """Take a dossier from a user; False when it was not assigned."""
-        with _mapped():
+        with mapped():
             done = self._users.update_one({"_id": user_id}, {"$pull": {"dossiers": dossier}})
         if done.matched_count == 0:
             raise NotFound(f"no user {user_id}")

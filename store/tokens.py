@@ -20,8 +20,9 @@ from typing import Any
 
 from pymongo.collection import Collection
 
+from store.base import mapped
 from store.errors import Conflict
-from store.mongo import Store, _mapped
+from store.mongo import Store
 
 TOKENS = "api_tokens"
 IDEMPOTENCY = "idempotency_keys"
@@ -45,7 +46,7 @@ class Tokens:
         """A new token for the user (shown once); the user's earlier tokens stop working."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = datetime.now(UTC)
-        with _mapped():
+        with mapped():
             self._docs.delete_many({"user": user_id})
             self._docs.insert_one(
                 {
@@ -81,7 +82,7 @@ class Tokens:
         return self._by_digest(digest(token))
 
     def _by_digest(self, wanted: str) -> dict[str, Any] | None:
-        with _mapped():
+        with mapped():
             doc = self._docs.find_one({"_id": wanted})
         if doc is None or not hmac.compare_digest(str(doc["_id"]), wanted):
             return None
@@ -89,7 +90,7 @@ class Tokens:
 
     def revoke(self, user_id: str) -> int:
         """Invalidate every token of the user; return how many there were."""
-        with _mapped():
+        with mapped():
             return int(self._docs.delete_many({"user": user_id}).deleted_count)
 
 
@@ -127,7 +128,7 @@ class IdempotencyKeys:
             "at": datetime.now(UTC),
         }
         try:
-            with _mapped():
+            with mapped():
                 self._docs.insert_one(doc)
         except Conflict:
             return self.get(office, key) or Reservation(fingerprint, None)
@@ -135,7 +136,7 @@ class IdempotencyKeys:
 
     def get(self, office: str, key: str) -> Reservation | None:
         """The claim of a key, if any."""
-        with _mapped():
+        with mapped():
             found = self._docs.find_one({"_id": self._id(office, key)})
         if found is None:
             return None
@@ -143,10 +144,10 @@ class IdempotencyKeys:
 
     def complete(self, office: str, key: str, task_id: str) -> None:
         """Record the task a claimed key created."""
-        with _mapped():
+        with mapped():
             self._docs.update_one({"_id": self._id(office, key)}, {"$set": {"task": task_id}})
 
     def release(self, office: str, key: str) -> None:
         """Drop a claim whose submission failed, so a retry can try again."""
-        with _mapped():
+        with mapped():
             self._docs.delete_one({"_id": self._id(office, key), "task": None})
