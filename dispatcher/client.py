@@ -31,7 +31,6 @@ from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, Un
 from dispatcher.settings import Settings
 from store import (
     ActionRecord,
-    Actions,
     ActionStatus,
     ActionType,
     Role,
@@ -40,7 +39,6 @@ from store import (
     TaskRecord,
     TaskStatus,
 )
-from store.profiles import Profiles
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
 from workers.errors import InvalidSubmission as InvalidTaskInput
 from workers.kinds import spec_for, validate_payload
@@ -100,8 +98,8 @@ class Client:
         store_wait_s: float = 30.0,
     ) -> None:
         self._store = store
-        self._actions = Actions(store)
-        self._profiles = Profiles(store)
+        self._actions = store.actions
+        self._profiles = store.profiles
         self._conn = conn
         self._topo = topo
         self._payload_limit = payload_limit

@@ -22,7 +22,6 @@ from dispatcher.retention import Pruner
 from dispatcher.senders import Senders
 from dispatcher.settings import Settings
 from store import Fenced, Store, StoreError, StoreUnavailable, TaskRecord
-from store.sequencing import Sequencing
 
 log = structlog.get_logger("dossierflow.dispatcher")
 
@@ -64,7 +63,7 @@ class Dispatcher:
         self._republished: dict[str, tuple[int, float]] = {}
         self._next_sweep = time.monotonic() + settings.sweep_interval_s
         self._owners: dict[int, Owner] = {}
-        self._sequencing = Sequencing(store.database)
+        self._sequencing = store.sequencing
         self._pruner = Pruner(settings, store, self._name, stop)
         self._publish_ch: Channel | None = None
 

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import mapped
+from store.base import Doc, Repository, mapped
 from store.records import ActionRecord, ActionStatus, ActionType
 
-
-class _Holder(Protocol):
-    """What holds the `actions` collection (store.mongo.Store)."""
-
-    @property
-    def actions(self) -> Collection[dict[str, Any]]: ...
+ACTIONS = "actions"
 
 
 def _action(doc: Mapping[str, Any]) -> ActionRecord:
@@ -33,11 +29,12 @@ def _action(doc: Mapping[str, Any]) -> ActionRecord:
     )
 
 
-class Actions:
+class Actions(Repository):
     """Requested actions: inserted by the requester, decided once by the sequencer."""
 
-    def __init__(self, store: _Holder) -> None:
-        self._c = store.actions
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._c: Collection[Doc] = db[ACTIONS]
 
     def insert(self, action: ActionRecord) -> None:
         """Record a request before its command is published."""

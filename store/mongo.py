@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import MongoClient, UpdateOne
@@ -22,15 +22,20 @@ from store.base import Doc, mapped
 from store.directory import DirectoryMixin
 from store.instructions import InstructionsMixin
 from store.mapping import task_record
+from store.monitoring import Monitoring
+from store.outbox import Outbox
 from store.outstanding import SUBMISSIONS, Outstanding, submission_docs
+from store.profiles import Profiles
 from store.records import DossierRecord, HistoryEntry, TaskRecord, TaskStatus
-from store.sequencing import BULK_CHUNK
+from store.retention import Retention
+from store.sequencing import BULK_CHUNK, Sequencing
+from store.sessions import Sessions
+from store.tokens import IdempotencyKeys, Tokens
 
 __all__ = ["Actions", "Doc", "Store"]
 
 TASKS, DOSSIERS, OFFICES, USERS = "tasks", "dossiers", "offices", "users"
 INSTRUCTIONS = "instructions"
-ACTIONS = "actions"
 
 
 def _new_task(task: TaskRecord) -> Doc:
@@ -74,12 +79,19 @@ class Store(InstructionsMixin, DirectoryMixin):
         self.offices: Collection[Doc] = self._db[OFFICES]
         self.users: Collection[Doc] = self._db[USERS]
         self.instructions: Collection[Doc] = self._db[INSTRUCTIONS]
-        self.actions: Collection[Doc] = self._db[ACTIONS]
         # Dossier key -> its latest submission and that one's coalescing key (by _id).
         self.coalescing: Collection[Doc] = self._db["coalescing"]
         # Tasks stored and not yet accepted by the sequencer (see store/outstanding.py).
         self.submissions: Collection[Doc] = self._db[SUBMISSIONS]
-        self._outstanding = Outstanding(self._db)
+        # The repositories of the other collections (and of the partition owners' writes).
+        self.actions = Actions(self._db)
+        self.outbox = Outbox(self._db)
+        self.profiles = Profiles(self._db)
+        self.tokens = Tokens(self._db)
+        self.idempotency = IdempotencyKeys(self._db)
+        self.monitoring = Monitoring(self._db)
+        self.outstanding = Outstanding(self._db)
+        self.sequencing = Sequencing(self._db)
 
     @classmethod
     def connect(
@@ -110,6 +122,14 @@ class Store(InstructionsMixin, DirectoryMixin):
         """A collection of this database, for the store modules of other owners."""
         return self._db[name]
 
+    def sessions(self, idle: timedelta, longest: timedelta) -> Sessions:
+        """The page's logins, ending after `idle` without a request or `longest` after login."""
+        return Sessions(self._db, idle, longest)
+
+    def retention(self, batch: int = 500, scan: int = 10_000) -> Retention:
+        """A pruner deleting `batch` ids per command, reading at most `scan` per pass."""
+        return Retention(self._db, batch=batch, scan=scan)
+
     def ping(self) -> None:
         """Fail with StoreUnavailable unless the server answers."""
         with mapped():
@@ -133,9 +153,9 @@ class Store(InstructionsMixin, DirectoryMixin):
                 [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
             )
             self.instructions.create_index([("task_id", 1)], name="task")
-        self._outstanding.ensure_indexes()
+        self.outstanding.ensure_indexes()
         # Once per database: outstanding work stored before `submissions` and `retry_timers`.
-        self._outstanding.adopt()
+        self.outstanding.adopt()
 
     def drop(self) -> None:
         """Drop the whole database (tests and the demo)."""
@@ -287,14 +307,14 @@ class Store(InstructionsMixin, DirectoryMixin):
 
         Found through the parked timers, then read by `_id`: never a scan of the tasks.
         """
-        return [task_record(d) for d in self._outstanding.stale_retry_wait(before, limit)]
+        return [task_record(d) for d in self.outstanding.stale_retry_wait(before, limit)]
 
     def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks still `submitted` since before `before` (the sweeper republishes them).
 
         Found through the notes of outstanding submissions, then read by `_id`.
         """
-        return [task_record(d) for d in self._outstanding.stale_submitted(before, limit)]
+        return [task_record(d) for d in self.outstanding.stale_submitted(before, limit)]
 
     def find_tasks(
         self,

@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import mapped
+from store.base import Doc, Repository, mapped
 from store.errors import Conflict
-from store.mongo import Store
 
 OUTBOX = "mail_outbox"
 _ERROR_LIMIT = 500  # last_error is for operators, not a log: keep it short
@@ -71,11 +71,12 @@ def _entry(doc: Mapping[str, Any]) -> OutboxEntry:
     )
 
 
-class Outbox:
+class Outbox(Repository):
     """The `mail_outbox` collection."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(OUTBOX)
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[OUTBOX]
 
     def ensure_indexes(self) -> None:
         """Create the index the mailer's pending scan uses (idempotent)."""

@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from store.base import Doc, mapped
+from store.base import Doc, Repository, mapped
 from store.records import TaskStatus
 
 SUBMISSIONS = "submissions"
@@ -50,10 +51,11 @@ def submission_docs(tasks: Iterable[tuple[str, datetime, str]]) -> list[Doc]:
     return [{"_id": task_id, "submitted_at": at, "key": key} for task_id, at, key in tasks]
 
 
-class Outstanding:
+class Outstanding(Repository):
     """The sweeper's reads and clean-up of the two collections."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
         self._tasks: Collection[Doc] = db["tasks"]
         self._submissions: Collection[Doc] = db[SUBMISSIONS]
         self._timers: Collection[Doc] = db[RETRY_TIMERS]
@@ -71,7 +73,7 @@ class Outstanding:
         The only read of the tasks by status: run at start-up until it has run once in
         the database (a marker in `migrations`), and never by the sweeper. Idempotent.
         """
-        migrations: Collection[Doc] = self._tasks.database[MIGRATIONS]
+        migrations: Collection[Doc] = self._db[MIGRATIONS]
         with mapped():
             if migrations.find_one({"_id": ADOPTED}) is not None:
                 return 0

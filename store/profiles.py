@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import Doc, mapped
+from store.base import Doc, Repository, mapped
 from store.errors import NotFound
-from store.mongo import Store
 from store.records import DossierProfile
 
 PROFILES = "dossier_profiles"
@@ -27,12 +27,13 @@ def profile_key(office: str, dossier: str) -> str:
     return f"{office}.{dossier}"
 
 
-class Profiles:
+class Profiles(Repository):
     """The `dossier_profiles` collection and the dossier lists of users."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[Doc] = store.collection(PROFILES)
-        self._users: Collection[Doc] = store.collection("users")
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[PROFILES]
+        self._users: Collection[Doc] = db["users"]
 
     def add(self, profile: DossierProfile) -> None:
         """Create a profile; Conflict when the office already has that dossier."""

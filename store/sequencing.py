@@ -17,9 +17,10 @@ from typing import Any
 import pymongo
 from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from store.base import Doc, mapped
+from store.base import Doc, Repository, mapped
 from store.errors import Conflict, Fenced, StoreUnavailable
 from store.mapping import instruction_doc
 from store.outstanding import ID_CHUNK, RETRY_TIMERS, SUBMISSIONS, timer_id
@@ -84,10 +85,11 @@ def _not_after(epoch: int) -> Doc:
     return {"$not": {"$gt": epoch}}
 
 
-class Sequencing:
+class Sequencing(Repository):
     """Reads and writes of the partition owners."""
 
-    def __init__(self, db: Any, chunk: int = BULK_CHUNK) -> None:
+    def __init__(self, db: Database[Doc], chunk: int = BULK_CHUNK) -> None:
+        super().__init__(db)
         self._tasks: Collection[Doc] = db["tasks"]
         self._dossiers: Collection[Doc] = db["dossiers"]
         self._instructions: Collection[Doc] = db["instructions"]

@@ -17,12 +17,11 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import mapped
-from store.mongo import Store
+from store.base import Doc, Repository, mapped
 
 SESSIONS = "sessions"
 _TOUCH_EVERY = timedelta(seconds=60)  # writes the last use at most once a minute
@@ -43,11 +42,12 @@ class Session:
     token_digest: str
 
 
-class Sessions:
+class Sessions(Repository):
     """The `sessions` collection: session digest → user, token and times."""
 
-    def __init__(self, store: Store, idle: timedelta, longest: timedelta) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(SESSIONS)
+    def __init__(self, db: Database[Doc], idle: timedelta, longest: timedelta) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[SESSIONS]
         self.idle = idle
         self.longest = longest
         self._pruned_at: datetime | None = None

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import mapped
+from store.base import Doc, Repository, mapped
 from store.errors import Conflict
-from store.mongo import Store
 
 TOKENS = "api_tokens"
 IDEMPOTENCY = "idempotency_keys"
@@ -36,11 +36,12 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-class Tokens:
+class Tokens(Repository):
     """The `api_tokens` collection: digest → user."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(TOKENS)
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[TOKENS]
 
     def issue(self, user_id: str, lifetime: timedelta = DEFAULT_LIFETIME) -> str:
         """A new token for the user (shown once); the user's earlier tokens stop working."""
@@ -109,11 +110,12 @@ class Reservation:
     task_id: str | None
 
 
-class IdempotencyKeys:
+class IdempotencyKeys(Repository):
     """The `idempotency_keys` collection: `office:key` → task."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(IDEMPOTENCY)
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[IDEMPOTENCY]
 
     @staticmethod
     def _id(office: str, key: str) -> str:

@@ -22,7 +22,6 @@ from prometheus_client.registry import Collector
 
 from broker.messages import utcnow
 from store import InstructionStatus, Store, StoreError
-from store.outbox import Outbox
 
 SEVERITIES = ("orange", "red")
 # Pending mails counted per reading; a backlog past it reads as this many (and alerts).
@@ -60,7 +59,7 @@ def read_store(store: Store) -> Reading:
         reading.oldest_instruction_s[severity] = max(
             reading.oldest_instruction_s.get(severity, 0.0), age
         )
-    pending = Outbox(store).pending(limit=OUTBOX_COUNT_LIMIT)
+    pending = store.outbox.pending(limit=OUTBOX_COUNT_LIMIT)
     reading.outbox_pending = len(pending)
     reading.outbox_oldest_s = _age(now, pending[0].created_at) if pending else 0.0
     reading.seconds = time.monotonic() - began

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from dossierflow.settings import Settings, SettingsError
 from store import Role, Store, UserRecord
-from store.tokens import Tokens
 
 Command = Callable[[Settings, argparse.Namespace], int]
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -91,7 +90,7 @@ def users_token(settings: Settings, args: argparse.Namespace) -> int:
             why = "is disabled (users add enables it again)" if user else "does not exist"
             print(f"dossierflow users token: user {args.id} {why}", file=sys.stderr)
             return 1
-        tokens = Tokens(store)
+        tokens = store.tokens
         token = tokens.issue(args.id, timedelta(days=days))
         print(token)
         expires = tokens.expires_at(token)
@@ -111,7 +110,7 @@ def users_revoke(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         if args.users_command == "disable":
             store.save_user(replace(user, disabled=True))
-        count = Tokens(store).revoke(args.id)
+        count = store.tokens.revoke(args.id)
     finally:
         store.close()
     done = "disabled" if args.users_command == "disable" else "revoked"

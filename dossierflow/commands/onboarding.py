@@ -20,7 +20,6 @@ from broker.messages import valid_id
 from dossierflow.commands.ops import clean, table
 from dossierflow.settings import Settings
 from store import Conflict, NotFound, OfficeRecord, Role, Store, UserRecord
-from store.profiles import Profiles
 from store.records import DossierProfile
 
 Command = Callable[[Settings, argparse.Namespace], int]
@@ -136,7 +135,7 @@ def offices_show(store: Store, args: argparse.Namespace) -> int:
     """One office with its users and how many dossiers it has."""
     office = existing_office(store, args.id)
     users = store.find_users(office=office.id)
-    dossiers = Profiles(store).of_office(office.id)
+    dossiers = store.profiles.of_office(office.id)
     if args.json:
         _json({**asdict(office), "users": [_user(u) for u in users], "dossiers": len(dossiers)})
         return 0
@@ -158,7 +157,7 @@ def dossiers_add(store: Store, args: argparse.Namespace) -> int:
     dossier = _check_id("dossier", args.id)
     if args.code is not None and not _CODE.fullmatch(args.code):
         raise _bad(f"bad dossier code {args.code!r}: 1 to 64 letters, digits, '_', '.' or '-'")
-    profiles = Profiles(store)
+    profiles = store.profiles
     before = profiles.get(office, dossier)
     if before is not None and not args.update:
         raise Refused(f"dossier {dossier} of office {office} exists (add --update to change it)")
@@ -194,7 +193,7 @@ def dossiers_list(store: Store, args: argparse.Namespace) -> int:
     """The dossiers of an office with their codes and managers."""
     office = existing_office(store, args.office).id
     managers = _managers(store, office)
-    found = [_profile(p, managers) for p in Profiles(store).of_office(office)]
+    found = [_profile(p, managers) for p in store.profiles.of_office(office)]
     if args.json:
         _json(found)
         return 0
@@ -207,7 +206,7 @@ def dossiers_list(store: Store, args: argparse.Namespace) -> int:
 def dossiers_show(store: Store, args: argparse.Namespace) -> int:
     """One dossier's profile, its managers and whether the sequencer has it blocked."""
     office = existing_office(store, args.office).id
-    profile = Profiles(store).get(office, args.id)
+    profile = store.profiles.get(office, args.id)
     if profile is None:
         raise Refused(f"dossier {clean(args.id)} of office {office} does not exist")
     state = store.dossier(f"{office}.{profile.id}")
@@ -228,14 +227,14 @@ def dossiers_show(store: Store, args: argparse.Namespace) -> int:
 def _assignment(assign: bool) -> Callable[[Store, argparse.Namespace], int]:
     def run(store: Store, args: argparse.Namespace) -> int:
         office = existing_office(store, args.office).id
-        if assign and Profiles(store).get(office, args.dossier) is None:
+        if assign and store.profiles.get(office, args.dossier) is None:
             raise Refused(f"dossier {clean(args.dossier)} of office {office} does not exist")
         user = store.user(args.user)
         if user is None or user.office != office:
             raise Refused(f"office {office} has no user {clean(args.user)}")
         if user.role is not Role.DOSSIER_MANAGER:
             raise Refused(f"{user.id} is {user.role.value}: only dossier managers are assigned")
-        change = Profiles(store).assign if assign else Profiles(store).unassign
+        change = store.profiles.assign if assign else store.profiles.unassign
         try:
             changed = change(user.id, args.dossier)
         except NotFound as exc:

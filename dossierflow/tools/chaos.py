@@ -41,7 +41,7 @@ from dossierflow.tools.workload import (
     demo_tasks,
 )
 from dossierflow.tools.workload import dossiers as spread
-from store import ActionRecord, Actions, ActionStatus, Store, StoreError
+from store import ActionRecord, ActionStatus, Store, StoreError
 from workers.accounting.simulated import SimulatedPackage
 
 OFFICES = ["office1", "office2"]
@@ -265,7 +265,7 @@ def observe(
     poison: list[cc.Poison],
 ) -> cc.Observed:
     """Read what the checker needs from the package and the store."""
-    decided = [Actions(store).get(a.id) for a in actions]
+    decided = [store.actions.get(a.id) for a in actions]
     applied = [
         cc.AppliedAction(a.task_id, a.type.value)
         for a in decided

@@ -27,7 +27,6 @@ from dispatcher.service import Dispatcher
 from dossierflow.settings import Settings
 from store import Store
 from store.counting import CommandCounter
-from store.retention import Retention
 
 DOSSIERS = 500
 
@@ -117,7 +116,7 @@ def main() -> int:
             f"over {args.rounds} passes; store commands per pass: "
             + ", ".join(f"{k} {v:g}" for k, v in sorted(per_pass.items()) if v)
         )
-        retention = Retention(store.database)
+        retention = store.retention()
         retention.ensure_indexes()
         started = time.perf_counter()
         report = retention.prune(utcnow() - timedelta(days=90), lambda: True)

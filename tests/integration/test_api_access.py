@@ -21,7 +21,6 @@ from store import (
     TaskStatus,
     UserRecord,
 )
-from store.tokens import Tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -94,7 +93,7 @@ def seed(store: Store) -> dict[str, str]:
     store.save_office(OfficeRecord("office2", "Office Two"))
     for obj in OBJECTS:
         failed_task(store, obj.office, obj.dossier, obj.task_id)
-    tokens = Tokens(store)
+    tokens = store.tokens
     out = {}
     for name, user in USERS.items():
         store.save_user(user)

@@ -20,9 +20,7 @@ from store import (
     TaskStatus,
     UserRecord,
 )
-from store.profiles import Profiles
 from store.records import DossierProfile
-from store.tokens import Tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -45,7 +43,7 @@ def tokens(store: Store) -> dict[str, str]:
     now = datetime.now(UTC)
     for office in ("office1", "office2"):
         store.save_office(OfficeRecord(office, office))
-    profiles = Profiles(store)
+    profiles = store.profiles
     for office, dossier, code in (
         ("office1", "d0001", "C1"),
         ("office1", "d0002", "C2"),
@@ -71,7 +69,7 @@ def tokens(store: Store) -> dict[str, str]:
     issued = {}
     for user in users:
         store.save_user(user)
-        issued[user.id] = Tokens(store).issue(user.id)
+        issued[user.id] = store.tokens.issue(user.id)
     return issued
 
 

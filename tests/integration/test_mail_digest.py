@@ -101,7 +101,7 @@ def world(settings: Settings, store: Store, tmp_path: Path) -> Iterator[MailWorl
     mine = replace(settings, smtp_port=port, monitoring_base_url="http://monitor.test")
     sink = SmtpSink("127.0.0.1", port, tmp_path / "mail")
     sink.start()
-    outbox = Outbox(store)
+    outbox = store.outbox
     outbox.ensure_indexes()
     yield MailWorld(mine, store, outbox, sink)
     sink.stop()

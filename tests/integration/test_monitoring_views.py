@@ -21,7 +21,6 @@ from store import (
     TaskStatus,
     UserRecord,
 )
-from store.tokens import Tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -53,7 +52,7 @@ def page(settings: Settings, store: Store) -> Iterator[tuple[TestClient, dict[st
         UserRecord("manager", OFFICE, Role.DOSSIER_MANAGER, language="en", dossiers=("d1",))
     )
     store.save_user(UserRecord("support", None, Role.SUPPORT, language="en"))
-    tokens = {u: Tokens(store).issue(u) for u in ("admin", "manager", "support")}
+    tokens = {u: store.tokens.issue(u) for u in ("admin", "manager", "support")}
     _fail(store, "t-act", "d1", "dossier.activate", code="unknown_dossier_code", severity="orange")
     _fail(store, "t-red", "d2", "dossier.sync", code="database_error", severity="red")
 

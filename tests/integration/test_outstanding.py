@@ -12,7 +12,7 @@ from broker.messages import utcnow
 from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
 from store.outstanding import MIGRATIONS, RETRY_TIMERS, SUBMISSIONS, timer_id
-from store.sequencing import BatchWrite, Sequencing
+from store.sequencing import BatchWrite
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -63,7 +63,7 @@ def test_a_submission_is_outstanding_until_the_batch_that_accepts_it(store: Stor
 
     # The owner accepts t1: the task and its note change in the same batch write.
     store.update_task("t1", TaskStatus.WAITING, utcnow(), {"seq": 0, "accepted_at": utcnow()})
-    Sequencing(store.database).write(BatchWrite(accepted=["t1"]))
+    store.sequencing.write(BatchWrite(accepted=["t1"]))
     assert _ids(store, SUBMISSIONS) == {"t2", "t3"}
     assert [t.id for t in store.stale_submitted(cutoff)] == ["t2"]
 
@@ -81,7 +81,7 @@ def test_the_sweeper_drops_notes_an_owner_or_a_client_left_behind(store: Store) 
 def test_a_parked_timer_is_found_while_due_and_dropped_once_its_task_moved_on(
     store: Store,
 ) -> None:
-    seq = Sequencing(store.database)
+    seq = store.sequencing
     store.insert_tasks([_submitted("t1", 60)])
     due = utcnow() - timedelta(seconds=60)
     store.update_task(
@@ -104,7 +104,7 @@ def test_the_sweeper_reads_tasks_by_id_only(settings: Settings, store: Store) ->
     store.update_task("t0", TaskStatus.WAITING, utcnow(), {"seq": 0})
     due = utcnow() - timedelta(seconds=60)
     store.update_task("t1", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1})
-    Sequencing(store.database).write(BatchWrite(timers=[("t1", 1, 0, due), ("gone", 1, 0, due)]))
+    store.sequencing.write(BatchWrite(timers=[("t1", 1, 0, due), ("gone", 1, 0, due)]))
     reads = _TaskReads()
     watched = Store.connect(settings.mongo_url, settings.mongo_db, listeners=[reads])
     try:

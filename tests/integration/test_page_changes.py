@@ -19,7 +19,6 @@ from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.snapshot import Snapshots
 from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
-from store.monitoring import Monitoring
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -66,7 +65,7 @@ def test_a_notice_makes_the_copy_read_only_what_it_names(
 ) -> None:
     assert feed.live
     ids = _seed(store, 20)
-    snapshots = Snapshots(Monitoring(store), changes=feed)
+    snapshots = Snapshots(store.monitoring, changes=feed)
     assert len(snapshots.of(OFFICE).tasks) == 20 and snapshots.whole_reads == 1
 
     # Written without a notice: the copy does not know (it reads nothing on a timer).
@@ -88,7 +87,7 @@ def test_a_copy_is_read_whole_after_the_feed_lost_its_connection(
     settings: Settings, store: Store, feed: ChangeFeed
 ) -> None:
     ids = _seed(store, 5)
-    snapshots = Snapshots(Monitoring(store), changes=feed)
+    snapshots = Snapshots(store.monitoring, changes=feed)
     snapshots.of(OFFICE)
     generation = feed.generation
     vhost = settings.mongo_db  # the test's virtual host has the test's name

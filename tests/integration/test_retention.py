@@ -20,8 +20,6 @@ from dispatcher.service import SWEEPER_LEASE, Dispatcher
 from dossierflow.settings import Settings
 from store import Store
 from store.outbox import OUTBOX
-from store.retention import Retention
-from store.sequencing import Sequencing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -183,7 +181,7 @@ def test_prune_removes_old_finished_work_and_keeps_the_rest(
     deletes = _Deletes()
     watched = Store.connect(settings.mongo_url, settings.mongo_db, listeners=[deletes])
     try:
-        report = Retention(watched.database, batch=2).prune(NOW - timedelta(days=90))
+        report = watched.retention(batch=2).prune(NOW - timedelta(days=90))
     finally:
         watched.close()
 
@@ -215,7 +213,7 @@ def test_prune_removes_old_finished_work_and_keeps_the_rest(
 def test_dry_run_counts_and_deletes_nothing(store: Store) -> None:
     _history_store(store)
     before = {name: _ids(store, name) for name in ("tasks", "instructions", OUTBOX)}
-    report = Retention(store.database).prune(NOW - timedelta(days=90), dry_run=True)
+    report = store.retention().prune(NOW - timedelta(days=90), dry_run=True)
     assert (report.tasks, report.mails) == (9, 4)
     assert {name: _ids(store, name) for name in before} == before
 
@@ -223,7 +221,7 @@ def test_dry_run_counts_and_deletes_nothing(store: Store) -> None:
 def test_a_pass_stops_when_told_and_the_next_goes_on(store: Store) -> None:
     store.dossiers.insert_one(_dossier("o1.many", head=30, next_seq=30))
     store.tasks.insert_many([_task(f"t{n:02}", "o1.many", n, "done", OLD) for n in range(30)])
-    retention = Retention(store.database, batch=5, scan=12)
+    retention = store.retention(batch=5, scan=12)
     calls: list[int] = []
 
     def pause() -> bool:
@@ -246,7 +244,7 @@ def test_a_long_blocked_dossier_does_not_hide_older_work_beyond_the_scan(store: 
     stuck = [_task(f"s{n:02}", "o1.stuck", n, "done", OLD - timedelta(days=9)) for n in range(20)]
     idle = [_task(f"i{n}", "o1.idle", n, "done", OLD) for n in range(5)]
     store.tasks.insert_many(stuck + idle)
-    retention = Retention(store.database, batch=5, scan=8)
+    retention = store.retention(batch=5, scan=8)
     for _ in range(6):
         retention.prune(NOW - timedelta(days=90))
     assert _ids(store, "tasks") == {t["_id"] for t in stuck}
@@ -255,7 +253,7 @@ def test_a_long_blocked_dossier_does_not_hide_older_work_beyond_the_scan(store: 
 def test_only_the_retention_lease_holder_prunes(settings: Settings, store: Store) -> None:
     settings = replace(settings, retention_days=90, retention_pause_ms=0)
     _history_store(store)
-    seq = Sequencing(store.database)
+    seq = store.sequencing
     assert seq.lease(RETENTION_LEASE, "other", utcnow(), utcnow() + timedelta(minutes=5))
     pruner = Pruner(settings, store, "me", threading.Event())
     assert pruner.run() is None
@@ -272,7 +270,7 @@ def test_the_sweeper_prunes_only_while_it_holds_the_sweeper_lease(
 ) -> None:
     settings = replace(settings, retention_days=90, retention_pause_ms=0)
     _history_store(store)
-    seq = Sequencing(store.database)
+    seq = store.sequencing
     dispatcher = Dispatcher(settings, store, threading.Event())
     assert seq.lease(SWEEPER_LEASE, "other", utcnow(), utcnow() + timedelta(minutes=5))
     dispatcher._sweep_if_due()

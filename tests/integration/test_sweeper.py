@@ -13,7 +13,7 @@ from broker.rabbitmq import Connection
 from dispatcher.service import Dispatcher
 from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
-from store.sequencing import BatchWrite, Sequencing
+from store.sequencing import BatchWrite
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -54,7 +54,7 @@ def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, sto
         store.update_task(
             "stale0001", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1, "next_attempt_at": due}
         )
-        Sequencing(store.database).write(BatchWrite(timers=[("stale0001", 1, 0, due)]))
+        store.sequencing.write(BatchWrite(timers=[("stale0001", 1, 0, due)]))
         assert dispatcher.sweep() == 1
     finally:
         conn.close()
