@@ -1,9 +1,10 @@
-"""Dossier profiles (display name, accounting-package code) and managers' assignments.
+"""Dossier profiles: display name and accounting-package code.
 
 Profiles live in `dossier_profiles`, apart from the sequencer's `dossiers` collection: that
 one holds sequencing state with a single writer (the sequencer), while a profile is written
 by people through the ops CLI. Both use `office.dossier` as `_id`, so they line up by key.
-Assignments stay where access control and the mails read them: the user's `dossiers`.
+Managers' assignments stay where access control and the mails read them: the user's
+`dossiers` (store/directory.py, `Users.assign`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from store.base import Doc, Repository, mapped
-from store.errors import NotFound
 from store.records import DossierProfile
 
 PROFILES = "dossier_profiles"
@@ -28,12 +28,19 @@ def profile_key(office: str, dossier: str) -> str:
 
 
 class Profiles(Repository):
-    """The `dossier_profiles` collection and the dossier lists of users."""
+    """The `dossier_profiles` collection."""
 
     def __init__(self, db: Database[Doc]) -> None:
         super().__init__(db)
         self._docs: Collection[Doc] = db[PROFILES]
-        self._users: Collection[Doc] = db["users"]
+
+    def ensure_indexes(self) -> None:
+        """The index of the lookups by code (idempotent).
+
+        Every submission and corrected restart that names a dossier code looks it up.
+        """
+        with mapped():
+            self._docs.create_index([("code", 1)], name="code")
 
     def add(self, profile: DossierProfile) -> None:
         """Create a profile; Conflict when the office already has that dossier."""
@@ -74,22 +81,6 @@ class Profiles(Repository):
         with mapped():
             found = [_profile(d) for d in self._docs.find({"office": office})]
         return sorted(found, key=lambda p: p.id)
-
-    def assign(self, user_id: str, dossier: str) -> bool:
-        """Add a dossier to a user's; False when it was assigned already."""
-        with mapped():
-            done = self._users.update_one({"_id": user_id}, {"$addToSet": {"dossiers": dossier}})
-        if done.matched_count == 0:
-            raise NotFound(f"no user {user_id}")
-        return done.modified_count > 0
-
-    def unassign(self, user_id: str, dossier: str) -> bool:
-        """Take a dossier from a user; False when it was not assigned."""
-        with mapped():
-            done = self._users.update_one({"_id": user_id}, {"$pull": {"dossiers": dossier}})
-        if done.matched_count == 0:
-            raise NotFound(f"no user {user_id}")
-        return done.modified_count > 0
 
 
 def _doc(profile: DossierProfile) -> Doc:

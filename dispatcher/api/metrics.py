@@ -51,8 +51,8 @@ def read_store(store: Store) -> Reading:
     began = time.monotonic()
     now = utcnow()
     reading = Reading(ok=True, open_instructions=dict.fromkeys(SEVERITIES, 0))
-    reading.blocked = len(store.dossiers_blocked())
-    for i in store.find_instructions(status=InstructionStatus.OPEN):
+    reading.blocked = len(store.dossiers.blocked())
+    for i in store.instructions.find(status=InstructionStatus.OPEN):
         severity = i.severity if i.severity in SEVERITIES else "red"
         reading.open_instructions[severity] += 1
         age = _age(now, i.created_at)

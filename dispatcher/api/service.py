@@ -86,7 +86,7 @@ class Service:
 
     def task(self, who: Principal, task_id: str) -> TaskRecord:
         """A task the user may see; 404 for one that is absent or not theirs alike."""
-        task = self.store.task(task_id)
+        task = self.store.tasks.get(task_id)
         if task is None or not who.sees(task.office, task.dossier):
             raise Problem(404, "not-found", f"no task {task_id}")
         return task

@@ -33,7 +33,7 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     store.ensure_indexes()
     changes = ChangeFeed(settings.amqp_url).start()
     app = create_app(settings, store, changes=changes)
-    app.state.page_snapshots.warm([o.id for o in store.find_offices()])
+    app.state.page_snapshots.warm([o.id for o in store.offices.all()])
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_config=None, ws="none")
     finally:
@@ -61,7 +61,7 @@ def users_add(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     try:
-        store.save_user(
+        store.users.save(
             UserRecord(
                 id=args.id,
                 office=None if role is Role.SUPPORT else args.office,
@@ -85,7 +85,7 @@ def users_token(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     try:
-        user = store.user(args.id)
+        user = store.users.get(args.id)
         if user is None or user.disabled:
             why = "is disabled (users add enables it again)" if user else "does not exist"
             print(f"dossierflow users token: user {args.id} {why}", file=sys.stderr)
@@ -104,12 +104,12 @@ def users_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Invalidate the user's tokens and page sessions at once; `disable` also bars new ones."""
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     try:
-        user = store.user(args.id)
+        user = store.users.get(args.id)
         if user is None:
             print(f"dossierflow users {args.users_command}: no user {args.id}", file=sys.stderr)
             return 1
         if args.users_command == "disable":
-            store.save_user(replace(user, disabled=True))
+            store.users.save(replace(user, disabled=True))
         count = store.tokens.revoke(args.id)
     finally:
         store.close()

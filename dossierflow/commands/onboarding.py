@@ -63,7 +63,7 @@ def _check_email(address: str) -> str:
 
 def existing_office(store: Store, office: str) -> OfficeRecord:
     """The office, or a refusal naming the command that creates it."""
-    found = store.office(office)
+    found = store.offices.get(office)
     if found is None:
         raise Refused(
             f"office {clean(office)} does not exist (create it with `dossierflow offices add`)"
@@ -101,9 +101,9 @@ def offices_add(store: Store, args: argparse.Namespace) -> int:
         "contact": None if args.contact is None else _check_email(args.contact),
     }
     changes = {k: v for k, v in given.items() if v is not None}
-    before = store.office(office_id)
+    before = store.offices.get(office_id)
     if before is not None and args.update:
-        store.save_office(replace(before, **changes))
+        store.offices.save(replace(before, **changes))
         print(f"office {office_id} updated")
         return 0
     if before is not None:
@@ -112,7 +112,7 @@ def offices_add(store: Store, args: argparse.Namespace) -> int:
     if missing:
         raise _bad(f"a new office needs {' and '.join(missing)}")
     try:
-        store.add_office(OfficeRecord(office_id, **changes))
+        store.offices.add(OfficeRecord(office_id, **changes))
     except Conflict:
         raise Refused(f"office {office_id} exists (add --update to change it)") from None
     print(f"office {office_id} created")
@@ -121,7 +121,7 @@ def offices_add(store: Store, args: argparse.Namespace) -> int:
 
 def offices_list(store: Store, args: argparse.Namespace) -> int:
     """Every office."""
-    offices = store.find_offices()
+    offices = store.offices.all()
     if args.json:
         _json([asdict(o) for o in offices])
         return 0
@@ -134,7 +134,7 @@ def offices_list(store: Store, args: argparse.Namespace) -> int:
 def offices_show(store: Store, args: argparse.Namespace) -> int:
     """One office with its users and how many dossiers it has."""
     office = existing_office(store, args.id)
-    users = store.find_users(office=office.id)
+    users = store.users.find(office=office.id)
     dossiers = store.profiles.of_office(office.id)
     if args.json:
         _json({**asdict(office), "users": [_user(u) for u in users], "dossiers": len(dossiers)})
@@ -179,7 +179,7 @@ def dossiers_add(store: Store, args: argparse.Namespace) -> int:
 
 def _managers(store: Store, office: str) -> dict[str, list[str]]:
     managers: dict[str, list[str]] = {}
-    for user in store.find_users(office=office, role=Role.DOSSIER_MANAGER):
+    for user in store.users.find(office=office, role=Role.DOSSIER_MANAGER):
         for dossier in user.dossiers:
             managers.setdefault(dossier, []).append(user.id)
     return managers
@@ -209,7 +209,7 @@ def dossiers_show(store: Store, args: argparse.Namespace) -> int:
     profile = store.profiles.get(office, args.id)
     if profile is None:
         raise Refused(f"dossier {clean(args.id)} of office {office} does not exist")
-    state = store.dossier(f"{office}.{profile.id}")
+    state = store.dossiers.get(f"{office}.{profile.id}")
     shown = {
         **_profile(profile, _managers(store, office)),
         "blocked": bool(state and state.blocked),
@@ -229,12 +229,12 @@ def _assignment(assign: bool) -> Callable[[Store, argparse.Namespace], int]:
         office = existing_office(store, args.office).id
         if assign and store.profiles.get(office, args.dossier) is None:
             raise Refused(f"dossier {clean(args.dossier)} of office {office} does not exist")
-        user = store.user(args.user)
+        user = store.users.get(args.user)
         if user is None or user.office != office:
             raise Refused(f"office {office} has no user {clean(args.user)}")
         if user.role is not Role.DOSSIER_MANAGER:
             raise Refused(f"{user.id} is {user.role.value}: only dossier managers are assigned")
-        change = store.profiles.assign if assign else store.profiles.unassign
+        change = store.users.assign if assign else store.users.unassign
         try:
             changed = change(user.id, args.dossier)
         except NotFound as exc:

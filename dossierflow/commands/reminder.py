@@ -69,7 +69,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             print_dry_run(plan_reminders(store, ctx, args.date), ctx, outbox, sys.stdout)
-            unknown = unknown_offices(store, {o.id for o in store.find_offices()})
+            unknown = unknown_offices(store, {o.id for o in store.offices.all()})
             return _unknown(unknown, CREATE_OFFICE)
         outbox.ensure_indexes()
         mailer = Mailer(outbox, SmtpTransport(settings.smtp()))

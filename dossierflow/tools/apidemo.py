@@ -52,7 +52,7 @@ def serve_for_demo(
     store = Store.connect(settings.mongo_url, database)
     store.ensure_indexes()
     # No language of its own: the page speaks the browser's language, else the office's.
-    store.save_user(UserRecord(id=DEMO_USER, office=DEMO_OFFICE, role=Role.ADMIN))
+    store.users.save(UserRecord(id=DEMO_USER, office=DEMO_OFFICE, role=Role.ADMIN))
     token = store.tokens.issue(DEMO_USER)
     changes = ChangeFeed(settings.amqp_url).start()
     app = create_app(settings, store, changes=changes)

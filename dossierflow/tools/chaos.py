@@ -243,7 +243,7 @@ def _settle(store: Store, package: SimulatedPackage, fixer: Fixer, timeout_s: fl
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         try:
-            now = (store.count_tasks(), len(package.executions()), len(store.dossiers_blocked()))
+            now = (store.tasks.count(), len(package.executions()), len(store.dossiers.blocked()))
         except StoreError:
             now = None
         if now != last:
@@ -276,13 +276,13 @@ def observe(
         executions=package.executions(),
         bookings_per_key=Counter(b.idempotency_key for b in package.bookings(include_deleted=True)),
         tasks={
-            t.id: cc.StoredTask(t.id, t.status.value, t.failures, t.seq) for t in store.find_tasks()
+            t.id: cc.StoredTask(t.id, t.status.value, t.failures, t.seq) for t in store.tasks.find()
         },
-        blocked=frozenset(d.key for d in store.dossiers_blocked()),
+        blocked=frozenset(d.key for d in store.dossiers.blocked()),
         actions=applied,
         instructions=[
             cc.Instruction(i.id, i.task_id, i.office, i.dossier, i.raw)
-            for i in store.find_instructions()
+            for i in store.instructions.find()
         ],
         poison=poison,
     )

@@ -57,8 +57,10 @@ def seed(store: Store, finished: int, waiting: int) -> None:
         seqs[d] += 1
         docs.append(doc)
     for start in range(0, len(docs), 1000):
-        store.tasks.insert_many(docs[start : start + 1000])
-    store.dossiers.insert_many([_dossier(d, seqs[d], heads.get(d, seqs[d])) for d in seqs])
+        store.collection("tasks").insert_many(docs[start : start + 1000])
+    store.collection("dossiers").insert_many(
+        [_dossier(d, seqs[d], heads.get(d, seqs[d])) for d in seqs]
+    )
 
 
 def _dossier(d: int, next_seq: int, head: int) -> dict[str, object]:

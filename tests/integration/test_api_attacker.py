@@ -40,8 +40,8 @@ MakeClient = Callable[..., TestClient]
 @pytest.fixture
 def admin(store: Store) -> str:
     """An admin of office1; returns a token."""
-    store.save_office(OfficeRecord(OFFICE, "Office One"))
-    store.save_user(UserRecord("admin", OFFICE, Role.ADMIN, language="en"))
+    store.offices.save(OfficeRecord(OFFICE, "Office One"))
+    store.users.save(UserRecord("admin", OFFICE, Role.ADMIN, language="en"))
     return store.tokens.issue("admin")
 
 

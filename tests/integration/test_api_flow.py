@@ -35,7 +35,7 @@ def test_submit_over_http_then_watch_it_done_over_http(
     cluster = make_cluster()
     cluster.start_dispatcher()
     cluster.start_worker("office1", "worker-0")
-    store.save_user(UserRecord("platform", "office1", Role.PLATFORM))
+    store.users.save(UserRecord("platform", "office1", Role.PLATFORM))
     platform = store.tokens.issue("platform")
     url, admin, stop = serve_for_demo(
         replace(settings, amqp_url=cluster.amqp_url), settings.mongo_db, free_port()

@@ -49,7 +49,7 @@ def _notify(settings: Settings, tasks: list[str], dossiers: list[str]) -> None:
 def _seed(store: Store, n: int) -> list[str]:
     ids = [f"t{k:03d}" for k in range(n)]
     for k, task_id in enumerate(ids):
-        store.insert_task(
+        store.tasks.insert(
             TaskRecord(task_id, OFFICE, f"d{k % 3}", "dossier.sync", {}, TaskStatus.WAITING, AT)
         )
     return ids
@@ -69,12 +69,14 @@ def test_a_notice_makes_the_copy_read_only_what_it_names(
     assert len(snapshots.of(OFFICE).tasks) == 20 and snapshots.whole_reads == 1
 
     # Written without a notice: the copy does not know (it reads nothing on a timer).
-    store.update_task(ids[0], TaskStatus.DONE, AT)
+    store.tasks.update(ids[0], TaskStatus.DONE, AT)
     for _ in range(3):
         assert _status(snapshots, ids[0]) is TaskStatus.WAITING
 
-    store.update_task(ids[1], TaskStatus.DONE, AT)
-    store.insert_task(TaskRecord("t-new", OFFICE, "d9", "dossier.sync", {}, TaskStatus.WAITING, AT))
+    store.tasks.update(ids[1], TaskStatus.DONE, AT)
+    store.tasks.insert(
+        TaskRecord("t-new", OFFICE, "d9", "dossier.sync", {}, TaskStatus.WAITING, AT)
+    )
     _notify(settings, [ids[1], "t-new"], ["d9"])
     wait_for(lambda: _status(snapshots, ids[1]) is TaskStatus.DONE, 20, "the notified change")
     assert _status(snapshots, "t-new") is TaskStatus.WAITING
@@ -92,7 +94,7 @@ def test_a_copy_is_read_whole_after_the_feed_lost_its_connection(
     generation = feed.generation
     vhost = settings.mongo_db  # the test's virtual host has the test's name
     wait_for(lambda: Admin(settings.rabbitmq_api).close_connections(vhost) > 0, 20, "closed")
-    store.update_task(ids[2], TaskStatus.DONE, AT)  # missed: nobody was listening
+    store.tasks.update(ids[2], TaskStatus.DONE, AT)  # missed: nobody was listening
     wait_for(lambda: feed.live and feed.generation > generation, 30, "the feed back")
     wait_for(lambda: _status(snapshots, ids[2]) is TaskStatus.DONE, 20, "a whole read")
     assert snapshots.whole_reads >= 2

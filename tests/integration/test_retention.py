@@ -91,7 +91,7 @@ def _mail(mid: str, kind: str, status: str, at: datetime, ref: str = "") -> Any:
 
 def _history_store(store: Store) -> None:
     """Four dossiers: idle, blocked, busy, and busy with a document a crash left behind."""
-    store.dossiers.insert_many(
+    store.collection("dossiers").insert_many(
         [
             _dossier("o1.idle", head=6, next_seq=6),
             _dossier("o1.blocked", head=2, next_seq=3, blocked=True, open_=1),
@@ -100,7 +100,7 @@ def _history_store(store: Store) -> None:
             _dossier("o1.stale", head=1, next_seq=2, open_=1),
         ]
     )
-    store.tasks.insert_many(
+    store.collection("tasks").insert_many(
         [
             _task("idle0", "o1.idle", 0, "done", OLD),
             _task("idle1", "o1.idle", 1, "done", OLD),
@@ -123,7 +123,7 @@ def _history_store(store: Store) -> None:
             _task("stale1", "o1.stale", 1, "done", OLD),
         ]
     )
-    store.instructions.insert_many(
+    store.collection("instructions").insert_many(
         [
             _instruction("idle2/1", "o1.idle", "resolved", OLD),
             _instruction("idle3/1", "o1.idle", "resolved", OLD),
@@ -219,8 +219,10 @@ def test_dry_run_counts_and_deletes_nothing(store: Store) -> None:
 
 
 def test_a_pass_stops_when_told_and_the_next_goes_on(store: Store) -> None:
-    store.dossiers.insert_one(_dossier("o1.many", head=30, next_seq=30))
-    store.tasks.insert_many([_task(f"t{n:02}", "o1.many", n, "done", OLD) for n in range(30)])
+    store.collection("dossiers").insert_one(_dossier("o1.many", head=30, next_seq=30))
+    store.collection("tasks").insert_many(
+        [_task(f"t{n:02}", "o1.many", n, "done", OLD) for n in range(30)]
+    )
     retention = store.retention(batch=5, scan=12)
     calls: list[int] = []
 
@@ -238,12 +240,12 @@ def test_a_pass_stops_when_told_and_the_next_goes_on(store: Store) -> None:
 
 
 def test_a_long_blocked_dossier_does_not_hide_older_work_beyond_the_scan(store: Store) -> None:
-    store.dossiers.insert_many(
+    store.collection("dossiers").insert_many(
         [_dossier("o1.stuck", head=20, next_seq=21, blocked=True), _dossier("o1.idle", 5, 5)]
     )
     stuck = [_task(f"s{n:02}", "o1.stuck", n, "done", OLD - timedelta(days=9)) for n in range(20)]
     idle = [_task(f"i{n}", "o1.idle", n, "done", OLD) for n in range(5)]
-    store.tasks.insert_many(stuck + idle)
+    store.collection("tasks").insert_many(stuck + idle)
     retention = store.retention(batch=5, scan=8)
     for _ in range(6):
         retention.prune(NOW - timedelta(days=90))

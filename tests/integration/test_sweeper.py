@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, store: Store) -> None:
     settings = replace(settings, sweep_grace_s=1.0)
-    store.insert_task(
+    store.tasks.insert(
         TaskRecord(
             id="stale0001",
             office="o1",
@@ -46,12 +46,12 @@ def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, sto
         # While the republished command still waits in its partition, nothing more is sent.
         assert dispatcher.sweep() == 0 and dispatcher.sweep() == 0
         assert _drain(conn, settings) == 1
-        store.update_task("stale0001", TaskStatus.WAITING, utcnow())
+        store.tasks.update("stale0001", TaskStatus.WAITING, utcnow())
         assert dispatcher.sweep() == 0
 
         # A delayed retry whose timer was lost (retry queues dead-letter at most once).
         due = utcnow() - timedelta(seconds=5)
-        store.update_task(
+        store.tasks.update(
             "stale0001", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1, "next_attempt_at": due}
         )
         store.sequencing.write(BatchWrite(timers=[("stale0001", 1, 0, due)]))
