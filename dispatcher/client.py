@@ -31,7 +31,6 @@ from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, Un
 from dispatcher.settings import Settings
 from store import (
     ActionRecord,
-    Actions,
     ActionStatus,
     ActionType,
     Role,
@@ -40,7 +39,6 @@ from store import (
     TaskRecord,
     TaskStatus,
 )
-from store.profiles import Profiles
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
 from workers.errors import InvalidSubmission as InvalidTaskInput
 from workers.kinds import spec_for, validate_payload
@@ -100,8 +98,8 @@ class Client:
         store_wait_s: float = 30.0,
     ) -> None:
         self._store = store
-        self._actions = Actions(store)
-        self._profiles = Profiles(store)
+        self._actions = store.actions
+        self._profiles = store.profiles
         self._conn = conn
         self._topo = topo
         self._payload_limit = payload_limit
@@ -231,10 +229,10 @@ class Client:
             results.append(SubmitResult(task.id))
         if not tasks:
             return results
-        self._stored(lambda: self._store.insert_tasks(tasks))
+        self._stored(lambda: self._store.tasks.insert_many(tasks))
         coalescible = {k: (t, c) for k, (t, c) in latest.items() if c is not None}
         if coalescible:
-            self._stored(lambda: self._store.remember_latest(coalescible))
+            self._stored(lambda: self._store.tasks.remember_latest(coalescible))
         try:
             self._announce([_submitted(t) for t in tasks])
         except BrokerError as exc:
@@ -263,7 +261,7 @@ class Client:
         if dossier_key in latest:  # an earlier item of this batch is the latest one
             task_id, latest_key = latest[dossier_key]
             return task_id if latest_key == key else None
-        waiting = self._stored(lambda: self._store.waiting_equal(dossier_key, key))
+        waiting = self._stored(lambda: self._store.tasks.waiting_equal(dossier_key, key))
         return waiting.id if waiting is not None else None
 
     def _holders(self, payloads: Sequence[Mapping[str, Any] | None]) -> Holders:
@@ -324,7 +322,7 @@ class Client:
         wait_s: float,
         payload: Mapping[str, Any] | None = None,
     ) -> ActionRecord:
-        task = self._stored(lambda: self._store.task(task_id))
+        task = self._stored(lambda: self._store.tasks.get(task_id))
         if task is None:
             raise UnknownTask(f"no task {task_id}")
         reason = refusal(task, action, role)

@@ -41,7 +41,6 @@ from dispatcher.loading import load_dossiers
 from dispatcher.metrics import SequencerMetrics
 from dispatcher.senders import Senders, death_of
 from store import Fenced, Store, StoreUnavailable
-from store.sequencing import Sequencing
 
 log = structlog.get_logger("dossierflow.sequencer")
 T = TypeVar("T")
@@ -101,7 +100,7 @@ class Owner:
         metrics: SequencerMetrics | None = None,
         senders: Senders | None = None,
     ) -> None:
-        self._seq = Sequencing(store.database)
+        self._seq = store.sequencing
         self._senders = senders or Senders()
         self._conn = conn
         self._topo = topo

@@ -19,8 +19,7 @@ import structlog
 from broker.messages import utcnow
 from dispatcher.settings import Settings
 from store import Store, StoreError
-from store.retention import PruneReport, Retention
-from store.sequencing import Sequencing
+from store.retention import PruneReport
 
 log = structlog.get_logger("dossierflow.retention")
 
@@ -41,8 +40,8 @@ class Pruner:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
-        self._retention = Retention(store.database, batch=settings.retention_batch)
-        self._sequencing = Sequencing(store.database)
+        self._retention = store.retention(batch=settings.retention_batch)
+        self._sequencing = store.sequencing
         self._name = name
         self._stop = stop
         # Within the sweeper lease (3 sweep intervals) with room for the sweep itself.

@@ -22,7 +22,6 @@ from dispatcher.retention import Pruner
 from dispatcher.senders import Senders
 from dispatcher.settings import Settings
 from store import Fenced, Store, StoreError, StoreUnavailable, TaskRecord
-from store.sequencing import Sequencing
 
 log = structlog.get_logger("dossierflow.dispatcher")
 
@@ -64,7 +63,7 @@ class Dispatcher:
         self._republished: dict[str, tuple[int, float]] = {}
         self._next_sweep = time.monotonic() + settings.sweep_interval_s
         self._owners: dict[int, Owner] = {}
-        self._sequencing = Sequencing(store.database)
+        self._sequencing = store.sequencing
         self._pruner = Pruner(settings, store, self._name, stop)
         self._publish_ch: Channel | None = None
 
@@ -211,7 +210,7 @@ class Dispatcher:
         backlog = sum(ready for ready, _consumers in depths.values())
         # In submission order (ids sort so within a client): the owner numbers them in the
         # order it receives their commands.
-        stale = [] if backlog else self._store.stale_submitted(cutoff)
+        stale = [] if backlog else self._store.outstanding.stale_submitted(cutoff)
         stale.sort(key=lambda t: (t.submitted_at, t.id))
         pending: list[tuple[str, TaskRecord, MessageType, dict[str, Any]]] = [
             # `recheck`: the owner looks the task up, it may have been accepted meanwhile.
@@ -229,7 +228,7 @@ class Dispatcher:
                 MessageType.RETRY_DUE,
                 {"retry": t.retries, "run": t.run},
             )
-            for t in self._store.stale_retry_wait(cutoff)
+            for t in self._store.outstanding.stale_retry_wait(cutoff)
         ]
         now = time.monotonic()
         keys = {key for key, *_ in pending}

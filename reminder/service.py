@@ -107,12 +107,12 @@ class _Directory:
 
     def office(self, office_id: str) -> OfficeRecord | None:
         if office_id not in self.offices:
-            self.offices[office_id] = self.store.office(office_id)
+            self.offices[office_id] = self.store.offices.get(office_id)
         return self.offices[office_id]
 
     def users_of(self, office_id: str) -> list[UserRecord]:
         if office_id not in self.users:
-            self.users[office_id] = self.store.find_users(office=office_id)
+            self.users[office_id] = self.store.users.find(office=office_id)
         return self.users[office_id]
 
 
@@ -124,7 +124,7 @@ def enqueue_instruction_mails(
     unknown: list[str] | None = None,
 ) -> int:
     """Decide the mails of every open instruction not handled yet; the number decided."""
-    items = store.find_instructions(status=InstructionStatus.OPEN)
+    items = store.instructions.find(status=InstructionStatus.OPEN)
     done = outbox.existing(fanout_key(i.id) for i in items)
     directory = _Directory(store)
     decided = 0
@@ -199,7 +199,7 @@ def plan_reminders(
 ) -> list[OfficeReminder]:
     """Per office: the due reminder day (from `on`, else the office's today) and its digests."""
     result = []
-    for office in store.find_offices():
+    for office in store.offices.all():
         try:
             zone = ZoneInfo(office.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -209,10 +209,10 @@ def plan_reminders(
         day = due_reminder_day(today, ctx.anchor)
         plan = None
         if day is not None:
-            items = store.find_instructions(
+            items = store.instructions.find(
                 office=office.id, status=InstructionStatus.OPEN, severity="orange"
             )
-            plan = plan_digests(office, items, store.find_users(office=office.id), day)
+            plan = plan_digests(office, items, store.users.find(office=office.id), day)
         result.append(OfficeReminder(office, today, day, plan))
     return result
 
@@ -257,7 +257,7 @@ class RunResult:
 
 def unknown_offices(store: Store, known: set[str]) -> list[str]:
     """Offices of open accountant instructions that do not exist, each logged as an error."""
-    items = store.find_instructions(status=InstructionStatus.OPEN, severity="orange")
+    items = store.instructions.find(status=InstructionStatus.OPEN, severity="orange")
     return _logged_unknown(Counter(i.office for i in items if i.office not in known))
 
 
@@ -282,6 +282,6 @@ def run_reminders(
     """`reminder run`: decide the digests due on `on` (else each office's today), send."""
     reminders = plan_reminders(store, ctx, on, clock)
     # No time zone, no reminder day: an office that does not exist gets no digest, loudly.
-    unknown = unknown_offices(store, {o.id for o in store.find_offices()})
+    unknown = unknown_offices(store, {o.id for o in store.offices.all()})
     decided = enqueue_digests(outbox, ctx, reminders, clock)
     return RunResult(decided, mailer.deliver(), tuple(unknown))

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import mapped as _mapped
+from store.base import Doc, Repository, mapped
 from store.records import ActionRecord, ActionStatus, ActionType
 
-
-class _Holder(Protocol):
-    """What holds the `actions` collection (store.mongo.Store)."""
-
-    @property
-    def actions(self) -> Collection[dict[str, Any]]: ...
+ACTIONS = "actions"
 
 
 def _action(doc: Mapping[str, Any]) -> ActionRecord:
@@ -33,15 +29,16 @@ def _action(doc: Mapping[str, Any]) -> ActionRecord:
     )
 
 
-class Actions:
+class Actions(Repository):
     """Requested actions: inserted by the requester, decided once by the sequencer."""
 
-    def __init__(self, store: _Holder) -> None:
-        self._c = store.actions
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._c: Collection[Doc] = db[ACTIONS]
 
     def insert(self, action: ActionRecord) -> None:
         """Record a request before its command is published."""
-        with _mapped():
+        with mapped():
             self._c.insert_one(
                 {
                     "_id": action.id,
@@ -57,13 +54,13 @@ class Actions:
 
     def get(self, action_id: str) -> ActionRecord | None:
         """One action by id."""
-        with _mapped():
+        with mapped():
             doc = self._c.find_one({"_id": action_id})
         return _action(doc) if doc else None
 
     def decide(self, action_id: str, status: ActionStatus, reason: str, at: datetime) -> None:
         """Record the outcome (only the first decision counts)."""
-        with _mapped():
+        with mapped():
             self._c.update_one(
                 {"_id": action_id, "status": ActionStatus.PENDING.value},
                 {"$set": {"status": status.value, "reason": reason, "decided_at": at}},

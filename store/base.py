@@ -1,4 +1,4 @@
-"""What every store module shares: the document type and pymongo error mapping."""
+"""What every repository shares: the base class, the document type and pymongo error mapping."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pymongo.errors
+from pymongo.database import Database
 
 from store.errors import Conflict, StoreError, StoreUnavailable
 
@@ -26,3 +27,18 @@ def mapped() -> Iterator[None]:
         raise StoreUnavailable(f"database unreachable: {type(exc).__name__}") from exc
     except pymongo.errors.PyMongoError as exc:
         raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class Repository:
+    """The base of every repository: the records of its collections, read and written.
+
+    A repository owns its collections (by name) and the mapping of their documents to
+    records; callers get records, never documents. The `Store` builds each one over its
+    database and hands it out.
+    """
+
+    def __init__(self, db: Database[Doc]) -> None:
+        self._db = db
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes of this repository's reads (idempotent); none by default."""

@@ -1,4 +1,4 @@
-"""Offices and users in MongoDB."""
+"""Offices and users: who the tenants are and who acts for them."""
 
 from __future__ import annotations
 
@@ -6,47 +6,64 @@ from collections.abc import Mapping
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import Doc
-from store.base import mapped as _mapped
+from store.base import Doc, Repository, mapped
+from store.errors import NotFound
 from store.records import OfficeRecord, Role, UserRecord
 
+OFFICES, USERS = "offices", "users"
 
-class DirectoryMixin:
-    """Office and user methods of the Store."""
 
-    offices: Collection[Doc]
-    users: Collection[Doc]
+class Offices(Repository):
+    """The `offices` collection: one document per office, its id as `_id`."""
 
-    def save_office(self, office: OfficeRecord) -> None:
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[OFFICES]
+
+    def save(self, office: OfficeRecord) -> None:
         """Create or replace an office."""
-        with _mapped():
-            self.offices.replace_one(
+        with mapped():
+            self._docs.replace_one(
                 {"_id": office.id},
                 _office_doc(office),
                 upsert=True,
             )
 
-    def add_office(self, office: OfficeRecord) -> None:
+    def add(self, office: OfficeRecord) -> None:
         """Create an office; Conflict when its id is taken."""
-        with _mapped():
-            self.offices.insert_one({"_id": office.id, **_office_doc(office)})
+        with mapped():
+            self._docs.insert_one({"_id": office.id, **_office_doc(office)})
 
-    def office(self, office_id: str) -> OfficeRecord | None:
+    def get(self, office_id: str) -> OfficeRecord | None:
         """One office by id."""
-        with _mapped():
-            doc = self.offices.find_one({"_id": office_id})
+        with mapped():
+            doc = self._docs.find_one({"_id": office_id})
         return _office(doc) if doc else None
 
-    def find_offices(self) -> list[OfficeRecord]:
+    def all(self) -> list[OfficeRecord]:
         """Every office."""
-        with _mapped():
-            return [_office(d) for d in self.offices.find({}).sort("_id", 1)]
+        with mapped():
+            return [_office(d) for d in self._docs.find({}).sort("_id", 1)]
 
-    def save_user(self, user: UserRecord) -> None:
+
+class Users(Repository):
+    """The `users` collection: one document per user, with the dossiers assigned to it."""
+
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[USERS]
+
+    def ensure_indexes(self) -> None:
+        """The index of the reads by office (idempotent)."""
+        with mapped():
+            self._docs.create_index([("office", 1)], name="office")
+
+    def save(self, user: UserRecord) -> None:
         """Create or replace a user."""
-        with _mapped():
-            self.users.replace_one(
+        with mapped():
+            self._docs.replace_one(
                 {"_id": user.id},
                 {
                     "office": user.office,
@@ -59,23 +76,37 @@ class DirectoryMixin:
                 upsert=True,
             )
 
-    def user(self, user_id: str) -> UserRecord | None:
+    def get(self, user_id: str) -> UserRecord | None:
         """One user by id."""
-        with _mapped():
-            doc = self.users.find_one({"_id": user_id})
+        with mapped():
+            doc = self._docs.find_one({"_id": user_id})
         return _user(doc) if doc else None
 
-    def find_users(
-        self, *, office: str | None = None, role: Role | None = None
-    ) -> list[UserRecord]:
+    def find(self, *, office: str | None = None, role: Role | None = None) -> list[UserRecord]:
         """Users of an office (or all), optionally of one role."""
         query: Doc = {}
         if office is not None:
             query["office"] = office
         if role is not None:
             query["role"] = role.value
-        with _mapped():
-            return [_user(d) for d in self.users.find(query).sort("_id", 1)]
+        with mapped():
+            return [_user(d) for d in self._docs.find(query).sort("_id", 1)]
+
+    def assign(self, user_id: str, dossier: str) -> bool:
+        """Add a dossier to a user's; False when it was assigned already."""
+        with mapped():
+            done = self._docs.update_one({"_id": user_id}, {"$addToSet": {"dossiers": dossier}})
+        if done.matched_count == 0:
+            raise NotFound(f"no user {user_id}")
+        return done.modified_count > 0
+
+    def unassign(self, user_id: str, dossier: str) -> bool:
+        """Take a dossier from a user; False when it was not assigned."""
+        with mapped():
+            done = self._docs.update_one({"_id": user_id}, {"$pull": {"dossiers": dossier}})
+        if done.matched_count == 0:
+            raise NotFound(f"no user {user_id}")
+        return done.modified_count > 0
 
 
 def _office_doc(office: OfficeRecord) -> Doc:

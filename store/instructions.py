@@ -1,55 +1,56 @@
-"""Instructions in MongoDB: what a person must do about a failed task."""
+"""Instructions: what a person must do about a failed task.
+
+The partition owners insert and close them in their batch (store/sequencing.py); this
+repository serves everyone else's reads and the writes made one at a time.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import Doc
-from store.base import mapped as _mapped
+from store.base import Doc, Repository, mapped
 from store.errors import Conflict
+from store.mapping import instruction_doc, instruction_record
 from store.records import InstructionRecord, InstructionStatus
 
+INSTRUCTIONS = "instructions"
 
-class InstructionsMixin:
-    """Instruction methods of the Store (written by the sequencer, read by everyone)."""
 
-    instructions: Collection[Doc]
+class Instructions(Repository):
+    """The `instructions` collection (written by the sequencer, read by everyone)."""
 
-    def insert_instruction(self, instruction: InstructionRecord) -> bool:
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[INSTRUCTIONS]
+
+    def ensure_indexes(self) -> None:
+        """The indexes of the readers' filters and of the reads by task (idempotent)."""
+        with mapped():
+            self._docs.create_index(
+                [("office", 1), ("status", 1), ("severity", 1)], name="office_status_severity"
+            )
+            self._docs.create_index([("task_id", 1)], name="task")
+
+    def insert(self, instruction: InstructionRecord) -> bool:
         """Store a new instruction; False when one with that id exists (a redelivery)."""
-        doc: Doc = {
-            "_id": instruction.id,
-            "task_id": instruction.task_id,
-            "office": instruction.office,
-            "dossier": instruction.dossier,
-            "kind": instruction.kind,
-            "code": instruction.code,
-            "severity": instruction.severity,
-            "facts": dict(instruction.facts),
-            "status": instruction.status.value,
-            "created_at": instruction.created_at,
-            "resolved_at": instruction.resolved_at,
-            "resolution": instruction.resolution,
-            "raw": instruction.raw,
-        }
+        doc = instruction_doc(instruction)
         try:
-            with _mapped():
-                self.instructions.insert_one(doc)
+            with mapped():
+                self._docs.insert_one(doc)
         except Conflict:
             return False
         return True
 
-    def instruction(self, instruction_id: str) -> InstructionRecord | None:
+    def get(self, instruction_id: str) -> InstructionRecord | None:
         """One instruction by id."""
-        with _mapped():
-            doc = self.instructions.find_one({"_id": instruction_id})
-        return _instruction(doc) if doc else None
+        with mapped():
+            doc = self._docs.find_one({"_id": instruction_id})
+        return instruction_record(doc) if doc else None
 
-    def find_instructions(
+    def find(
         self,
         *,
         office: str | None = None,
@@ -71,16 +72,14 @@ class InstructionsMixin:
                 query[name] = value
         if status is not None:
             query["status"] = status.value
-        with _mapped():
-            cursor = self.instructions.find(query, limit=limit).sort(
-                [("created_at", 1), ("_id", 1)]
-            )
-            return [_instruction(d) for d in cursor]
+        with mapped():
+            cursor = self._docs.find(query, limit=limit).sort([("created_at", 1), ("_id", 1)])
+            return [instruction_record(d) for d in cursor]
 
-    def resolve_instruction(self, instruction_id: str, at: datetime, resolution: str) -> None:
+    def resolve(self, instruction_id: str, at: datetime, resolution: str) -> None:
         """Close an open instruction (restart, cancel or resolve of its task)."""
-        with _mapped():
-            self.instructions.update_one(
+        with mapped():
+            self._docs.update_one(
                 {"_id": instruction_id, "status": InstructionStatus.OPEN.value},
                 {
                     "$set": {
@@ -90,21 +89,3 @@ class InstructionsMixin:
                     }
                 },
             )
-
-
-def _instruction(doc: Mapping[str, Any]) -> InstructionRecord:
-    return InstructionRecord(
-        id=doc["_id"],
-        task_id=doc.get("task_id", ""),
-        office=doc["office"],
-        dossier=doc["dossier"],
-        kind=doc.get("kind", ""),
-        code=doc["code"],
-        severity=doc["severity"],
-        facts=dict(doc.get("facts") or {}),
-        status=InstructionStatus(doc["status"]),
-        created_at=doc["created_at"],
-        resolved_at=doc.get("resolved_at"),
-        resolution=doc.get("resolution", ""),
-        raw=bytes(doc["raw"]) if doc.get("raw") is not None else None,
-    )

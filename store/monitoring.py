@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from store.instructions import _instruction
-from store.mongo import Store, _mapped, _task
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from store.base import Doc, Repository, mapped
+from store.mapping import instruction_record, task_record
 from store.records import InstructionRecord, InstructionStatus, TaskRecord, TaskStatus
-
-Doc = dict[str, Any]
 
 ID_CHUNK = 500  # ids per `_id: {$in}` read (the test server uses its index up to 900)
 
@@ -84,19 +84,22 @@ class _Counts:
     blocked: bool = False
 
 
-class Monitoring:
+class Monitoring(Repository):
     """Read-only queries of the monitoring API and page."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._tasks: Collection[Doc] = db["tasks"]
+        self._dossiers: Collection[Doc] = db["dossiers"]
+        self._instructions: Collection[Doc] = db["instructions"]
 
     def instructed_task_ids(self, scope: Scope, severity: str | None = None) -> list[str]:
         """Ids of the tasks with an open instruction (of one severity)."""
         query = {**scope.query(), "status": InstructionStatus.OPEN.value}
         if severity is not None:
             query["severity"] = severity
-        with _mapped():
-            docs = self._store.instructions.find(query, {"task_id": 1})
+        with mapped():
+            docs = self._instructions.find(query, {"task_id": 1})
             return sorted({str(d["task_id"]) for d in docs if d.get("task_id")})
 
     def _instruction_clauses(self, scope: Scope, f: TaskFilter) -> list[Doc]:
@@ -147,9 +150,9 @@ class Monitoring:
                 ]
             }
             query = {"$and": [query, page]}
-        with _mapped():
-            cursor = self._store.tasks.find(query, limit=limit + 1)
-            found = [_task(d) for d in cursor.sort([("submitted_at", -1), ("_id", -1)])]
+        with mapped():
+            cursor = self._tasks.find(query, limit=limit + 1)
+            found = [task_record(d) for d in cursor.sort([("submitted_at", -1), ("_id", -1)])]
         more = len(found) > limit
         found = found[:limit]
         return found, ((found[-1].submitted_at, found[-1].id) if more and found else None)
@@ -171,9 +174,9 @@ class Monitoring:
             query["status"] = status.value
         if severity is not None:
             query["severity"] = severity
-        with _mapped():
-            cursor = self._store.instructions.find(query, limit=limit)
-            return [_instruction(d) for d in cursor.sort([("created_at", -1), ("_id", -1)])]
+        with mapped():
+            cursor = self._instructions.find(query, limit=limit)
+            return [instruction_record(d) for d in cursor.sort([("created_at", -1), ("_id", -1)])]
 
     def open_instructions_of(
         self, scope: Scope, task_ids: list[str]
@@ -187,9 +190,9 @@ class Monitoring:
             "task_id": {"$in": task_ids},
         }
         newest: dict[str, InstructionRecord] = {}
-        with _mapped():
-            for d in self._store.instructions.find(query):
-                i = _instruction(d)
+        with mapped():
+            for d in self._instructions.find(query):
+                i = instruction_record(d)
                 known = newest.get(i.task_id)
                 if known is None or (i.created_at, i.id) > (known.created_at, known.id):
                     newest[i.task_id] = i
@@ -204,12 +207,12 @@ class Monitoring:
         server that cannot use the indexes, one scan is cheaper than one per filter.
         """
         open_query = {**scope.query(), "status": InstructionStatus.OPEN.value}
-        with _mapped():
-            tasks = [_task(d) for d in self._store.tasks.find(scope.query())]
-            instructions = [_instruction(d) for d in self._store.instructions.find(open_query)]
+        with mapped():
+            tasks = [task_record(d) for d in self._tasks.find(scope.query())]
+            instructions = [instruction_record(d) for d in self._instructions.find(open_query)]
             blocked = {
                 (str(d["office"]), str(d["dossier"]))
-                for d in self._store.dossiers.find(
+                for d in self._dossiers.find(
                     scope.query(), {"office": 1, "dossier": 1, "blocked": 1}
                 )
                 if d.get("blocked")
@@ -219,26 +222,26 @@ class Monitoring:
     def tasks_by_id(self, ids: list[str]) -> list[TaskRecord]:
         """The tasks with these ids (those that exist), read by `_id` in chunks."""
         found: list[TaskRecord] = []
-        with _mapped():
+        with mapped():
             for start in range(0, len(ids), ID_CHUNK):
                 chunk = ids[start : start + ID_CHUNK]
-                found.extend(_task(d) for d in self._store.tasks.find({"_id": {"$in": chunk}}))
+                found.extend(task_record(d) for d in self._tasks.find({"_id": {"$in": chunk}}))
         return found
 
     def open_instructions(self, scope: Scope) -> list[InstructionRecord]:
         """Every open instruction in scope (a small collection: pruned once resolved)."""
         query = {**scope.query(), "status": InstructionStatus.OPEN.value}
-        with _mapped():
-            return [_instruction(d) for d in self._store.instructions.find(query)]
+        with mapped():
+            return [instruction_record(d) for d in self._instructions.find(query)]
 
     def blocked_among(self, office: str, dossiers: list[str]) -> set[str]:
         """Which of these dossiers of `office` are blocked now, read by `_id`."""
         blocked: set[str] = set()
         keys = [f"{office}.{d}" for d in dossiers]
-        with _mapped():
+        with mapped():
             for start in range(0, len(keys), ID_CHUNK):
                 query = {"_id": {"$in": keys[start : start + ID_CHUNK]}}
-                for d in self._store.dossiers.find(query, {"dossier": 1, "blocked": 1}):
+                for d in self._dossiers.find(query, {"dossier": 1, "blocked": 1}):
                     if d.get("blocked"):
                         blocked.add(str(d["dossier"]))
         return blocked
@@ -249,16 +252,14 @@ class Monitoring:
         counted = [*WAITING, TaskStatus.RUNNING, TaskStatus.FAILED]
         match = {**scope.query(), "status": {"$in": [s.value for s in counted]}}
         group = {"_id": {"o": "$office", "d": "$dossier", "s": "$status"}, "n": {"$sum": 1}}
-        with _mapped():
-            for r in self._store.tasks.aggregate([{"$match": match}, {"$group": group}]):
+        with mapped():
+            for r in self._tasks.aggregate([{"$match": match}, {"$group": group}]):
                 key = (str(r["_id"]["o"]), str(r["_id"]["d"]))
                 rows[key].by_status[str(r["_id"]["s"])] = int(r["n"])
-            for d in self._store.dossiers.find(
-                scope.query(), {"office": 1, "dossier": 1, "blocked": 1}
-            ):
+            for d in self._dossiers.find(scope.query(), {"office": 1, "dossier": 1, "blocked": 1}):
                 rows[(str(d["office"]), str(d["dossier"]))].blocked = bool(d.get("blocked"))
             open_query = {**scope.query(), "status": InstructionStatus.OPEN.value}
-            for i in self._store.instructions.find(
+            for i in self._instructions.find(
                 open_query, {"office": 1, "dossier": 1, "severity": 1}
             ):
                 counts = rows[(str(i["office"]), str(i["dossier"]))]

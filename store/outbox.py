@@ -16,9 +16,10 @@ from enum import StrEnum
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
+from store.base import Doc, Repository, mapped
 from store.errors import Conflict
-from store.mongo import Store, _mapped
 
 OUTBOX = "mail_outbox"
 _ERROR_LIMIT = 500  # last_error is for operators, not a log: keep it short
@@ -70,15 +71,16 @@ def _entry(doc: Mapping[str, Any]) -> OutboxEntry:
     )
 
 
-class Outbox:
+class Outbox(Repository):
     """The `mail_outbox` collection."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(OUTBOX)
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[OUTBOX]
 
     def ensure_indexes(self) -> None:
         """Create the index the mailer's pending scan uses (idempotent)."""
-        with _mapped():
+        with mapped():
             self._docs.create_index([("status", 1), ("created_at", 1)], name="status_created")
 
     def add(self, entry: OutboxEntry) -> bool:
@@ -99,7 +101,7 @@ class Outbox:
             "sent_at": entry.sent_at,
         }
         try:
-            with _mapped():
+            with mapped():
                 self._docs.insert_one(doc)
         except Conflict:
             return False
@@ -107,7 +109,7 @@ class Outbox:
 
     def entry(self, entry_id: str) -> OutboxEntry | None:
         """One entry by key."""
-        with _mapped():
+        with mapped():
             doc = self._docs.find_one({"_id": entry_id})
         return _entry(doc) if doc else None
 
@@ -116,25 +118,25 @@ class Outbox:
         ids = list(entry_ids)
         if not ids:
             return set()
-        with _mapped():
+        with mapped():
             return {str(d["_id"]) for d in self._docs.find({"_id": {"$in": ids}}, {"_id": 1})}
 
     def pending(self, limit: int = 100) -> list[OutboxEntry]:
         """Mails still to send, oldest first."""
-        with _mapped():
+        with mapped():
             cursor = self._docs.find({"status": OutboxStatus.PENDING.value}, limit=limit)
             return [_entry(d) for d in cursor.sort([("created_at", 1), ("_id", 1)])]
 
     def entries(self, kind: str | None = None) -> list[OutboxEntry]:
         """Every entry (of one kind), oldest first: for tests and operators."""
         query = {} if kind is None else {"kind": kind}
-        with _mapped():
+        with mapped():
             cursor = self._docs.find(query).sort([("created_at", 1), ("_id", 1)])
             return [_entry(d) for d in cursor]
 
     def mark_sent(self, entry_id: str, at: datetime) -> None:
         """Record that the SMTP server accepted the mail."""
-        with _mapped():
+        with mapped():
             self._docs.update_one(
                 {"_id": entry_id, "status": OutboxStatus.PENDING.value},
                 {
@@ -148,7 +150,7 @@ class Outbox:
         fields: dict[str, Any] = {"last_error": error[:_ERROR_LIMIT]}
         if permanent:
             fields["status"] = OutboxStatus.FAILED.value
-        with _mapped():
+        with mapped():
             self._docs.update_one(
                 {"_id": entry_id, "status": OutboxStatus.PENDING.value},
                 {"$set": fields, "$inc": {"attempts": 1}},

@@ -24,10 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from store.base import Doc, mapped
-from store.records import TaskStatus
+from store.base import Doc, Repository, mapped
+from store.mapping import task_record
+from store.records import TaskRecord, TaskStatus
 
 SUBMISSIONS = "submissions"
 RETRY_TIMERS = "retry_timers"
@@ -50,10 +52,11 @@ def submission_docs(tasks: Iterable[tuple[str, datetime, str]]) -> list[Doc]:
     return [{"_id": task_id, "submitted_at": at, "key": key} for task_id, at, key in tasks]
 
 
-class Outstanding:
-    """The sweeper's reads and clean-up of the two collections."""
+class Outstanding(Repository):
+    """The sweeper's reads and clean-up of the two collections, and the tasks they name."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
         self._tasks: Collection[Doc] = db["tasks"]
         self._submissions: Collection[Doc] = db[SUBMISSIONS]
         self._timers: Collection[Doc] = db[RETRY_TIMERS]
@@ -71,7 +74,7 @@ class Outstanding:
         The only read of the tasks by status: run at start-up until it has run once in
         the database (a marker in `migrations`), and never by the sweeper. Idempotent.
         """
-        migrations: Collection[Doc] = self._tasks.database[MIGRATIONS]
+        migrations: Collection[Doc] = self._db[MIGRATIONS]
         with mapped():
             if migrations.find_one({"_id": ADOPTED}) is not None:
                 return 0
@@ -114,17 +117,25 @@ class Outstanding:
             )
         return len(notes) + len(timers)
 
-    def stale_submitted(self, before: datetime, limit: int = 500) -> list[Doc]:
-        """Tasks still `submitted` since before `before`; forgets those accepted or absent."""
+    def stale_submitted(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
+        """Tasks still `submitted` since before `before` (the sweeper republishes them).
+
+        Found through the notes of outstanding submissions, then read by `_id`; forgets
+        the notes of tasks accepted or absent.
+        """
         with mapped():
             marks = list(self._submissions.find({"submitted_at": {"$lt": before}}, limit=limit))
         tasks = self._by_id([str(m["_id"]) for m in marks])
         stale = [t for t in tasks.values() if t["status"] == TaskStatus.SUBMITTED.value]
         self._forget(self._submissions, [str(m["_id"]) for m in marks if _gone(m["_id"], tasks)])
-        return stale
+        return [task_record(t) for t in stale]
 
-    def stale_retry_wait(self, before: datetime, limit: int = 500) -> list[Doc]:
-        """Tasks whose delayed retry was due before `before`; forgets timers of the past."""
+    def stale_retry_wait(self, before: datetime, limit: int = 500) -> list[TaskRecord]:
+        """Tasks whose delayed retry was due before `before` (its timer may be lost).
+
+        Found through the parked timers, then read by `_id`: never a scan of the tasks.
+        Forgets the timers of the past.
+        """
         with mapped():
             timers = list(self._timers.find({"due": {"$lt": before}}, limit=limit))
         tasks = self._by_id(sorted({str(t["task_id"]) for t in timers}))
@@ -142,7 +153,7 @@ class Outstanding:
             else:
                 over.append(str(timer["_id"]))  # fired, restarted, cancelled or gone
         self._forget(self._timers, over)
-        return list(stale.values())
+        return [task_record(t) for t in stale.values()]
 
     def _by_id(self, ids: Sequence[str]) -> dict[str, Doc]:
         found: dict[str, Doc] = {}

@@ -1,9 +1,10 @@
-"""Dossier profiles (display name, accounting-package code) and managers' assignments.
+"""Dossier profiles: display name and accounting-package code.
 
 Profiles live in `dossier_profiles`, apart from the sequencer's `dossiers` collection: that
 one holds sequencing state with a single writer (the sequencer), while a profile is written
 by people through the ops CLI. Both use `office.dossier` as `_id`, so they line up by key.
-Assignments stay where access control and the mails read them: the user's `dossiers`.
+Managers' assignments stay where access control and the mails read them: the user's
+`dossiers` (store/directory.py, `Users.assign`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import Doc
-from store.base import mapped as _mapped
-from store.errors import NotFound
-from store.mongo import Store
+from store.base import Doc, Repository, mapped
 from store.records import DossierProfile
 
 PROFILES = "dossier_profiles"
@@ -28,24 +27,32 @@ def profile_key(office: str, dossier: str) -> str:
     return f"{office}.{dossier}"
 
 
-class Profiles:
-    """The `dossier_profiles` collection and the dossier lists of users."""
+class Profiles(Repository):
+    """The `dossier_profiles` collection."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[Doc] = store.collection(PROFILES)
-        self._users: Collection[Doc] = store.collection("users")
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[PROFILES]
+
+    def ensure_indexes(self) -> None:
+        """The index of the lookups by code (idempotent).
+
+        Every submission and corrected restart that names a dossier code looks it up.
+        """
+        with mapped():
+            self._docs.create_index([("code", 1)], name="code")
 
     def add(self, profile: DossierProfile) -> None:
         """Create a profile; Conflict when the office already has that dossier."""
         now = datetime.now(UTC)
         doc = {"_id": profile_key(profile.office, profile.id), **_doc(profile), "created_at": now}
-        with _mapped():
+        with mapped():
             self._docs.insert_one(doc)
 
     def save(self, profile: DossierProfile) -> None:
         """Create or replace a profile."""
         key = profile_key(profile.office, profile.id)
-        with _mapped():
+        with mapped():
             self._docs.update_one(
                 {"_id": key},
                 {"$set": {**_doc(profile), "updated_at": datetime.now(UTC)}},
@@ -54,14 +61,14 @@ class Profiles:
 
     def get(self, office: str, dossier: str) -> DossierProfile | None:
         """One dossier's profile."""
-        with _mapped():
+        with mapped():
             doc = self._docs.find_one({"_id": profile_key(office, dossier)})
         return _profile(doc) if doc else None
 
     def holders(self, codes: Iterable[str]) -> dict[str, set[tuple[str, str]]]:
         """The (office, dossier) pairs whose profile has each of `codes`: one query."""
         found: dict[str, set[tuple[str, str]]] = {}
-        with _mapped():
+        with mapped():
             docs = self._docs.find(
                 {"code": {"$in": sorted(set(codes))}}, {"office": 1, "dossier": 1, "code": 1}
             )
@@ -71,25 +78,9 @@ class Profiles:
 
     def of_office(self, office: str) -> list[DossierProfile]:
         """Every profile of an office, by dossier id."""
-        with _mapped():
+        with mapped():
             found = [_profile(d) for d in self._docs.find({"office": office})]
         return sorted(found, key=lambda p: p.id)
-
-    def assign(self, user_id: str, dossier: str) -> bool:
-        """Add a dossier to a user's; False when it was assigned already."""
-        with _mapped():
-            done = self._users.update_one({"_id": user_id}, {"$addToSet": {"dossiers": dossier}})
-        if done.matched_count == 0:
-            raise NotFound(f"no user {user_id}")
-        return done.modified_count > 0
-
-    def unassign(self, user_id: str, dossier: str) -> bool:
-        """Take a dossier from a user; False when it was not assigned."""
-        with _mapped():
-            done = self._users.update_one({"_id": user_id}, {"$pull": {"dossiers": dossier}})
-        if done.matched_count == 0:
-            raise NotFound(f"no user {user_id}")
-        return done.modified_count > 0
 
 
 def _doc(profile: DossierProfile) -> Doc:

@@ -24,8 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.base import Doc, mapped
+from store.base import Doc, Repository, mapped
 from store.outbox import OUTBOX, OutboxStatus
 from store.records import InstructionStatus, TaskStatus
 
@@ -97,7 +98,7 @@ def chunks(ids: Sequence[str], size: int) -> list[list[str]]:
 
 
 # -- the store side -----------------------------------------------------------------------
-class Retention:
+class Retention(Repository):
     """Finds what is older than a cutoff and deletes it by `_id`, `batch` ids at a time.
 
     Finding old finished work reads the tasks by status and finish time (an index on
@@ -107,9 +108,10 @@ class Retention:
     `pause` returns False (the process is stopping or the pass is out of time).
     """
 
-    def __init__(self, db: Any, batch: int = 500, scan: int = 10_000) -> None:
+    def __init__(self, db: Database[Doc], batch: int = 500, scan: int = 10_000) -> None:
         if not 1 <= batch <= 1000:
             raise ValueError("a retention batch holds 1 to 1000 ids")
+        super().__init__(db)
         self._tasks: Collection[Doc] = db["tasks"]
         self._dossiers: Collection[Doc] = db["dossiers"]
         self._instructions: Collection[Doc] = db["instructions"]

@@ -17,10 +17,12 @@ from typing import Any
 import pymongo
 from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from store.base import Doc, mapped
+from store.base import Doc, Repository, mapped
 from store.errors import Conflict, Fenced, StoreUnavailable
+from store.mapping import instruction_doc
 from store.outstanding import ID_CHUNK, RETRY_TIMERS, SUBMISSIONS, timer_id
 from store.records import ActionStatus, InstructionRecord, InstructionStatus, TaskStatus
 
@@ -83,10 +85,11 @@ def _not_after(epoch: int) -> Doc:
     return {"$not": {"$gt": epoch}}
 
 
-class Sequencing:
+class Sequencing(Repository):
     """Reads and writes of the partition owners."""
 
-    def __init__(self, db: Any, chunk: int = BULK_CHUNK) -> None:
+    def __init__(self, db: Database[Doc], chunk: int = BULK_CHUNK) -> None:
+        super().__init__(db)
         self._tasks: Collection[Doc] = db["tasks"]
         self._dossiers: Collection[Doc] = db["dossiers"]
         self._instructions: Collection[Doc] = db["instructions"]
@@ -194,7 +197,9 @@ class Sequencing:
         ids and conditional updates: written twice, they change nothing), then tasks with
         their history (one update each) and dossiers, fenced by epoch.
         """
-        self._insert(self._instructions, [InsertOne(_instruction(i)) for i in batch.instructions])
+        self._insert(
+            self._instructions, [InsertOne(instruction_doc(i)) for i in batch.instructions]
+        )
         self._insert(
             self._timers,
             [
@@ -291,21 +296,3 @@ def _task_update(task_id: str, epoch: int, fields: Doc, history: list[HistoryRow
 def _duplicates_only(exc: BulkWriteError) -> bool:
     errors = exc.details.get("writeErrors", [])
     return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
-
-
-def _instruction(i: InstructionRecord) -> Doc:
-    return {
-        "_id": i.id,
-        "task_id": i.task_id,
-        "office": i.office,
-        "dossier": i.dossier,
-        "kind": i.kind,
-        "code": i.code,
-        "severity": i.severity,
-        "facts": dict(i.facts),
-        "status": i.status.value,
-        "created_at": i.created_at,
-        "resolved_at": i.resolved_at,
-        "resolution": i.resolution,
-        "raw": i.raw,
-    }

@@ -17,11 +17,11 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
-from store.mongo import Store, _mapped
+from store.base import Doc, Repository, mapped
 
 SESSIONS = "sessions"
 _TOUCH_EVERY = timedelta(seconds=60)  # writes the last use at most once a minute
@@ -42,11 +42,12 @@ class Session:
     token_digest: str
 
 
-class Sessions:
+class Sessions(Repository):
     """The `sessions` collection: session digest → user, token and times."""
 
-    def __init__(self, store: Store, idle: timedelta, longest: timedelta) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(SESSIONS)
+    def __init__(self, db: Database[Doc], idle: timedelta, longest: timedelta) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[SESSIONS]
         self.idle = idle
         self.longest = longest
         self._pruned_at: datetime | None = None
@@ -63,7 +64,7 @@ class Sessions:
             "seen_at": now,
             "expires_at": now + self.longest,
         }
-        with _mapped():
+        with mapped():
             self._docs.insert_one(doc)
         if self._pruned_at is None or now - self._pruned_at >= _PRUNE_EVERY:
             self._pruned_at = now
@@ -72,7 +73,7 @@ class Sessions:
 
     def prune(self, now: datetime) -> int:
         """Delete the sessions past their absolute end; return how many."""
-        with _mapped():
+        with mapped():
             return int(self._docs.delete_many({"expires_at": {"$lt": now}}).deleted_count)
 
     def get(self, session_id: str | None) -> Session | None:
@@ -80,7 +81,7 @@ class Sessions:
         if not session_id or len(session_id) > 100:
             return None
         wanted = session_digest(session_id)
-        with _mapped():
+        with mapped():
             doc = self._docs.find_one({"_id": wanted})
         if doc is None or not hmac.compare_digest(str(doc["_id"]), wanted):
             return None
@@ -90,7 +91,7 @@ class Sessions:
             self.close_digest(wanted)
             return None
         if now - seen >= _TOUCH_EVERY or self.idle <= _TOUCH_EVERY:
-            with _mapped():
+            with mapped():
                 self._docs.update_one({"_id": wanted}, {"$set": {"seen_at": now}})
         return Session(wanted, str(doc["user"]), str(doc["token"]))
 
@@ -101,7 +102,7 @@ class Sessions:
 
     def close_digest(self, wanted: str) -> None:
         """Delete one session by its digest."""
-        with _mapped():
+        with mapped():
             self._docs.delete_one({"_id": wanted})
 
 

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
+from store.base import Doc, Repository, mapped
 from store.errors import Conflict
-from store.mongo import Store, _mapped
 
 TOKENS = "api_tokens"
 IDEMPOTENCY = "idempotency_keys"
@@ -35,17 +36,18 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-class Tokens:
+class Tokens(Repository):
     """The `api_tokens` collection: digest → user."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(TOKENS)
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[TOKENS]
 
     def issue(self, user_id: str, lifetime: timedelta = DEFAULT_LIFETIME) -> str:
         """A new token for the user (shown once); the user's earlier tokens stop working."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = datetime.now(UTC)
-        with _mapped():
+        with mapped():
             self._docs.delete_many({"user": user_id})
             self._docs.insert_one(
                 {
@@ -81,7 +83,7 @@ class Tokens:
         return self._by_digest(digest(token))
 
     def _by_digest(self, wanted: str) -> dict[str, Any] | None:
-        with _mapped():
+        with mapped():
             doc = self._docs.find_one({"_id": wanted})
         if doc is None or not hmac.compare_digest(str(doc["_id"]), wanted):
             return None
@@ -89,7 +91,7 @@ class Tokens:
 
     def revoke(self, user_id: str) -> int:
         """Invalidate every token of the user; return how many there were."""
-        with _mapped():
+        with mapped():
             return int(self._docs.delete_many({"user": user_id}).deleted_count)
 
 
@@ -108,11 +110,12 @@ class Reservation:
     task_id: str | None
 
 
-class IdempotencyKeys:
+class IdempotencyKeys(Repository):
     """The `idempotency_keys` collection: `office:key` → task."""
 
-    def __init__(self, store: Store) -> None:
-        self._docs: Collection[dict[str, Any]] = store.collection(IDEMPOTENCY)
+    def __init__(self, db: Database[Doc]) -> None:
+        super().__init__(db)
+        self._docs: Collection[Doc] = db[IDEMPOTENCY]
 
     @staticmethod
     def _id(office: str, key: str) -> str:
@@ -127,7 +130,7 @@ class IdempotencyKeys:
             "at": datetime.now(UTC),
         }
         try:
-            with _mapped():
+            with mapped():
                 self._docs.insert_one(doc)
         except Conflict:
             return self.get(office, key) or Reservation(fingerprint, None)
@@ -135,7 +138,7 @@ class IdempotencyKeys:
 
     def get(self, office: str, key: str) -> Reservation | None:
         """The claim of a key, if any."""
-        with _mapped():
+        with mapped():
             found = self._docs.find_one({"_id": self._id(office, key)})
         if found is None:
             return None
@@ -143,10 +146,10 @@ class IdempotencyKeys:
 
     def complete(self, office: str, key: str, task_id: str) -> None:
         """Record the task a claimed key created."""
-        with _mapped():
+        with mapped():
             self._docs.update_one({"_id": self._id(office, key)}, {"$set": {"task": task_id}})
 
     def release(self, office: str, key: str) -> None:
         """Drop a claim whose submission failed, so a retry can try again."""
-        with _mapped():
+        with mapped():
             self._docs.delete_one({"_id": self._id(office, key), "task": None})

@@ -17,7 +17,6 @@ from dispatcher.api.throttle import LoginThrottle
 from dispatcher.client import Client
 from dispatcher.settings import Settings
 from store import Store
-from store.sessions import Sessions
 
 
 def create_app(
@@ -46,8 +45,8 @@ def create_app(
     door = Door.of(settings, secret)
     app.state.door = door
     app.state.secret = door.secret
-    app.state.sessions = Sessions(
-        store, timedelta(seconds=settings.session_idle_s), timedelta(seconds=settings.session_max_s)
+    app.state.sessions = store.sessions(
+        timedelta(seconds=settings.session_idle_s), timedelta(seconds=settings.session_max_s)
     )
     app.state.throttle = LoginThrottle(settings.login_failures, settings.login_window_s)
     app.state.changes = changes

@@ -85,7 +85,7 @@ def authenticate(store: Store, tokens: Tokens, token: str | None) -> Principal:
     if not token:
         raise Problem(401, "unauthorized", "send Authorization: Bearer <token>")
     user_id = tokens.user_of(token)
-    user = store.user(user_id) if user_id is not None else None
+    user = store.users.get(user_id) if user_id is not None else None
     if user is None or user.disabled:
         raise Problem(401, "unauthorized", "unknown, expired or revoked token")
     return Principal(user, digest(token))
@@ -99,7 +99,7 @@ def authenticate_session(
     if session is None:
         raise Problem(401, "unauthorized", "log in")
     user_id = tokens.user_of_digest(session.token_digest)
-    user = store.user(user_id) if user_id == session.user else None
+    user = store.users.get(user_id) if user_id == session.user else None
     if user is None or user.disabled:
         sessions.close_digest(session.digest)
         raise Problem(401, "unauthorized", "log in")

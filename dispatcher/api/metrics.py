@@ -22,7 +22,6 @@ from prometheus_client.registry import Collector
 
 from broker.messages import utcnow
 from store import InstructionStatus, Store, StoreError
-from store.outbox import Outbox
 
 SEVERITIES = ("orange", "red")
 # Pending mails counted per reading; a backlog past it reads as this many (and alerts).
@@ -52,15 +51,15 @@ def read_store(store: Store) -> Reading:
     began = time.monotonic()
     now = utcnow()
     reading = Reading(ok=True, open_instructions=dict.fromkeys(SEVERITIES, 0))
-    reading.blocked = len(store.dossiers_blocked())
-    for i in store.find_instructions(status=InstructionStatus.OPEN):
+    reading.blocked = len(store.dossiers.blocked())
+    for i in store.instructions.find(status=InstructionStatus.OPEN):
         severity = i.severity if i.severity in SEVERITIES else "red"
         reading.open_instructions[severity] += 1
         age = _age(now, i.created_at)
         reading.oldest_instruction_s[severity] = max(
             reading.oldest_instruction_s.get(severity, 0.0), age
         )
-    pending = Outbox(store).pending(limit=OUTBOX_COUNT_LIMIT)
+    pending = store.outbox.pending(limit=OUTBOX_COUNT_LIMIT)
     reading.outbox_pending = len(pending)
     reading.outbox_oldest_s = _age(now, pending[0].created_at) if pending else 0.0
     reading.seconds = time.monotonic() - began

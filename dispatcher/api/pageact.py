@@ -74,7 +74,7 @@ async def choose_language(request: Request) -> Response:
     if language not in ("", *LANGUAGES):
         raise Problem(422, "invalid-request", "unknown language")
     user = replace(ctx.who.user, language=language)
-    await run_in_threadpool(ctx.svc.store.save_user, user)
+    await run_in_threadpool(ctx.svc.store.users.save, user)
     return RedirectResponse(_local(values.get("next", ""), "/"), status_code=303)
 
 

@@ -84,7 +84,7 @@ def context(request: Request) -> Context:
         office = option(request.query_params.get("office"), ID, "office")
     else:
         office = who.user.office
-    record = svc.store.office(office) if office else None
+    record = svc.store.offices.get(office) if office else None
     return Context(who, svc, speaker_for(request, who, record), office)
 
 

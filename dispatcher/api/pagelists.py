@@ -172,7 +172,7 @@ def task(
         row = replace(row, fields=fields)
     # The full history is a scan of every task's events on a server without indexes: on request.
     everything = request.query_params.get("history") == "all"
-    history = ctx.svc.store.history(record.id) if everything else None
+    history = ctx.svc.store.tasks.history(record.id) if everything else None
     here = f"/tasks/{record.id}"  # also when a refused correction renders it from its POST
     return render(
         request,

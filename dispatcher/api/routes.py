@@ -110,9 +110,9 @@ def get_task(task_id: Id, who: Who, svc: Svc) -> TaskDetail:
         **TaskOut.of(task).model_dump(),
         payload=task.payload,
         result=task.result,
-        history=[HistoryOut.of(h) for h in svc.store.history(task.id)],
+        history=[HistoryOut.of(h) for h in svc.store.tasks.history(task.id)],
         instructions=[
-            InstructionOut.of(i, language) for i in svc.store.find_instructions(task_id=task.id)
+            InstructionOut.of(i, language) for i in svc.store.instructions.find(task_id=task.id)
         ],
     )
 

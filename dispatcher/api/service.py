@@ -21,8 +21,6 @@ from dispatcher.api.problems import Problem
 from dispatcher.client import Client
 from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, UnknownTask
 from store import ActionRecord, ActionType, Store, TaskRecord
-from store.monitoring import Monitoring
-from store.tokens import IdempotencyKeys, Tokens
 
 IDEMPOTENCY_WAIT_S = 10.0  # how long a retry waits for a concurrent first attempt
 
@@ -76,9 +74,9 @@ class Service:
 
     def __init__(self, store: Store, clients: ClientPool, action_wait_s: float = 10.0) -> None:
         self.store = store
-        self.monitoring = Monitoring(store)
-        self.tokens = Tokens(store)
-        self.keys = IdempotencyKeys(store)
+        self.monitoring = store.monitoring
+        self.tokens = store.tokens
+        self.keys = store.idempotency
         self.clients = clients
         self.action_wait_s = action_wait_s
 
@@ -88,7 +86,7 @@ class Service:
 
     def task(self, who: Principal, task_id: str) -> TaskRecord:
         """A task the user may see; 404 for one that is absent or not theirs alike."""
-        task = self.store.task(task_id)
+        task = self.store.tasks.get(task_id)
         if task is None or not who.sees(task.office, task.dossier):
             raise Problem(404, "not-found", f"no task {task_id}")
         return task

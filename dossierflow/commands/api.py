@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from dossierflow.settings import Settings, SettingsError
 from store import Role, Store, UserRecord
-from store.tokens import Tokens
 
 Command = Callable[[Settings, argparse.Namespace], int]
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -34,7 +33,7 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     store.ensure_indexes()
     changes = ChangeFeed(settings.amqp_url).start()
     app = create_app(settings, store, changes=changes)
-    app.state.page_snapshots.warm([o.id for o in store.find_offices()])
+    app.state.page_snapshots.warm([o.id for o in store.offices.all()])
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_config=None, ws="none")
     finally:
@@ -62,7 +61,7 @@ def users_add(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     try:
-        store.save_user(
+        store.users.save(
             UserRecord(
                 id=args.id,
                 office=None if role is Role.SUPPORT else args.office,
@@ -86,12 +85,12 @@ def users_token(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     try:
-        user = store.user(args.id)
+        user = store.users.get(args.id)
         if user is None or user.disabled:
             why = "is disabled (users add enables it again)" if user else "does not exist"
             print(f"dossierflow users token: user {args.id} {why}", file=sys.stderr)
             return 1
-        tokens = Tokens(store)
+        tokens = store.tokens
         token = tokens.issue(args.id, timedelta(days=days))
         print(token)
         expires = tokens.expires_at(token)
@@ -105,13 +104,13 @@ def users_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Invalidate the user's tokens and page sessions at once; `disable` also bars new ones."""
     store = Store.connect(settings.mongo_url, settings.mongo_db)
     try:
-        user = store.user(args.id)
+        user = store.users.get(args.id)
         if user is None:
             print(f"dossierflow users {args.users_command}: no user {args.id}", file=sys.stderr)
             return 1
         if args.users_command == "disable":
-            store.save_user(replace(user, disabled=True))
-        count = Tokens(store).revoke(args.id)
+            store.users.save(replace(user, disabled=True))
+        count = store.tokens.revoke(args.id)
     finally:
         store.close()
     done = "disabled" if args.users_command == "disable" else "revoked"

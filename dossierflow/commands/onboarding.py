@@ -20,7 +20,6 @@ from broker.messages import valid_id
 from dossierflow.commands.ops import clean, table
 from dossierflow.settings import Settings
 from store import Conflict, NotFound, OfficeRecord, Role, Store, UserRecord
-from store.profiles import Profiles
 from store.records import DossierProfile
 
 Command = Callable[[Settings, argparse.Namespace], int]
@@ -64,7 +63,7 @@ def _check_email(address: str) -> str:
 
 def existing_office(store: Store, office: str) -> OfficeRecord:
     """The office, or a refusal naming the command that creates it."""
-    found = store.office(office)
+    found = store.offices.get(office)
     if found is None:
         raise Refused(
             f"office {clean(office)} does not exist (create it with `dossierflow offices add`)"
@@ -102,9 +101,9 @@ def offices_add(store: Store, args: argparse.Namespace) -> int:
         "contact": None if args.contact is None else _check_email(args.contact),
     }
     changes = {k: v for k, v in given.items() if v is not None}
-    before = store.office(office_id)
+    before = store.offices.get(office_id)
     if before is not None and args.update:
-        store.save_office(replace(before, **changes))
+        store.offices.save(replace(before, **changes))
         print(f"office {office_id} updated")
         return 0
     if before is not None:
@@ -113,7 +112,7 @@ def offices_add(store: Store, args: argparse.Namespace) -> int:
     if missing:
         raise _bad(f"a new office needs {' and '.join(missing)}")
     try:
-        store.add_office(OfficeRecord(office_id, **changes))
+        store.offices.add(OfficeRecord(office_id, **changes))
     except Conflict:
         raise Refused(f"office {office_id} exists (add --update to change it)") from None
     print(f"office {office_id} created")
@@ -122,7 +121,7 @@ def offices_add(store: Store, args: argparse.Namespace) -> int:
 
 def offices_list(store: Store, args: argparse.Namespace) -> int:
     """Every office."""
-    offices = store.find_offices()
+    offices = store.offices.all()
     if args.json:
         _json([asdict(o) for o in offices])
         return 0
@@ -135,8 +134,8 @@ def offices_list(store: Store, args: argparse.Namespace) -> int:
 def offices_show(store: Store, args: argparse.Namespace) -> int:
     """One office with its users and how many dossiers it has."""
     office = existing_office(store, args.id)
-    users = store.find_users(office=office.id)
-    dossiers = Profiles(store).of_office(office.id)
+    users = store.users.find(office=office.id)
+    dossiers = store.profiles.of_office(office.id)
     if args.json:
         _json({**asdict(office), "users": [_user(u) for u in users], "dossiers": len(dossiers)})
         return 0
@@ -158,7 +157,7 @@ def dossiers_add(store: Store, args: argparse.Namespace) -> int:
     dossier = _check_id("dossier", args.id)
     if args.code is not None and not _CODE.fullmatch(args.code):
         raise _bad(f"bad dossier code {args.code!r}: 1 to 64 letters, digits, '_', '.' or '-'")
-    profiles = Profiles(store)
+    profiles = store.profiles
     before = profiles.get(office, dossier)
     if before is not None and not args.update:
         raise Refused(f"dossier {dossier} of office {office} exists (add --update to change it)")
@@ -180,7 +179,7 @@ def dossiers_add(store: Store, args: argparse.Namespace) -> int:
 
 def _managers(store: Store, office: str) -> dict[str, list[str]]:
     managers: dict[str, list[str]] = {}
-    for user in store.find_users(office=office, role=Role.DOSSIER_MANAGER):
+    for user in store.users.find(office=office, role=Role.DOSSIER_MANAGER):
         for dossier in user.dossiers:
             managers.setdefault(dossier, []).append(user.id)
     return managers
@@ -194,7 +193,7 @@ def dossiers_list(store: Store, args: argparse.Namespace) -> int:
     """The dossiers of an office with their codes and managers."""
     office = existing_office(store, args.office).id
     managers = _managers(store, office)
-    found = [_profile(p, managers) for p in Profiles(store).of_office(office)]
+    found = [_profile(p, managers) for p in store.profiles.of_office(office)]
     if args.json:
         _json(found)
         return 0
@@ -207,10 +206,10 @@ def dossiers_list(store: Store, args: argparse.Namespace) -> int:
 def dossiers_show(store: Store, args: argparse.Namespace) -> int:
     """One dossier's profile, its managers and whether the sequencer has it blocked."""
     office = existing_office(store, args.office).id
-    profile = Profiles(store).get(office, args.id)
+    profile = store.profiles.get(office, args.id)
     if profile is None:
         raise Refused(f"dossier {clean(args.id)} of office {office} does not exist")
-    state = store.dossier(f"{office}.{profile.id}")
+    state = store.dossiers.get(f"{office}.{profile.id}")
     shown = {
         **_profile(profile, _managers(store, office)),
         "blocked": bool(state and state.blocked),
@@ -228,14 +227,14 @@ def dossiers_show(store: Store, args: argparse.Namespace) -> int:
 def _assignment(assign: bool) -> Callable[[Store, argparse.Namespace], int]:
     def run(store: Store, args: argparse.Namespace) -> int:
         office = existing_office(store, args.office).id
-        if assign and Profiles(store).get(office, args.dossier) is None:
+        if assign and store.profiles.get(office, args.dossier) is None:
             raise Refused(f"dossier {clean(args.dossier)} of office {office} does not exist")
-        user = store.user(args.user)
+        user = store.users.get(args.user)
         if user is None or user.office != office:
             raise Refused(f"office {office} has no user {clean(args.user)}")
         if user.role is not Role.DOSSIER_MANAGER:
             raise Refused(f"{user.id} is {user.role.value}: only dossier managers are assigned")
-        change = Profiles(store).assign if assign else Profiles(store).unassign
+        change = store.users.assign if assign else store.users.unassign
         try:
             changed = change(user.id, args.dossier)
         except NotFound as exc:

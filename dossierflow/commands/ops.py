@@ -82,7 +82,7 @@ def tasks_list(store: Store, args: argparse.Namespace) -> int:
         if args.all
         else [TaskStatus.FAILED, TaskStatus.RETRY_WAIT]
     )
-    tasks = store.find_tasks(
+    tasks = store.tasks.find(
         office=args.office, dossier=args.dossier, statuses=statuses, limit=args.limit
     )
     if args.severity:
@@ -110,12 +110,12 @@ def tasks_list(store: Store, args: argparse.Namespace) -> int:
 @_with_store
 def tasks_show(store: Store, args: argparse.Namespace) -> int:
     """One task with its history and instructions."""
-    task = store.task(args.task_id)
+    task = store.tasks.get(args.task_id)
     if task is None:
         print(f"dossierflow: no task {clean(args.task_id)}", file=sys.stderr)
         return 1
-    history = store.history(task.id)
-    instructions = store.find_instructions(task_id=task.id)
+    history = store.tasks.history(task.id)
+    instructions = store.instructions.find(task_id=task.id)
     if args.json:
         document = {
             **asdict(task),
@@ -170,7 +170,7 @@ def _act(action: str) -> Command:
 def instructions_list(store: Store, args: argparse.Namespace) -> int:
     """List instructions with their text in the chosen language."""
     status = None if args.status == "all" else InstructionStatus(args.status)
-    found = store.find_instructions(
+    found = store.instructions.find(
         office=args.office,
         dossier=args.dossier,
         status=status,

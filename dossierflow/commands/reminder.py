@@ -27,11 +27,10 @@ def cmd_mail(settings: Settings, args: argparse.Namespace) -> int:
     from reminder.mailer import Mailer, SmtpTransport
     from reminder.service import mail_instructions
     from store import Store, StoreError
-    from store.outbox import Outbox
 
     ctx = settings.mail_context()
     store = Store.connect(settings.mongo_url, settings.mongo_db)
-    outbox = Outbox(store)
+    outbox = store.outbox
     mailer = Mailer(outbox, SmtpTransport(settings.smtp()))
     stop = threading.Event() if args.once else stop_on_signals()
     status = 0
@@ -63,15 +62,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         unknown_offices,
     )
     from store import Store
-    from store.outbox import Outbox
 
     ctx = settings.mail_context()
     store = Store.connect(settings.mongo_url, settings.mongo_db)
-    outbox = Outbox(store)
+    outbox = store.outbox
     try:
         if args.dry_run:
             print_dry_run(plan_reminders(store, ctx, args.date), ctx, outbox, sys.stdout)
-            unknown = unknown_offices(store, {o.id for o in store.find_offices()})
+            unknown = unknown_offices(store, {o.id for o in store.offices.all()})
             return _unknown(unknown, CREATE_OFFICE)
         outbox.ensure_indexes()
         mailer = Mailer(outbox, SmtpTransport(settings.smtp()))

@@ -13,7 +13,6 @@ from dispatcher.api.app import create_app
 from dispatcher.api.changes import ChangeFeed
 from dossierflow.settings import Settings
 from store import Role, Store, UserRecord
-from store.tokens import Tokens
 
 DEMO_OFFICE = "office1"
 DEMO_USER = "demo-admin"
@@ -53,8 +52,8 @@ def serve_for_demo(
     store = Store.connect(settings.mongo_url, database)
     store.ensure_indexes()
     # No language of its own: the page speaks the browser's language, else the office's.
-    store.save_user(UserRecord(id=DEMO_USER, office=DEMO_OFFICE, role=Role.ADMIN))
-    token = Tokens(store).issue(DEMO_USER)
+    store.users.save(UserRecord(id=DEMO_USER, office=DEMO_OFFICE, role=Role.ADMIN))
+    token = store.tokens.issue(DEMO_USER)
     changes = ChangeFeed(settings.amqp_url).start()
     app = create_app(settings, store, changes=changes)
     app.state.page_snapshots.warm([DEMO_OFFICE])

@@ -148,11 +148,11 @@ def _wait_all_finished(store: Store, ids: list[str | None], dossiers: int) -> di
     watch = list(tails.values())
     deadline = time.monotonic() + 1800
     while watch and time.monotonic() < deadline:
-        left = store.unfinished(watch[:100])
+        left = store.tasks.unfinished(watch[:100])
         watch = left + watch[100:]
         if left:
             time.sleep(1.0)
-    return store.count_tasks()
+    return store.tasks.count()
 
 
 def run_bench(settings: Settings, opts: BenchOptions) -> int:
@@ -203,7 +203,7 @@ def run_bench(settings: Settings, opts: BenchOptions) -> int:
         cluster.stop()
         client_stats.close()
         client_store.close()
-    records = store.find_tasks(office=OFFICE)
+    records = store.tasks.find(office=OFFICE)
     last = max((t.finished_at for t in records if t.finished_at is not None), default=None)
     if last is not None:
         elapsed = min(elapsed, (last - started_at).total_seconds())

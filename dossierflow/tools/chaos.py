@@ -41,7 +41,7 @@ from dossierflow.tools.workload import (
     demo_tasks,
 )
 from dossierflow.tools.workload import dossiers as spread
-from store import ActionRecord, Actions, ActionStatus, Store, StoreError
+from store import ActionRecord, ActionStatus, Store, StoreError
 from workers.accounting.simulated import SimulatedPackage
 
 OFFICES = ["office1", "office2"]
@@ -243,7 +243,7 @@ def _settle(store: Store, package: SimulatedPackage, fixer: Fixer, timeout_s: fl
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         try:
-            now = (store.count_tasks(), len(package.executions()), len(store.dossiers_blocked()))
+            now = (store.tasks.count(), len(package.executions()), len(store.dossiers.blocked()))
         except StoreError:
             now = None
         if now != last:
@@ -265,7 +265,7 @@ def observe(
     poison: list[cc.Poison],
 ) -> cc.Observed:
     """Read what the checker needs from the package and the store."""
-    decided = [Actions(store).get(a.id) for a in actions]
+    decided = [store.actions.get(a.id) for a in actions]
     applied = [
         cc.AppliedAction(a.task_id, a.type.value)
         for a in decided
@@ -276,13 +276,13 @@ def observe(
         executions=package.executions(),
         bookings_per_key=Counter(b.idempotency_key for b in package.bookings(include_deleted=True)),
         tasks={
-            t.id: cc.StoredTask(t.id, t.status.value, t.failures, t.seq) for t in store.find_tasks()
+            t.id: cc.StoredTask(t.id, t.status.value, t.failures, t.seq) for t in store.tasks.find()
         },
-        blocked=frozenset(d.key for d in store.dossiers_blocked()),
+        blocked=frozenset(d.key for d in store.dossiers.blocked()),
         actions=applied,
         instructions=[
             cc.Instruction(i.id, i.task_id, i.office, i.dossier, i.raw)
-            for i in store.find_instructions()
+            for i in store.instructions.find()
         ],
         poison=poison,
     )

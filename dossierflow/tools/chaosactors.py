@@ -93,7 +93,7 @@ class Submitter:
 
     def _stored_since(self, item: Planned, since: float) -> str | None:
         try:
-            tasks = self._store.find_tasks(office=item.office, dossier=item.dossier)
+            tasks = self._store.tasks.find(office=item.office, dossier=item.dossier)
         except StoreError:
             return None
         mine = {a.task_id for a in self.accepted}

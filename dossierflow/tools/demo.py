@@ -115,7 +115,7 @@ def _summary(
     expected: dict[tuple[str, str], list[str]] = defaultdict(list)
     expect_ok: set[str] = set()
     for task_id, item in submitted:
-        task = store.task(task_id)
+        task = store.tasks.get(task_id)
         if task_id not in expect_ok and task is not None and task.status is TaskStatus.DONE:
             expected[(item.office, item.dossier)].append(task_id)
             expect_ok.add(task_id)
@@ -123,7 +123,7 @@ def _summary(
     total = len({task_id for task_id, _ in submitted})
     unfinished = total - sum(counts.get(s.value, 0) for s in FINISHED)
     lost = len(report.lost) + unfinished
-    failed = sum(1 for i in store.find_instructions() if i.task_id)
+    failed = sum(1 for i in store.instructions.find() if i.task_id)
     print(f"  executions across dossiers overlapping in time: {report.overlaps_across_dossiers}")
     print(f"  executions inside one dossier overlapping: {report.overlaps_within_dossier}")
     print(
@@ -166,10 +166,10 @@ def _fresh_state(
         package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
     for n, office in enumerate(OFFICES):
         language = ("nl", "fr")[n % 2]
-        store.save_office(
+        store.offices.save(
             OfficeRecord(office, f"Accountancy {office}", "Europe/Brussels", language)
         )
-        store.save_user(
+        store.users.save(
             UserRecord(f"admin@{office}", office, Role.ADMIN, f"admin@{office}.example", language)
         )
     return store, package
@@ -224,7 +224,7 @@ def wait_finished(
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
         began = time.monotonic()
-        statuses = store.statuses(pending)
+        statuses = store.tasks.statuses(pending)
         for status in statuses.values():
             if status in final:
                 ended[status] += 1
@@ -243,20 +243,20 @@ def wait_finished(
 def _only_blocked_wait(store: Store, counts: dict[str, int]) -> bool:
     if not counts.get("waiting"):
         return True
-    waiting = store.find_tasks(statuses=[TaskStatus.WAITING])
-    blocked = {d.key for d in store.dossiers_blocked()}
+    waiting = store.tasks.find(statuses=[TaskStatus.WAITING])
+    blocked = {d.key for d in store.dossiers.blocked()}
     return all(f"{t.office}.{t.dossier}" in blocked for t in waiting)
 
 
 def _report_blocked(store: Store) -> None:
-    per_code = Counter(i.code for i in store.find_instructions())
+    per_code = Counter(i.code for i in store.instructions.find())
     print("  instructions created per code:")
     for code, n in sorted(per_code.items()):
-        severity = next(i.severity for i in store.find_instructions() if i.code == code)
+        severity = next(i.severity for i in store.instructions.find() if i.code == code)
         print(f"    {code:<22} {severity:<6} {n}")
-    blocked = store.dossiers_blocked()
+    blocked = store.dossiers.blocked()
     waiting = Counter(
-        f"{t.office}.{t.dossier}" for t in store.find_tasks(statuses=[TaskStatus.WAITING])
+        f"{t.office}.{t.dossier}" for t in store.tasks.find(statuses=[TaskStatus.WAITING])
     )
     print(f"  dossiers blocked: {len(blocked)}")
     for d in blocked:

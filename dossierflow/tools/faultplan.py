@@ -136,7 +136,7 @@ def fix_blocked(
     """
     done: Counter[str] = Counter()
     for _round in range(20):
-        if not store.dossiers_blocked():
+        if not store.dossiers.blocked():
             break
         done += fix_once(client, package, store, originals)
         _settle(store)
@@ -161,8 +161,8 @@ def fix_once(
     """
     done: Counter[str] = Counter()
     taken = records if records is not None else []
-    for dossier in store.dossiers_blocked():
-        task = store.task(dossier.active or "")
+    for dossier in store.dossiers.blocked():
+        task = store.tasks.get(dossier.active or "")
         if task is None or task.status is not TaskStatus.FAILED:
             continue
         fault = BY_CODE.get(str((task.error or {}).get("code")))
@@ -194,8 +194,8 @@ def _settle(store: Store, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     moving = [TaskStatus.SUBMITTED, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT]
     while time.monotonic() < deadline:
-        if not store.count_tasks(moving):
-            waiting = store.find_tasks(statuses=[TaskStatus.WAITING], limit=1)
-            if not waiting or store.dossiers_blocked():
+        if not store.tasks.count(moving):
+            waiting = store.tasks.find(statuses=[TaskStatus.WAITING], limit=1)
+            if not waiting or store.dossiers.blocked():
                 return
         time.sleep(0.3)

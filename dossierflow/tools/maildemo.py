@@ -16,7 +16,6 @@ from reminder.mailer import Mailer, RetryPolicy, SmtpTransport
 from reminder.service import mail_instructions
 from reminder.sink import SmtpSink
 from store.mongo import Store
-from store.outbox import Outbox
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def mail_failures(settings: Settings, store: Store, maildir: Path) -> MailSummar
     host = "127.0.0.1"
     port = _free_port(host)
     mine = replace(settings, smtp_host=host, smtp_port=port, smtp_security="none", smtp_user="")
-    outbox = Outbox(store)
+    outbox = store.outbox
     outbox.ensure_indexes()
     transport = SmtpTransport(mine.smtp())
     # A local sink either answers at once or not at all: do not wait minutes for it.

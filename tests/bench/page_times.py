@@ -42,7 +42,7 @@ from store import (
     TaskStatus,
     UserRecord,
 )
-from store.tokens import Tokens, digest
+from store.tokens import digest
 from tests.integration.test_api_flow import free_port
 
 OFFICE = "office1"
@@ -55,7 +55,7 @@ def seed(store: Store, tasks: int, dossiers: int) -> tuple[str, str]:
     sequencer's path would take minutes here, and only the pages are measured).
     """
     start = datetime.now(UTC) - timedelta(days=20)
-    store.save_office(OfficeRecord(OFFICE, "Bench office", "Europe/Brussels", "nl"))
+    store.offices.save(OfficeRecord(OFFICE, "Bench office", "Europe/Brussels", "nl"))
     failing = {tasks - 1 - 2 * k for k in range(max(1, dossiers // 25))}
     docs, failed_id = [], ""
     for n in range(tasks):
@@ -72,7 +72,7 @@ def seed(store: Store, tasks: int, dossiers: int) -> tuple[str, str]:
                 ("unknown_dossier_code", "orange") if n % 4 else ("database_error", "red")
             )
             doc.update(status=TaskStatus.FAILED.value, error={"code": code, "severity": severity})
-            store.insert_instruction(
+            store.instructions.insert(
                 InstructionRecord(
                     f"{task_id}/1", task_id, OFFICE, dossier, "dossier.sync", code, severity,
                     dict(payload), InstructionStatus.OPEN, at,
@@ -81,12 +81,12 @@ def seed(store: Store, tasks: int, dossiers: int) -> tuple[str, str]:
             failed_id = task_id
         docs.append(doc)
         if len(docs) == 1000:
-            store.tasks.insert_many(docs)
+            store.collection("tasks").insert_many(docs)
             docs = []
     if docs:
-        store.tasks.insert_many(docs)
-    store.save_user(UserRecord("bench-admin", OFFICE, Role.ADMIN))
-    return Tokens(store).issue("bench-admin"), failed_id
+        store.collection("tasks").insert_many(docs)
+    store.users.save(UserRecord("bench-admin", OFFICE, Role.ADMIN))
+    return store.tokens.issue("bench-admin"), failed_id
 
 
 def get(url: str, session: str, language: str = "nl") -> tuple[float, int]:
@@ -129,7 +129,7 @@ def main() -> None:
     try:
         began = time.monotonic()
         if args.database:
-            token, failed = Tokens(store).issue("bench-admin"), _a_failed_task(store)
+            token, failed = store.tokens.issue("bench-admin"), _a_failed_task(store)
         else:
             token, failed = seed(store, args.tasks, args.dossiers)
             print(f"seeded {args.tasks} tasks over {args.dossiers} dossiers in "
@@ -188,14 +188,14 @@ def churn(store: Store, amqp_url: str, per_s: float, stop: threading.Event) -> N
     """Change `per_s` waiting or done tasks a second, each with its change notice."""
     if per_s <= 0:
         return
-    ids = [str(d["_id"]) for d in store.tasks.find({"office": OFFICE}, {"_id": 1})]
+    ids = [str(d["_id"]) for d in store.collection("tasks").find({"office": OFFICE}, {"_id": 1})]
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     ch = conn.channel()
     ch.exchange_declare(topology.CHANGES_EXCHANGE, "fanout", durable=True)
     pick, tick = random.Random(7), 0.1
     while not stop.wait(tick):
         chosen = pick.sample(ids, max(1, round(per_s * tick)))
-        store.tasks.update_many(
+        store.collection("tasks").update_many(
             {"_id": {"$in": chosen}, "status": {"$in": ["done", "waiting"]}},
             {"$inc": {"attempts": 1}},
         )
@@ -205,7 +205,7 @@ def churn(store: Store, amqp_url: str, per_s: float, stop: threading.Event) -> N
 
 
 def _a_failed_task(store: Store) -> str:
-    found = store.find_instructions(office=OFFICE, status=InstructionStatus.OPEN, limit=1)
+    found = store.instructions.find(office=OFFICE, status=InstructionStatus.OPEN, limit=1)
     return found[0].task_id if found else "none"
 
 

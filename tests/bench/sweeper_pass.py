@@ -27,7 +27,6 @@ from dispatcher.service import Dispatcher
 from dossierflow.settings import Settings
 from store import Store
 from store.counting import CommandCounter
-from store.retention import Retention
 
 DOSSIERS = 500
 
@@ -58,8 +57,10 @@ def seed(store: Store, finished: int, waiting: int) -> None:
         seqs[d] += 1
         docs.append(doc)
     for start in range(0, len(docs), 1000):
-        store.tasks.insert_many(docs[start : start + 1000])
-    store.dossiers.insert_many([_dossier(d, seqs[d], heads.get(d, seqs[d])) for d in seqs])
+        store.collection("tasks").insert_many(docs[start : start + 1000])
+    store.collection("dossiers").insert_many(
+        [_dossier(d, seqs[d], heads.get(d, seqs[d])) for d in seqs]
+    )
 
 
 def _dossier(d: int, next_seq: int, head: int) -> dict[str, object]:
@@ -117,7 +118,7 @@ def main() -> int:
             f"over {args.rounds} passes; store commands per pass: "
             + ", ".join(f"{k} {v:g}" for k, v in sorted(per_pass.items()) if v)
         )
-        retention = Retention(store.database)
+        retention = store.retention()
         retention.ensure_indexes()
         started = time.perf_counter()
         report = retention.prune(utcnow() - timedelta(days=90), lambda: True)

@@ -47,9 +47,9 @@ def submit_bookings(
 def wait_all_done(store: Store, total: int, timeout: float) -> None:
     """Wait until `total` tasks are done."""
     wait_for(
-        lambda: store.count_tasks([TaskStatus.DONE]).get("done", 0) >= total,
+        lambda: store.tasks.count([TaskStatus.DONE]).get("done", 0) >= total,
         timeout,
-        f"{total} tasks done (now {store.count_tasks()})",
+        f"{total} tasks done (now {store.tasks.count()})",
         every=0.25,
     )
 

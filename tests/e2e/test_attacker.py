@@ -134,7 +134,7 @@ def test_an_office_cannot_finish_or_fail_another_office_task(
     a, b = offices
 
     def status(task_id: str) -> TaskStatus | None:
-        task = store.task(task_id)
+        task = store.tasks.get(task_id)
         return task.status if task is not None else None
 
     package = package_with(settings.simpackage_path, a, ["d1"])
@@ -146,7 +146,7 @@ def test_an_office_cannot_finish_or_fail_another_office_task(
     client = client_for(cluster, store)
     (victim,) = submit_bookings(client, b, ["d1"], 1)[(b, "d1")]
     queued = wait_for(
-        lambda: (t := store.task(victim)) and t.status is TaskStatus.QUEUED and t,
+        lambda: (t := store.tasks.get(victim)) and t.status is TaskStatus.QUEUED and t,
         60,
         "B's task queued (B has no connector yet)",
     )
@@ -178,19 +178,19 @@ def test_an_office_cannot_finish_or_fail_another_office_task(
     # Handled after the forgeries in B's partition: they are all behind us.
     (marker,) = submit_bookings(client, b, ["d1"], 1, seed=2)[(b, "d1")]
     wait_for(lambda: status(marker) is TaskStatus.WAITING, 30, "B's second task accepted")
-    still = store.task(victim)
+    still = store.tasks.get(victim)
     assert still is not None and still.status is TaskStatus.QUEUED and still.result is None
-    assert store.find_instructions() == []
-    assert store.dossier(f"{a}.d1") is None, "a dossier came into being for a forged event"
+    assert store.instructions.find() == []
+    assert store.dossiers.get(f"{a}.d1") is None, "a dossier came into being for a forged event"
 
     # B's own connector runs B's tasks; A's connector runs A's.
     cluster.start("connector-b", "worker", "--office", b, env={"DOSSIERFLOW_AMQP_URL": offices[b]})
     wait_for(lambda: status(marker) is TaskStatus.DONE, 60, "B's tasks done by B's connector")
-    finished = store.task(victim)
+    finished = store.tasks.get(victim)
     assert finished is not None and finished.status is TaskStatus.DONE
     assert finished.result != {"x": 1}
     assert f":{cluster.pid('connector-b')}/" in (finished.worker or "")
     (mine,) = submit_bookings(client, a, ["d1"], 1, seed=3)[(a, "d1")]
     wait_for(lambda: status(mine) is TaskStatus.DONE, 60, "A's own task done")
     client.close()
-    assert store.find_instructions() == []
+    assert store.instructions.find() == []

@@ -110,7 +110,7 @@ def _leaders(admin: Admin, vhost: str) -> tuple[Counter[str], dict[str, list[str
 
 
 def _done(store: Store) -> int:
-    return store.count_tasks([TaskStatus.DONE]).get("done", 0)
+    return store.tasks.count([TaskStatus.DONE]).get("done", 0)
 
 
 @pytest.fixture
@@ -242,5 +242,5 @@ def test_losing_the_node_that_leads_most_partitions_mid_run_loses_nothing_and_ke
     assert report.overlaps_within_dossier == 0, "two tasks of one dossier ran at once"
     assert report.double_booked == 0
     assert len(package.bookings()) == total
-    assert store.count_tasks().get("done", 0) == total, store.count_tasks()
+    assert store.tasks.count().get("done", 0) == total, store.tasks.count()
     print(f"\n{summary}; {total} tasks; process restarts {dict(cluster.restarts)}")

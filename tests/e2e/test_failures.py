@@ -43,7 +43,7 @@ class Running:
         return self.client.submit(OFFICE, dossier, "booking_proposal.process", payload)
 
     def status(self, task_id: str) -> TaskStatus | None:
-        task = self.store.task(task_id)
+        task = self.store.tasks.get(task_id)
         return task.status if task else None
 
     def wait_status(self, task_id: str, status: TaskStatus, timeout: float = 60) -> None:
@@ -59,13 +59,13 @@ class Running:
         The sequencer writes the failure, then the instruction, then the block: a reader
         between two of those writes sees part of it.
         """
-        task = self.store.task(task_id)
+        task = self.store.tasks.get(task_id)
         assert task is not None
         key = f"{task.office}.{task.dossier}"
 
         def settled() -> list[InstructionRecord]:
-            dossier = self.store.dossier(key)
-            found = self.store.find_instructions(task_id=task_id)
+            dossier = self.store.dossiers.get(key)
+            found = self.store.instructions.find(task_id=task_id)
             return found if found and dossier is not None and dossier.blocked else []
 
         return wait_for(settled, timeout, f"instruction and block for {task_id}")
@@ -93,7 +93,7 @@ def run(
 
 
 def _instructions(store: Store, task_id: str) -> list[object]:
-    return list(store.find_instructions(task_id=task_id))
+    return list(store.instructions.find(task_id=task_id))
 
 
 def test_each_error_code_gives_its_instruction_severity_and_text(
@@ -140,7 +140,7 @@ def test_each_error_code_gives_its_instruction_severity_and_text(
             assert text.title and text.action
             for value in want_facts.values():
                 assert value in text.title + text.action, (case, language)
-        dossier = r.store.dossier(f"{OFFICE}.{case}")
+        dossier = r.store.dossiers.get(f"{OFFICE}.{case}")
         assert dossier is not None and dossier.blocked and dossier.active == task_id
 
 
@@ -167,7 +167,7 @@ def test_blocked_dossier_runs_nothing_until_restart_while_others_keep_running(
         r.wait_status(task_id, TaskStatus.DONE)
     report = r.package.check_order({(OFFICE, "blocked"): [failing, *later]})
     assert report.out_of_order == 0 and report.lost == ()
-    (instruction,) = r.store.find_instructions(task_id=failing)
+    (instruction,) = r.store.instructions.find(task_id=failing)
     assert instruction.status is InstructionStatus.RESOLVED
     assert r.package.booking_count(failing) == 1
 
@@ -195,7 +195,7 @@ def test_correcting_the_dossier_code_and_restarting_succeeds(run: Callable[..., 
         activation, payload={"dossier_code": company_code(OFFICE, "d1")}, role=Role.ADMIN
     )
     r.wait_status(activation, TaskStatus.DONE)
-    task = r.store.task(activation)
+    task = r.store.tasks.get(activation)
     assert task is not None and task.payload == {"dossier_code": company_code(OFFICE, "d1")}
     assert (activation, company_code(OFFICE, "d1")) in r.package.activations()
 
@@ -219,14 +219,14 @@ def test_package_unreachable_for_30_s_tasks_wait_and_resume_none_fails(
     tasks = [r.book(d, f"p{i}") for i in range(3) for d in ("d1", "d2")]
     first = tasks[0]
     wait_for(
-        lambda: (t := r.store.task(first)) and t.next_attempt_at is not None,
+        lambda: (t := r.store.tasks.get(first)) and t.next_attempt_at is not None,
         30,
         "the first task to show its next attempt time",
     )
     for task_id in tasks:
         r.wait_status(task_id, TaskStatus.DONE, timeout=120)
-    assert r.store.count_tasks([TaskStatus.FAILED]) == {}
-    assert r.store.find_instructions() == []
+    assert r.store.tasks.count([TaskStatus.FAILED]) == {}
+    assert r.store.instructions.find() == []
     assert all(r.package.booking_count(t) == 1 for t in tasks)
 
 
@@ -275,7 +275,7 @@ def test_bad_messages_each_become_one_red_instruction_and_connectors_live(
     conn.close()
 
     instructions = wait_for(
-        lambda: len(found := r.store.find_instructions(dossier="bad")) >= len(bad) and found,
+        lambda: len(found := r.store.instructions.find(dossier="bad")) >= len(bad) and found,
         60,
         f"{len(bad)} instructions",
     )
@@ -320,7 +320,7 @@ def test_a_redelivered_failure_creates_no_second_instruction(
     r.package.close_period(company_code(OFFICE, "d1"), "2024-05")
     task_id = r.book("d1", "p1", period="2024-05")
     r.wait_status(task_id, TaskStatus.FAILED)
-    task = r.store.task(task_id)
+    task = r.store.tasks.get(task_id)
     assert task is not None and task.error is not None
     conn = Connection.open(r.cluster.amqp_url, name="test-duplicate")
     channel = conn.channel(confirm=True)
@@ -332,7 +332,7 @@ def test_a_redelivered_failure_creates_no_second_instruction(
     marker = r.book("d1", "p-marker")  # handled after the duplicates in the same partition
     conn.close()
     wait_for(lambda: r.status(marker) is TaskStatus.WAITING, 30, "the marker accepted")
-    assert len(r.store.find_instructions(task_id=task_id)) == 1
+    assert len(r.store.instructions.find(task_id=task_id)) == 1
 
 
 def test_a_sync_submitted_while_an_equal_one_waits_is_coalesced(

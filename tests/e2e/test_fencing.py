@@ -36,7 +36,7 @@ def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
     cluster.start_worker(OFFICE, "worker-2")
     client = client_for(cluster, store)
     expected = submit_bookings(client, OFFICE, dossiers, count=80, seed=1)
-    wait_for(lambda: store.count_tasks().get("done", 0) >= 10, 60, "some tasks done")
+    wait_for(lambda: store.tasks.count().get("done", 0) >= 10, 60, "some tasks done")
 
     cluster.kill("dispatcher-old", signal.SIGSTOP)  # a zombie owner: alive, silent
     more = submit_bookings(client, OFFICE, dossiers, count=80, seed=2)
@@ -47,9 +47,9 @@ def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
     wait_for(
         lambda: "partition.acquired" in process_log(cluster, "dispatcher-new"), 60, "the takeover"
     )
-    done_before_wake = store.count_tasks().get("done", 0)
+    done_before_wake = store.tasks.count().get("done", 0)
     wait_for(
-        lambda: store.count_tasks().get("done", 0) >= done_before_wake + 20, 60, "work going on"
+        lambda: store.tasks.count().get("done", 0) >= done_before_wake + 20, 60, "work going on"
     )
     cluster.kill("dispatcher-old", signal.SIGCONT)  # it wakes up in the middle of what it did
     wait_all_done(store, 160, timeout=120)
@@ -62,10 +62,10 @@ def test_paused_owner_wakes_up_fenced_and_nothing_is_lost_or_reordered(
     assert len(package.bookings()) == 160
     # Every partition moved to a newer epoch, and every dossier's last write carries it:
     # a write of the woken owner landing after its successor's would leave an older one.
-    partitions = store.database["partitions"].find({"_id": {"$regex": "^dossierflow.control"}})
+    partitions = store.collection("partitions").find({"_id": {"$regex": "^dossierflow.control"}})
     epochs = {p["_id"]: p["epoch"] for p in partitions}
     assert epochs and all(e >= 2 for e in epochs.values())
-    for doc in store.database["dossiers"].find():
+    for doc in store.collection("dossiers").find():
         assert doc["epoch"] >= 2, f"dossier {doc['_id']} last written by the paused owner"
     old = process_log(cluster, "dispatcher-old")
     assert "partitions.reconnecting" in old or "partition.fenced" in old

@@ -105,7 +105,7 @@ def _failures(
         settings.simpackage_path, OFFICE, ["code", "wrong", "broken", "fine"]
     )
     package.break_database(company_code(OFFICE, "broken"))
-    store.save_office(OfficeRecord(OFFICE, "Kantoor Brugge", "Europe/Brussels", "nl"))
+    store.offices.save(OfficeRecord(OFFICE, "Kantoor Brugge", "Europe/Brussels", "nl"))
     cluster = make_cluster()
     cluster.start_dispatcher()
     cluster.start_worker(OFFICE, "worker-0")
@@ -123,13 +123,13 @@ def _failures(
         task_id = tasks[name]
         wait_for(lambda t=task_id: _status(store, t) is TaskStatus.FAILED, 90, f"{name} failed")  # type: ignore[misc]
         # The instruction is written just after the failure: the stripes need it.
-        wait_for(lambda t=task_id: store.find_instructions(task_id=t), 30, f"{name} instructed")  # type: ignore[misc]
+        wait_for(lambda t=task_id: store.instructions.find(task_id=t), 30, f"{name} instructed")  # type: ignore[misc]
     wait_for(lambda: _status(store, tasks["fine"]) is TaskStatus.DONE, 60, "fine done")
     return cluster, tasks
 
 
 def _status(store: Store, task_id: str) -> TaskStatus | None:
-    task = store.task(task_id)
+    task = store.tasks.get(task_id)
     return task.status if task else None
 
 
@@ -268,7 +268,7 @@ class Visit:
         assert self.speaker.status("done") in _stable(lambda: b.find_element(By.ID, "status").text)
         b.save_screenshot(str(self.shots / "activation-corrected.png"))
         assert accessibility_problems(b) == []
-        corrected = self.store.task(task_id)
+        corrected = self.store.tasks.get(task_id)
         assert corrected is not None
         assert corrected.payload == {"dossier_code": company_code(OFFICE, "code")}
 

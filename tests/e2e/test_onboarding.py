@@ -189,7 +189,7 @@ def test_an_office_set_up_by_its_commands_gets_its_mail_and_its_reminder(
     assert mail["X-Sink-Rcpt-To"] == "bert@kb.test"
     assert "acme" in mail["Subject"]
 
-    [instruction] = store.find_instructions(office=office, status=InstructionStatus.OPEN)
+    [instruction] = store.instructions.find(office=office, status=InstructionStatus.OPEN)
     created = instruction.created_at.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Brussels"))
     anchor = parse_anchor(settings.reminder_anchor)
     day = next_reminder_day(created.date() + timedelta(days=4), anchor)  # 5 days old or more
@@ -219,8 +219,8 @@ def test_instructions_of_an_office_that_does_not_exist_are_a_clear_error_not_utc
     def df(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         return run(env, DOSSIERFLOW, *args, ok=ok)
 
-    store.insert_instruction(ghost_instruction(1, "orange"))
-    store.insert_instruction(ghost_instruction(2, "red"))
+    store.instructions.insert(ghost_instruction(1, "orange"))
+    store.instructions.insert(ghost_instruction(2, "red"))
     with SmtpSink("127.0.0.1", smtp, tmp_path / "mail") as sink:
         mailed = df("reminder", "mail", "--once", ok=False)
         assert mailed.returncode == 1

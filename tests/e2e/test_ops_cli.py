@@ -42,12 +42,12 @@ def test_ops_cli_lists_shows_refuses_and_restarts(
     cluster.start_worker(OFFICE, "worker")
     client = client_for(cluster, store)
     good = submit_bookings(client, OFFICE, ["d1"], count=1)[(OFFICE, "d1")][0]
-    wait_for(lambda: store.task(good).status is TaskStatus.DONE, 60, "first done")  # type: ignore[union-attr]
+    wait_for(lambda: store.tasks.get(good).status is TaskStatus.DONE, 60, "first done")  # type: ignore[union-attr]
     from tests.e2e.test_failures import Running
 
     failing = Running(cluster, package, client, store).book("d1", "pX", period="2024-05")
-    wait_for(lambda: store.task(failing).status is TaskStatus.FAILED, 60, "failure")  # type: ignore[union-attr]
-    wait_for(lambda: store.find_instructions(task_id=failing), 30, "its instruction")
+    wait_for(lambda: store.tasks.get(failing).status is TaskStatus.FAILED, 60, "failure")  # type: ignore[union-attr]
+    wait_for(lambda: store.instructions.find(task_id=failing), 30, "its instruction")
     client.close()
 
     listed = _cli(cluster, "tasks", "list", "--json")
@@ -66,4 +66,4 @@ def test_ops_cli_lists_shows_refuses_and_restarts(
     package.open_period(company_code(OFFICE, "d1"), "2024-05")
     restarted = _cli(cluster, "tasks", "restart", failing, "--role", "admin")
     assert restarted.returncode == 0, restarted.stderr
-    wait_for(lambda: store.task(failing).status is TaskStatus.DONE, 60, "restarted task done")  # type: ignore[union-attr]
+    wait_for(lambda: store.tasks.get(failing).status is TaskStatus.DONE, 60, "restarted task done")  # type: ignore[union-attr]

@@ -47,7 +47,7 @@ def test_notes_and_timers_go_once_tasks_are_accepted_and_retried(
     wait_for(lambda: timers.count_documents({}) > 0, 30, "a parked retry timer")
     for task_id in tasks:
         wait_for(
-            lambda t=task_id: (r := store.task(t)) is not None and r.status is TaskStatus.DONE,
+            lambda t=task_id: (r := store.tasks.get(t)) is not None and r.status is TaskStatus.DONE,
             90,
             f"task {task_id} done",
         )

@@ -145,7 +145,7 @@ def prometheus_folder() -> Iterator[Path]:
 
 
 def _settled(store: Store) -> dict[str, int]:
-    counts = store.count_tasks()
+    counts = store.tasks.count()
     return {} if any(counts.get(s.value) for s in MOVING) else counts
 
 
@@ -235,7 +235,7 @@ def test_prometheus_scrapes_every_process_and_counts_the_tasks_just_run(
         starts = prometheus.value("sum(dossierflow_task_start_delay_seconds_count)")
         assert starts is not None and starts >= done
         # Blocked dossiers: the dispatcher's memory and the API's store reading agree.
-        blocked = len(store.dossiers_blocked())
+        blocked = len(store.dossiers.blocked())
         assert blocked == failed
         wait_for(
             lambda: prometheus.value("dossierflow_blocked_dossiers") == blocked,
@@ -247,7 +247,7 @@ def test_prometheus_scrapes_every_process_and_counts_the_tasks_just_run(
             30,
             "the API's blocked dossiers",
         )
-        waiting = sum(1 for t in store.find_tasks() if t.status is TaskStatus.WAITING)
+        waiting = sum(1 for t in store.tasks.find() if t.status is TaskStatus.WAITING)
         wait_for(
             lambda: prometheus.value("dossierflow_waiting_tasks") == waiting,
             30,

@@ -29,7 +29,7 @@ OFFICE = "office1"
 
 
 def _done(store: Store, task_id: str) -> bool:
-    task = store.task(task_id)
+    task = store.tasks.get(task_id)
     return task is not None and task.status is TaskStatus.DONE
 
 
@@ -58,7 +58,7 @@ def test_a_new_owner_accepts_the_earlier_unannounced_task_of_a_dossier_first(
         new_task_id(), OFFICE, "d1", "booking_proposal.process",
         booking(code, "p1", random.Random(1)), TaskStatus.SUBMITTED, datetime.now(UTC),
     )  # fmt: skip
-    store.insert_task(earlier)
+    store.tasks.insert(earlier)
     later = client.submit(
         OFFICE, "d1", "booking_proposal.process", booking(code, "p2", random.Random(2))
     )

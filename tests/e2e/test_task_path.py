@@ -50,7 +50,7 @@ def test_order_holds_per_dossier_while_dossiers_overlap_on_three_connectors(
     assert report.overlaps_across_dossiers > 0, "dossiers never ran in parallel"
     assert report.double_booked == 0
     assert len(package.bookings()) == 250
-    workers = {t.worker.split("/")[0] for t in store.find_tasks() if t.worker}
+    workers = {t.worker.split("/")[0] for t in store.tasks.find() if t.worker}
     assert len(workers) == 3, "work was not spread over the three connectors"
 
 
@@ -68,7 +68,7 @@ def test_connector_killed_mid_task_runs_it_again_elsewhere_and_books_once(
     (task_id,) = expected[(OFFICE, "d1")]
 
     running = wait_for(
-        lambda: (t := store.task(task_id)) and t.status is TaskStatus.RUNNING and t,
+        lambda: (t := store.tasks.get(task_id)) and t.status is TaskStatus.RUNNING and t,
         60,
         "the task to start",
     )
@@ -78,7 +78,7 @@ def test_connector_killed_mid_task_runs_it_again_elsewhere_and_books_once(
     cluster.kill(victim, signal.SIGKILL)
 
     wait_all_done(store, 1, timeout=90)
-    task = store.task(task_id)
+    task = store.tasks.get(task_id)
     assert task is not None and task.attempts >= 2
     assert task.worker is not None and f":{cluster.procs[victim].pid}/" not in task.worker
     assert package.booking_count(task_id) == 1
@@ -103,7 +103,7 @@ def test_handler_longer_than_three_heartbeats_keeps_its_connection_and_ack(
 
     task_ids = expected[(OFFICE, "d1")]
     for task_id in task_ids:
-        task = store.task(task_id)
+        task = store.tasks.get(task_id)
         assert task is not None and task.attempts == 1, "the task was redelivered"
         assert package.booking_count(task_id) == 1
     runs = [e for e in package.executions() if e.task_id in task_ids]
@@ -123,7 +123,7 @@ def test_standby_sequencer_takes_over_when_active_is_killed(
     cluster.start_worker(OFFICE, "worker-2")
     client = client_for(cluster, store)
     expected = submit_bookings(client, OFFICE, dossiers, count=60, seed=1)
-    wait_for(lambda: store.count_tasks([TaskStatus.DONE]).get("done", 0) >= 10, 60, "some done")
+    wait_for(lambda: store.tasks.count([TaskStatus.DONE]).get("done", 0) >= 10, 60, "some done")
 
     cluster.kill("dispatcher-active", signal.SIGKILL)
     more = submit_bookings(client, OFFICE, dossiers, count=60, seed=2)
@@ -151,7 +151,7 @@ def test_sweeper_announces_a_stored_task_whose_command_was_never_published(
     cluster.start_dispatcher()
     cluster.start_worker(OFFICE, "worker")
     # What a client that died between the insert and the publish leaves behind.
-    store.insert_task(
+    store.tasks.insert(
         TaskRecord(
             id="orphan0001",
             office=OFFICE,
@@ -175,14 +175,14 @@ def test_sigterm_lets_a_connector_finish_its_task_and_take_no_new_one(
     worker = cluster.start_worker(OFFICE, "worker")
     client = client_for(cluster, store)
     first = submit_bookings(client, OFFICE, ["d1"], count=1)[(OFFICE, "d1")][0]
-    wait_for(lambda: (t := store.task(first)) and t.status is TaskStatus.RUNNING, 60, "start")
+    wait_for(lambda: (t := store.tasks.get(first)) and t.status is TaskStatus.RUNNING, 60, "start")
     second = submit_bookings(client, OFFICE, ["d2"], count=1, seed=2)[(OFFICE, "d2")][0]
     client.close()
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
-    task = store.task(first)
+    task = store.tasks.get(first)
     assert task is not None and task.status is TaskStatus.DONE and task.attempts == 1
     assert package.booking_count(first) == 1
-    assert store.task(second).status is TaskStatus.QUEUED  # type: ignore[union-attr]
+    assert store.tasks.get(second).status is TaskStatus.QUEUED  # type: ignore[union-attr]
     assert all(e.task_id != second for e in package.executions())

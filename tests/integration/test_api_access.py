@@ -21,7 +21,6 @@ from store import (
     TaskStatus,
     UserRecord,
 )
-from store.tokens import Tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -72,15 +71,15 @@ def failed_task(
     now = datetime.now(UTC)
     code = "unknown_dossier_code" if severity == "orange" else "database_error"
     payload = {"dossier_code": "TYPO"} if kind == "dossier.activate" else {}
-    store.insert_task(
+    store.tasks.insert(
         TaskRecord(task_id, office, dossier, kind, payload, TaskStatus.SUBMITTED, now)
     )
-    store.update_task(
+    store.tasks.update(
         task_id, TaskStatus.FAILED, now, {"error": {"code": code, "severity": severity}}
     )
-    store.ensure_dossier(office, dossier, now)
-    store.set_dossier(f"{office}.{dossier}", now, blocked=True, active=task_id)
-    store.insert_instruction(
+    store.dossiers.ensure(office, dossier, now)
+    store.dossiers.set(f"{office}.{dossier}", now, blocked=True, active=task_id)
+    store.instructions.insert(
         InstructionRecord(
             f"{task_id}/1", task_id, office, dossier, kind, code, severity,
             {"dossier_code": "TYPO"}, InstructionStatus.OPEN, now,
@@ -90,14 +89,14 @@ def failed_task(
 
 def seed(store: Store) -> dict[str, str]:
     """Offices, the objects of the matrix and a token per user."""
-    store.save_office(OfficeRecord("office1", "Office One"))
-    store.save_office(OfficeRecord("office2", "Office Two"))
+    store.offices.save(OfficeRecord("office1", "Office One"))
+    store.offices.save(OfficeRecord("office2", "Office Two"))
     for obj in OBJECTS:
         failed_task(store, obj.office, obj.dossier, obj.task_id)
-    tokens = Tokens(store)
+    tokens = store.tokens
     out = {}
     for name, user in USERS.items():
-        store.save_user(user)
+        store.users.save(user)
         out[name] = tokens.issue(user.id)
     out["bad-token"] = "dft_" + "x" * 43
     return out
@@ -192,7 +191,7 @@ def test_every_role_sees_and_does_exactly_what_it_may(http: TestClient, store: S
                 status, body = call(http, tokens.get(caller), endpoint, obj)
                 got_listed = listed(endpoint, body, obj) if want_listed is not None else None
                 if status == 201:
-                    made = store.task(str(body["id"]))  # type: ignore[index]
+                    made = store.tasks.get(str(body["id"]))  # type: ignore[index]
                     got_listed = None if made is None or made.office == "office1" else True
                 if (status, got_listed) != (want_status, want_listed):
                     failures += 1

@@ -24,8 +24,7 @@ from dispatcher.api.guard import PLAIN_COOKIE, SECURE_COOKIE
 from dossierflow.commands.api import users_revoke, users_token
 from dossierflow.settings import Settings, SettingsError
 from store import OfficeRecord, Role, Store, UserRecord
-from store.sessions import SESSIONS, Sessions
-from store.tokens import Tokens
+from store.sessions import SESSIONS
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -41,9 +40,9 @@ MakeClient = Callable[..., TestClient]
 @pytest.fixture
 def admin(store: Store) -> str:
     """An admin of office1; returns a token."""
-    store.save_office(OfficeRecord(OFFICE, "Office One"))
-    store.save_user(UserRecord("admin", OFFICE, Role.ADMIN, language="en"))
-    return Tokens(store).issue("admin")
+    store.offices.save(OfficeRecord(OFFICE, "Office One"))
+    store.users.save(UserRecord("admin", OFFICE, Role.ADMIN, language="en"))
+    return store.tokens.issue("admin")
 
 
 @pytest.fixture
@@ -113,13 +112,13 @@ def test_revoke_and_disable_end_tokens_and_sessions_at_once(
     assert client.get("/v1/tasks", headers=bearer).status_code == 401
     assert not logged_in(client)
 
-    token = Tokens(store).issue("admin")
+    token = store.tokens.issue("admin")
     log_in(client, token)
     assert users_revoke(settings, argparse.Namespace(id="admin", users_command="disable")) == 0
     assert not logged_in(client)
     assert users_token(settings, argparse.Namespace(id="admin", days=None)) == 1
     assert "disabled" in capsys.readouterr().err
-    behind = Tokens(store).issue("admin")  # a token made behind the CLI's back: no use
+    behind = store.tokens.issue("admin")  # a token made behind the CLI's back: no use
     assert client.post("/login", data={"token": behind}, headers=SAME).status_code == 401
     assert client.get("/v1/tasks", headers={"Authorization": f"Bearer {behind}"}).status_code == 401
 
@@ -133,11 +132,11 @@ def test_an_expired_token_gets_401_and_cannot_log_in(
 ) -> None:
     assert users_token(settings, argparse.Namespace(id="admin", days=2.0)) == 0
     printed = capsys.readouterr()
-    expires = Tokens(store).expires_at(printed.out.strip())
+    expires = store.tokens.expires_at(printed.out.strip())
     assert expires is not None and f"expires {expires:%Y-%m-%d %H:%M} UTC" in printed.err
     assert timedelta(days=1.99) < expires - datetime.now(UTC) <= timedelta(days=2)
     client = make_client()
-    expired = Tokens(store).issue("admin", timedelta(seconds=-1))
+    expired = store.tokens.issue("admin", timedelta(seconds=-1))
     answer = client.get("/v1/tasks", headers={"Authorization": f"Bearer {expired}"})
     assert answer.status_code == 401
     assert client.post("/login", data={"token": expired}, headers=SAME).status_code == 401
@@ -266,7 +265,7 @@ def test_outside_the_local_mode_the_api_needs_a_csrf_secret(
 
 
 def test_sessions_past_their_end_are_pruned(store: Store) -> None:
-    sessions = Sessions(store, timedelta(minutes=30), timedelta(hours=12))
+    sessions = store.sessions(timedelta(minutes=30), timedelta(hours=12))
     sessions.open("admin", "d" * 64)
     assert store.collection(SESSIONS).count_documents({}) == 1
     assert sessions.prune(datetime.now(UTC)) == 0

@@ -61,7 +61,7 @@ def test_each_item_gets_its_own_result_in_order(http: TestClient, store: Store) 
     assert [r["status"] for r in results] == [201, 201, 200, 201]
     assert results[2]["task_id"] == results[1]["task_id"]
     assert all(r["problem"] is None for r in results)
-    stored = store.task(results[0]["task_id"])
+    stored = store.tasks.get(results[0]["task_id"])
     assert stored is not None
     assert (stored.office, stored.dossier, stored.kind) == ("office1", "b1", "dossier.activate")
 
@@ -81,7 +81,7 @@ def test_an_item_against_its_kinds_schema_refuses_the_whole_batch(
     assert problem["type"] == "/problems/invalid-payload"
     assert "items.1: " in problem["detail"]
     assert "items.2: " in problem["detail"]
-    assert store.find_tasks(dossier="s1", statuses=None) == []
+    assert store.tasks.find(dossier="s1", statuses=None) == []
     # Nothing was reserved either: the corrected batch goes through with the same key.
     fixed = http.post(URL, json={"items": items[:1]}).json()["items"]
     assert fixed[0]["status"] == 201
@@ -102,7 +102,7 @@ def test_a_retried_batch_returns_the_same_tasks_and_a_reused_key_is_refused(
     # The single submit shares the keys: its header finds the batch item's task.
     single = http.post("/v1/tasks", json=activate("k2"), headers={"Idempotency-Key": "n-2"})
     assert (single.status_code, single.json()["id"]) == (200, first[1]["task_id"])
-    assert len(store.find_tasks(dossier="k1", statuses=None)) == 1
+    assert len(store.tasks.find(dossier="k1", statuses=None)) == 1
 
 
 def test_a_key_repeated_within_a_batch_names_one_task(http: TestClient) -> None:
@@ -155,12 +155,12 @@ def test_an_item_the_client_refuses_is_its_own_problem_and_frees_its_key(
 def test_a_malformed_batch_is_one_problem_and_stores_nothing(
     http: TestClient, store: Store, body: dict[str, Any], status: int, slug: str
 ) -> None:
-    before = len(store.find_tasks(statuses=None))
+    before = len(store.tasks.find(statuses=None))
     answer = http.post(URL, json=body)
     assert answer.status_code == status, answer.text[:300]
     assert answer.headers["content-type"] == PROBLEM
     assert answer.json()["type"] == f"/problems/{slug}"
-    assert len(store.find_tasks(statuses=None)) == before
+    assert len(store.tasks.find(statuses=None)) == before
 
 
 def test_only_submitting_roles_send_batches(http: TestClient) -> None:

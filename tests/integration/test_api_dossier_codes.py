@@ -20,9 +20,7 @@ from store import (
     TaskStatus,
     UserRecord,
 )
-from store.profiles import Profiles
 from store.records import DossierProfile
-from store.tokens import Tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -44,8 +42,8 @@ def tokens(store: Store) -> dict[str, str]:
     activation of d0001; a manager of d0001 and a platform service, with their tokens."""
     now = datetime.now(UTC)
     for office in ("office1", "office2"):
-        store.save_office(OfficeRecord(office, office))
-    profiles = Profiles(store)
+        store.offices.save(OfficeRecord(office, office))
+    profiles = store.profiles
     for office, dossier, code in (
         ("office1", "d0001", "C1"),
         ("office1", "d0002", "C2"),
@@ -53,14 +51,14 @@ def tokens(store: Store) -> dict[str, str]:
     ):
         profiles.add(DossierProfile(office, dossier, dossier, code))
     payload = {"dossier_code": "TYPO"}
-    store.insert_task(
+    store.tasks.insert(
         TaskRecord(TASK, "office1", "d0001", "dossier.activate", payload, TaskStatus.SUBMITTED, now)
     )
     error = {"code": "unknown_dossier_code", "severity": "orange"}
-    store.update_task(TASK, TaskStatus.FAILED, now, {"error": error})
-    store.ensure_dossier("office1", "d0001", now)
-    store.set_dossier("office1.d0001", now, blocked=True, active=TASK)
-    store.insert_instruction(
+    store.tasks.update(TASK, TaskStatus.FAILED, now, {"error": error})
+    store.dossiers.ensure("office1", "d0001", now)
+    store.dossiers.set("office1.d0001", now, blocked=True, active=TASK)
+    store.instructions.insert(
         InstructionRecord(f"{TASK}/1", TASK, "office1", "d0001", "dossier.activate",
                           error["code"], "orange", payload, InstructionStatus.OPEN, now)
     )  # fmt: skip
@@ -70,8 +68,8 @@ def tokens(store: Store) -> dict[str, str]:
     )
     issued = {}
     for user in users:
-        store.save_user(user)
-        issued[user.id] = Tokens(store).issue(user.id)
+        store.users.save(user)
+        issued[user.id] = store.tokens.issue(user.id)
     return issued
 
 
@@ -85,7 +83,7 @@ def test_a_restart_with_another_dossiers_code_gets_a_422(
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert "belongs to another dossier" in refused.json()["detail"]
     assert "d0002" not in refused.json()["detail"]
-    task = store.task(TASK)
+    task = store.tasks.get(TASK)
     assert task is not None and task.status is TaskStatus.FAILED
     assert task.payload == {"dossier_code": "TYPO"}
     # Its own code, another office's code and a code no dossier has are all accepted.

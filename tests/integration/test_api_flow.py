@@ -14,7 +14,6 @@ from dossierflow.tools.apidemo import serve_for_demo
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import company_code
 from store import Role, Store, UserRecord
-from store.tokens import Tokens
 from tests.e2e.helpers import package_with
 from tests.waiting import wait_for
 
@@ -36,8 +35,8 @@ def test_submit_over_http_then_watch_it_done_over_http(
     cluster = make_cluster()
     cluster.start_dispatcher()
     cluster.start_worker("office1", "worker-0")
-    store.save_user(UserRecord("platform", "office1", Role.PLATFORM))
-    platform = Tokens(store).issue("platform")
+    store.users.save(UserRecord("platform", "office1", Role.PLATFORM))
+    platform = store.tokens.issue("platform")
     url, admin, stop = serve_for_demo(
         replace(settings, amqp_url=cluster.amqp_url), settings.mongo_db, free_port()
     )

@@ -49,7 +49,7 @@ def test_a_retried_submit_with_the_same_idempotency_key_returns_the_same_task(
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
     assert first.headers["location"] == f"/v1/tasks/{first.json()['id']}"
-    assert len(store.find_tasks(dossier="d1", statuses=None)) == 2  # the seeded one and this
+    assert len(store.tasks.find(dossier="d1", statuses=None)) == 2  # the seeded one and this
     other = http.post("/v1/tasks", json={**SYNC, "dossier": "d2"}, headers=key)
     problem(other, 409, "idempotency-key-reused")
 
@@ -81,9 +81,9 @@ def test_a_submitted_task_reads_back_with_history(http: TestClient) -> None:
 def test_bad_submissions_are_problems_and_store_nothing(
     http: TestClient, store: Store, body: dict[str, Any], status: int, slug: str
 ) -> None:
-    before = len(store.find_tasks())
+    before = len(store.tasks.find())
     problem(http.post("/v1/tasks", json=body), status, slug)
-    assert len(store.find_tasks()) == before
+    assert len(store.tasks.find()) == before
 
 
 def test_errors_have_stable_problem_types(http: TestClient) -> None:
@@ -171,11 +171,11 @@ PARAMS = st.dictionaries(
 def test_random_requests_never_answer_5xx_and_store_nothing(
     http: TestClient, store: Store, body: Any, params: dict[str, str]
 ) -> None:
-    before = len(store.find_tasks())
+    before = len(store.tasks.find())
     posted = http.post("/v1/tasks", json=body)
     assert posted.status_code < 500, posted.text
     if posted.status_code != 201:
-        assert len(store.find_tasks()) == before
+        assert len(store.tasks.find()) == before
     listed = http.get("/v1/tasks", params=params)
     assert listed.status_code < 500, listed.text
     for path in ("/v1/instructions", "/v1/overview", "/v1/dossiers/d1"):

@@ -66,10 +66,10 @@ def test_the_ops_cli_strips_control_characters_from_what_it_prints(
 ) -> None:
     hostile = "\x1b[2J\x1b]0;owned\x07\rfake\u202eevil\u2028x\x08"
     now = datetime.now(UTC)
-    store.insert_task(
+    store.tasks.insert(
         TaskRecord("t-hostile", "office1", "d1", "dossier.sync", {}, TaskStatus.SUBMITTED, now)
     )
-    store.update_task("t-hostile", TaskStatus.FAILED, now, {"error": {"code": hostile}})
+    store.tasks.update("t-hostile", TaskStatus.FAILED, now, {"error": {"code": hostile}})
     listing = argparse.Namespace(
         office=None, dossier=None, status=None, all=True, severity=None, limit=10, json=False
     )

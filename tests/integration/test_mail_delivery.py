@@ -73,7 +73,7 @@ def test_a_second_pass_and_a_resolved_instruction_send_nothing_more(world: MailW
     assert world.mail().delivery.sent == 2
     assert world.mail().decided == 0
     late = world.instruction("B", NOW, n=2)
-    world.store.resolve_instruction(late, NOW, "restarted")
+    world.store.instructions.resolve(late, NOW, "restarted")
     assert world.mail().decided == 0
     world.received(2)
 

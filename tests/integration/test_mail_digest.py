@@ -62,12 +62,12 @@ class MailWorld:
         return mail_instructions(self.store, self.outbox, self.mailer(), self.ctx)
 
     def office(self, office: str = "o1", tz: str = "Europe/Brussels") -> None:
-        self.store.save_office(OfficeRecord(office, f"Office {office}", tz, "nl"))
+        self.store.offices.save(OfficeRecord(office, f"Office {office}", tz, "nl"))
 
     def user(
         self, uid: str, role: Role, language: str = "nl", *dossiers: str, office: str = "o1"
     ) -> None:
-        self.store.save_user(
+        self.store.users.save(
             UserRecord(uid, office, role, f"{uid}@{office}.test", language, dossiers)
         )
 
@@ -76,7 +76,7 @@ class MailWorld:
         severity: str = "orange", facts: dict[str, str] | None = None, office: str = "o1",
     ) -> str:  # fmt: skip
         task = f"task-{dossier}-{n}"
-        self.store.insert_instruction(
+        self.store.instructions.insert(
             InstructionRecord(
                 id=f"{task}/1", task_id=task, office=office, dossier=dossier,
                 kind="booking_proposal.process", code=code, severity=severity,
@@ -101,7 +101,7 @@ def world(settings: Settings, store: Store, tmp_path: Path) -> Iterator[MailWorl
     mine = replace(settings, smtp_port=port, monitoring_base_url="http://monitor.test")
     sink = SmtpSink("127.0.0.1", port, tmp_path / "mail")
     sink.start()
-    outbox = Outbox(store)
+    outbox = store.outbox
     outbox.ensure_indexes()
     yield MailWorld(mine, store, outbox, sink)
     sink.stop()

@@ -21,7 +21,6 @@ from store import (
     TaskStatus,
     UserRecord,
 )
-from store.tokens import Tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -31,12 +30,12 @@ FAILED_AT = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)  # 10:30 in Brussels
 
 def _fail(store: Store, task_id: str, dossier: str, kind: str, *, code: str, severity: str) -> None:
     payload = {"dossier_code": "TYPO"}
-    store.insert_task(
+    store.tasks.insert(
         TaskRecord(task_id, OFFICE, dossier, kind, payload, TaskStatus.SUBMITTED, FAILED_AT)
     )
     error = {"code": code, "severity": severity, "facts": payload}
-    store.update_task(task_id, TaskStatus.FAILED, FAILED_AT, {"error": error})
-    store.insert_instruction(
+    store.tasks.update(task_id, TaskStatus.FAILED, FAILED_AT, {"error": error})
+    store.instructions.insert(
         InstructionRecord(
             f"{task_id}/1", task_id, OFFICE, dossier, kind, code, severity, payload,
             InstructionStatus.OPEN, FAILED_AT,
@@ -47,13 +46,13 @@ def _fail(store: Store, task_id: str, dossier: str, kind: str, *, code: str, sev
 @pytest.fixture
 def page(settings: Settings, store: Store) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """The app on this test's store (no broker: these requests only read or are refused)."""
-    store.save_office(OfficeRecord(OFFICE, "Cabinet Liège", "Europe/Brussels", "fr"))
-    store.save_user(UserRecord("admin", OFFICE, Role.ADMIN))
-    store.save_user(
+    store.offices.save(OfficeRecord(OFFICE, "Cabinet Liège", "Europe/Brussels", "fr"))
+    store.users.save(UserRecord("admin", OFFICE, Role.ADMIN))
+    store.users.save(
         UserRecord("manager", OFFICE, Role.DOSSIER_MANAGER, language="en", dossiers=("d1",))
     )
-    store.save_user(UserRecord("support", None, Role.SUPPORT, language="en"))
-    tokens = {u: Tokens(store).issue(u) for u in ("admin", "manager", "support")}
+    store.users.save(UserRecord("support", None, Role.SUPPORT, language="en"))
+    tokens = {u: store.tokens.issue(u) for u in ("admin", "manager", "support")}
     _fail(store, "t-act", "d1", "dossier.activate", code="unknown_dossier_code", severity="orange")
     _fail(store, "t-red", "d2", "dossier.sync", code="database_error", severity="red")
 
@@ -140,7 +139,7 @@ def test_the_overview_pages_through_thousands_of_dossiers(
 ) -> None:
     client, tokens = page
     for n in range(230):
-        store.insert_task(
+        store.tasks.insert(
             TaskRecord(f"w{n}", OFFICE, f"x{n:04d}", "dossier.sync", {"dossier_code": "C"},
                        TaskStatus.WAITING, FAILED_AT)
         )  # fmt: skip
@@ -179,7 +178,7 @@ def test_a_wrong_correction_comes_back_with_the_error_next_to_the_field(
     assert client.post("/tasks/t-act/restart", data=json_edit).status_code == 403
     stale = {"csrf": "0" * 64, "field.dossier_code": "GOOD"}
     assert client.post("/tasks/t-act/restart", data=stale).status_code == 403
-    task = store.task("t-act")
+    task = store.tasks.get("t-act")
     assert (
         task is not None
         and task.status is TaskStatus.FAILED
@@ -200,7 +199,7 @@ def test_a_user_chooses_their_language_on_the_page(
     html = _get(client, tokens["admin"], "/tasks", "nl")  # a new login: a new csrf value
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
     assert csrf is not None and '<html lang="fr">' in html
-    user = store.user("admin")
+    user = store.users.get("admin")
     assert user is not None and user.language == "fr"
     back = {"csrf": csrf.group(1), "language": "", "next": "https://elsewhere.example/"}
     assert client.post("/language", data=back).headers["location"] == "/"

@@ -12,7 +12,7 @@ from broker.messages import utcnow
 from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
 from store.outstanding import MIGRATIONS, RETRY_TIMERS, SUBMISSIONS, timer_id
-from store.sequencing import BatchWrite, Sequencing
+from store.sequencing import BatchWrite
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -56,61 +56,63 @@ class _TaskReads(monitoring.CommandListener):
 
 
 def test_a_submission_is_outstanding_until_the_batch_that_accepts_it(store: Store) -> None:
-    store.insert_tasks([_submitted("t1", 60), _submitted("t2", 60), _submitted("t3", 1)])
+    store.tasks.insert_many([_submitted("t1", 60), _submitted("t2", 60), _submitted("t3", 1)])
     assert _ids(store, SUBMISSIONS) == {"t1", "t2", "t3"}
     cutoff = utcnow() - timedelta(seconds=30)
-    assert {t.id for t in store.stale_submitted(cutoff)} == {"t1", "t2"}
+    assert {t.id for t in store.outstanding.stale_submitted(cutoff)} == {"t1", "t2"}
 
     # The owner accepts t1: the task and its note change in the same batch write.
-    store.update_task("t1", TaskStatus.WAITING, utcnow(), {"seq": 0, "accepted_at": utcnow()})
-    Sequencing(store.database).write(BatchWrite(accepted=["t1"]))
+    store.tasks.update("t1", TaskStatus.WAITING, utcnow(), {"seq": 0, "accepted_at": utcnow()})
+    store.sequencing.write(BatchWrite(accepted=["t1"]))
     assert _ids(store, SUBMISSIONS) == {"t2", "t3"}
-    assert [t.id for t in store.stale_submitted(cutoff)] == ["t2"]
+    assert [t.id for t in store.outstanding.stale_submitted(cutoff)] == ["t2"]
 
 
 def test_the_sweeper_drops_notes_an_owner_or_a_client_left_behind(store: Store) -> None:
-    store.insert_tasks([_submitted("t1", 60)])
+    store.tasks.insert_many([_submitted("t1", 60)])
     # An owner accepted it and died before deleting the note.
-    store.update_task("t1", TaskStatus.WAITING, utcnow(), {"seq": 0})
+    store.tasks.update("t1", TaskStatus.WAITING, utcnow(), {"seq": 0})
     # A client noted a task and died before inserting it.
-    store.submissions.insert_one({"_id": "never", "submitted_at": utcnow() - timedelta(hours=1)})
-    assert store.stale_submitted(utcnow() - timedelta(seconds=30)) == []
+    store.collection("submissions").insert_one(
+        {"_id": "never", "submitted_at": utcnow() - timedelta(hours=1)}
+    )
+    assert store.outstanding.stale_submitted(utcnow() - timedelta(seconds=30)) == []
     assert _ids(store, SUBMISSIONS) == set()
 
 
 def test_a_parked_timer_is_found_while_due_and_dropped_once_its_task_moved_on(
     store: Store,
 ) -> None:
-    seq = Sequencing(store.database)
-    store.insert_tasks([_submitted("t1", 60)])
+    seq = store.sequencing
+    store.tasks.insert_many([_submitted("t1", 60)])
     due = utcnow() - timedelta(seconds=60)
-    store.update_task(
+    store.tasks.update(
         "t1", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1, "run": 2, "next_attempt_at": due}
     )
     seq.write(BatchWrite(timers=[("t1", 1, 2, due)]))
     seq.write(BatchWrite(timers=[("t1", 1, 2, due)]))  # a replayed batch adds nothing
     assert _ids(store, RETRY_TIMERS) == {timer_id("t1", 1, 2)}
     cutoff = utcnow() - timedelta(seconds=30)
-    assert [t.id for t in store.stale_retry_wait(cutoff)] == ["t1"]
-    assert [t.id for t in store.stale_retry_wait(utcnow() - timedelta(hours=1))] == []
+    assert [t.id for t in store.outstanding.stale_retry_wait(cutoff)] == ["t1"]
+    assert [t.id for t in store.outstanding.stale_retry_wait(utcnow() - timedelta(hours=1))] == []
 
-    store.update_task("t1", TaskStatus.WAITING, utcnow())  # its retry came due
-    assert store.stale_retry_wait(cutoff) == []
+    store.tasks.update("t1", TaskStatus.WAITING, utcnow())  # its retry came due
+    assert store.outstanding.stale_retry_wait(cutoff) == []
     assert _ids(store, RETRY_TIMERS) == set()
 
 
 def test_the_sweeper_reads_tasks_by_id_only(settings: Settings, store: Store) -> None:
-    store.insert_tasks([_submitted(f"t{n}", 60) for n in range(5)])
-    store.update_task("t0", TaskStatus.WAITING, utcnow(), {"seq": 0})
+    store.tasks.insert_many([_submitted(f"t{n}", 60) for n in range(5)])
+    store.tasks.update("t0", TaskStatus.WAITING, utcnow(), {"seq": 0})
     due = utcnow() - timedelta(seconds=60)
-    store.update_task("t1", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1})
-    Sequencing(store.database).write(BatchWrite(timers=[("t1", 1, 0, due), ("gone", 1, 0, due)]))
+    store.tasks.update("t1", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1})
+    store.sequencing.write(BatchWrite(timers=[("t1", 1, 0, due), ("gone", 1, 0, due)]))
     reads = _TaskReads()
     watched = Store.connect(settings.mongo_url, settings.mongo_db, listeners=[reads])
     try:
         cutoff = utcnow() - timedelta(seconds=30)
-        assert {t.id for t in watched.stale_submitted(cutoff)} == {"t2", "t3", "t4"}
-        assert [t.id for t in watched.stale_retry_wait(cutoff)] == ["t1"]
+        assert {t.id for t in watched.outstanding.stale_submitted(cutoff)} == {"t2", "t3", "t4"}
+        assert [t.id for t in watched.outstanding.stale_retry_wait(cutoff)] == ["t1"]
     finally:
         watched.close()
     assert reads.filters, "the sweeper read no task at all"
@@ -120,7 +122,7 @@ def test_the_sweeper_reads_tasks_by_id_only(settings: Settings, store: Store) ->
 def test_work_stored_before_the_notes_existed_is_adopted_once(store: Store) -> None:
     old = utcnow() - timedelta(minutes=5)
     store.collection(MIGRATIONS).delete_many({})  # a database of the previous version
-    store.tasks.insert_many(
+    store.collection("tasks").insert_many(
         [
             {"_id": "legacy1", "office": "o1", "dossier": "d1", "kind": "dossier.sync",
              "payload": {}, "status": "submitted", "submitted_at": old},
@@ -131,8 +133,8 @@ def test_work_stored_before_the_notes_existed_is_adopted_once(store: Store) -> N
     )  # fmt: skip
     store.ensure_indexes()
     cutoff = utcnow() - timedelta(seconds=30)
-    assert [t.id for t in store.stale_submitted(cutoff)] == ["legacy1"]
-    assert [t.id for t in store.stale_retry_wait(cutoff)] == ["legacy2"]
-    store.submissions.delete_many({})
+    assert [t.id for t in store.outstanding.stale_submitted(cutoff)] == ["legacy1"]
+    assert [t.id for t in store.outstanding.stale_retry_wait(cutoff)] == ["legacy2"]
+    store.collection("submissions").delete_many({})
     store.ensure_indexes()  # adopted already: reads the tasks no more
-    assert store.stale_submitted(cutoff) == []
+    assert store.outstanding.stale_submitted(cutoff) == []

@@ -19,7 +19,6 @@ from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.snapshot import Snapshots
 from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
-from store.monitoring import Monitoring
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -50,7 +49,7 @@ def _notify(settings: Settings, tasks: list[str], dossiers: list[str]) -> None:
 def _seed(store: Store, n: int) -> list[str]:
     ids = [f"t{k:03d}" for k in range(n)]
     for k, task_id in enumerate(ids):
-        store.insert_task(
+        store.tasks.insert(
             TaskRecord(task_id, OFFICE, f"d{k % 3}", "dossier.sync", {}, TaskStatus.WAITING, AT)
         )
     return ids
@@ -66,16 +65,18 @@ def test_a_notice_makes_the_copy_read_only_what_it_names(
 ) -> None:
     assert feed.live
     ids = _seed(store, 20)
-    snapshots = Snapshots(Monitoring(store), changes=feed)
+    snapshots = Snapshots(store.monitoring, changes=feed)
     assert len(snapshots.of(OFFICE).tasks) == 20 and snapshots.whole_reads == 1
 
     # Written without a notice: the copy does not know (it reads nothing on a timer).
-    store.update_task(ids[0], TaskStatus.DONE, AT)
+    store.tasks.update(ids[0], TaskStatus.DONE, AT)
     for _ in range(3):
         assert _status(snapshots, ids[0]) is TaskStatus.WAITING
 
-    store.update_task(ids[1], TaskStatus.DONE, AT)
-    store.insert_task(TaskRecord("t-new", OFFICE, "d9", "dossier.sync", {}, TaskStatus.WAITING, AT))
+    store.tasks.update(ids[1], TaskStatus.DONE, AT)
+    store.tasks.insert(
+        TaskRecord("t-new", OFFICE, "d9", "dossier.sync", {}, TaskStatus.WAITING, AT)
+    )
     _notify(settings, [ids[1], "t-new"], ["d9"])
     wait_for(lambda: _status(snapshots, ids[1]) is TaskStatus.DONE, 20, "the notified change")
     assert _status(snapshots, "t-new") is TaskStatus.WAITING
@@ -88,12 +89,12 @@ def test_a_copy_is_read_whole_after_the_feed_lost_its_connection(
     settings: Settings, store: Store, feed: ChangeFeed
 ) -> None:
     ids = _seed(store, 5)
-    snapshots = Snapshots(Monitoring(store), changes=feed)
+    snapshots = Snapshots(store.monitoring, changes=feed)
     snapshots.of(OFFICE)
     generation = feed.generation
     vhost = settings.mongo_db  # the test's virtual host has the test's name
     wait_for(lambda: Admin(settings.rabbitmq_api).close_connections(vhost) > 0, 20, "closed")
-    store.update_task(ids[2], TaskStatus.DONE, AT)  # missed: nobody was listening
+    store.tasks.update(ids[2], TaskStatus.DONE, AT)  # missed: nobody was listening
     wait_for(lambda: feed.live and feed.generation > generation, 30, "the feed back")
     wait_for(lambda: _status(snapshots, ids[2]) is TaskStatus.DONE, 20, "a whole read")
     assert snapshots.whole_reads >= 2

@@ -20,8 +20,6 @@ from dispatcher.service import SWEEPER_LEASE, Dispatcher
 from dossierflow.settings import Settings
 from store import Store
 from store.outbox import OUTBOX
-from store.retention import Retention
-from store.sequencing import Sequencing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -93,7 +91,7 @@ def _mail(mid: str, kind: str, status: str, at: datetime, ref: str = "") -> Any:
 
 def _history_store(store: Store) -> None:
     """Four dossiers: idle, blocked, busy, and busy with a document a crash left behind."""
-    store.dossiers.insert_many(
+    store.collection("dossiers").insert_many(
         [
             _dossier("o1.idle", head=6, next_seq=6),
             _dossier("o1.blocked", head=2, next_seq=3, blocked=True, open_=1),
@@ -102,7 +100,7 @@ def _history_store(store: Store) -> None:
             _dossier("o1.stale", head=1, next_seq=2, open_=1),
         ]
     )
-    store.tasks.insert_many(
+    store.collection("tasks").insert_many(
         [
             _task("idle0", "o1.idle", 0, "done", OLD),
             _task("idle1", "o1.idle", 1, "done", OLD),
@@ -125,7 +123,7 @@ def _history_store(store: Store) -> None:
             _task("stale1", "o1.stale", 1, "done", OLD),
         ]
     )
-    store.instructions.insert_many(
+    store.collection("instructions").insert_many(
         [
             _instruction("idle2/1", "o1.idle", "resolved", OLD),
             _instruction("idle3/1", "o1.idle", "resolved", OLD),
@@ -183,7 +181,7 @@ def test_prune_removes_old_finished_work_and_keeps_the_rest(
     deletes = _Deletes()
     watched = Store.connect(settings.mongo_url, settings.mongo_db, listeners=[deletes])
     try:
-        report = Retention(watched.database, batch=2).prune(NOW - timedelta(days=90))
+        report = watched.retention(batch=2).prune(NOW - timedelta(days=90))
     finally:
         watched.close()
 
@@ -215,15 +213,17 @@ def test_prune_removes_old_finished_work_and_keeps_the_rest(
 def test_dry_run_counts_and_deletes_nothing(store: Store) -> None:
     _history_store(store)
     before = {name: _ids(store, name) for name in ("tasks", "instructions", OUTBOX)}
-    report = Retention(store.database).prune(NOW - timedelta(days=90), dry_run=True)
+    report = store.retention().prune(NOW - timedelta(days=90), dry_run=True)
     assert (report.tasks, report.mails) == (9, 4)
     assert {name: _ids(store, name) for name in before} == before
 
 
 def test_a_pass_stops_when_told_and_the_next_goes_on(store: Store) -> None:
-    store.dossiers.insert_one(_dossier("o1.many", head=30, next_seq=30))
-    store.tasks.insert_many([_task(f"t{n:02}", "o1.many", n, "done", OLD) for n in range(30)])
-    retention = Retention(store.database, batch=5, scan=12)
+    store.collection("dossiers").insert_one(_dossier("o1.many", head=30, next_seq=30))
+    store.collection("tasks").insert_many(
+        [_task(f"t{n:02}", "o1.many", n, "done", OLD) for n in range(30)]
+    )
+    retention = store.retention(batch=5, scan=12)
     calls: list[int] = []
 
     def pause() -> bool:
@@ -240,13 +240,13 @@ def test_a_pass_stops_when_told_and_the_next_goes_on(store: Store) -> None:
 
 
 def test_a_long_blocked_dossier_does_not_hide_older_work_beyond_the_scan(store: Store) -> None:
-    store.dossiers.insert_many(
+    store.collection("dossiers").insert_many(
         [_dossier("o1.stuck", head=20, next_seq=21, blocked=True), _dossier("o1.idle", 5, 5)]
     )
     stuck = [_task(f"s{n:02}", "o1.stuck", n, "done", OLD - timedelta(days=9)) for n in range(20)]
     idle = [_task(f"i{n}", "o1.idle", n, "done", OLD) for n in range(5)]
-    store.tasks.insert_many(stuck + idle)
-    retention = Retention(store.database, batch=5, scan=8)
+    store.collection("tasks").insert_many(stuck + idle)
+    retention = store.retention(batch=5, scan=8)
     for _ in range(6):
         retention.prune(NOW - timedelta(days=90))
     assert _ids(store, "tasks") == {t["_id"] for t in stuck}
@@ -255,7 +255,7 @@ def test_a_long_blocked_dossier_does_not_hide_older_work_beyond_the_scan(store: 
 def test_only_the_retention_lease_holder_prunes(settings: Settings, store: Store) -> None:
     settings = replace(settings, retention_days=90, retention_pause_ms=0)
     _history_store(store)
-    seq = Sequencing(store.database)
+    seq = store.sequencing
     assert seq.lease(RETENTION_LEASE, "other", utcnow(), utcnow() + timedelta(minutes=5))
     pruner = Pruner(settings, store, "me", threading.Event())
     assert pruner.run() is None
@@ -272,7 +272,7 @@ def test_the_sweeper_prunes_only_while_it_holds_the_sweeper_lease(
 ) -> None:
     settings = replace(settings, retention_days=90, retention_pause_ms=0)
     _history_store(store)
-    seq = Sequencing(store.database)
+    seq = store.sequencing
     dispatcher = Dispatcher(settings, store, threading.Event())
     assert seq.lease(SWEEPER_LEASE, "other", utcnow(), utcnow() + timedelta(minutes=5))
     dispatcher._sweep_if_due()

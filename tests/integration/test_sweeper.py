@@ -13,7 +13,7 @@ from broker.rabbitmq import Connection
 from dispatcher.service import Dispatcher
 from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
-from store.sequencing import BatchWrite, Sequencing
+from store.sequencing import BatchWrite
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, store: Store) -> None:
     settings = replace(settings, sweep_grace_s=1.0)
-    store.insert_task(
+    store.tasks.insert(
         TaskRecord(
             id="stale0001",
             office="o1",
@@ -46,15 +46,15 @@ def test_sweeper_republishes_a_stale_task_then_backs_off(settings: Settings, sto
         # While the republished command still waits in its partition, nothing more is sent.
         assert dispatcher.sweep() == 0 and dispatcher.sweep() == 0
         assert _drain(conn, settings) == 1
-        store.update_task("stale0001", TaskStatus.WAITING, utcnow())
+        store.tasks.update("stale0001", TaskStatus.WAITING, utcnow())
         assert dispatcher.sweep() == 0
 
         # A delayed retry whose timer was lost (retry queues dead-letter at most once).
         due = utcnow() - timedelta(seconds=5)
-        store.update_task(
+        store.tasks.update(
             "stale0001", TaskStatus.RETRY_WAIT, utcnow(), {"retries": 1, "next_attempt_at": due}
         )
-        Sequencing(store.database).write(BatchWrite(timers=[("stale0001", 1, 0, due)]))
+        store.sequencing.write(BatchWrite(timers=[("stale0001", 1, 0, due)]))
         assert dispatcher.sweep() == 1
     finally:
         conn.close()
