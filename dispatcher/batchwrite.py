@@ -70,6 +70,9 @@ class Collector:
         for effect in effects:
             if isinstance(effect, core.Release):
                 self.releasing.add(part)
+            elif isinstance(effect, core.TaskChange) and "finished_at" in effect.fields:
+                where = (d.office, part)
+                self.write.finished[where] = self.write.finished.get(where, 0) + 1
             self._effect(d, epoch, effect)
 
     def _effect(self, d: core.Dossier, epoch: int, effect: core.Effect) -> None:

@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from store import (
     ActionType,
     Role,
     Store,
+    StoreError,
     StoreUnavailable,
     TaskRecord,
     TaskStatus,
@@ -100,6 +102,7 @@ class Client:
         self._store = store
         self._actions = store.actions
         self._profiles = store.profiles
+        self._load = store.load
         self._conn = conn
         self._topo = topo
         self._payload_limit = payload_limit
@@ -230,6 +233,7 @@ class Client:
         if not tasks:
             return results
         self._stored(lambda: self._store.tasks.insert_many(tasks))
+        self._count(tasks)
         coalescible = {k: (t, c) for k, (t, c) in latest.items() if c is not None}
         if coalescible:
             self._stored(lambda: self._store.tasks.remember_latest(coalescible))
@@ -238,6 +242,17 @@ class Client:
         except BrokerError as exc:
             raise NotAnnounced(tasks[0].id, [t.id for t in tasks], results) from exc
         return results
+
+    def _count(self, tasks: Sequence[TaskRecord]) -> None:
+        """Add stored tasks to their offices' totals (`store.load`), one try only.
+
+        The tasks are stored: failing the submission now would have them submitted twice,
+        so a total that cannot be written leaves them uncounted (the cap is lenient).
+        """
+        try:
+            self._load.submitted(Counter(t.office for t in tasks))
+        except StoreError as exc:
+            log.warning("client.uncounted", tasks=len(tasks), error=type(exc).__name__)
 
     def _checked(self, item: Submission, holders: Holders) -> tuple[dict[str, Any], str | None]:
         for name, value in (("office", item.office), ("dossier", item.dossier)):

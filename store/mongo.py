@@ -26,6 +26,7 @@ from store.base import Doc, mapped
 from store.directory import Offices, Users
 from store.dossiers import Dossiers
 from store.instructions import Instructions
+from store.load import OfficeLoad
 from store.monitoring import Monitoring
 from store.outbox import Outbox
 from store.outstanding import Outstanding
@@ -58,6 +59,7 @@ class Store:
         self.monitoring = Monitoring(self._db)
         self.outstanding = Outstanding(self._db)
         self.sequencing = Sequencing(self._db)
+        self.load = OfficeLoad(self._db)
 
     @classmethod
     def connect(

@@ -22,6 +22,7 @@ from pymongo.errors import BulkWriteError
 
 from store.base import Doc, Repository, mapped
 from store.errors import Conflict, Fenced, StoreUnavailable
+from store.load import OfficeLoad
 from store.mapping import instruction_doc
 from store.outstanding import ID_CHUNK, RETRY_TIMERS, SUBMISSIONS, timer_id
 from store.records import ActionStatus, InstructionRecord, InstructionStatus, TaskStatus
@@ -68,6 +69,8 @@ class BatchWrite:
     # Retry timers parked: (task id, retry, run, due); the sweeper finds lost ones by them.
     timers: list[tuple[str, int, int, datetime]] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)  # tasks accepted: no longer outstanding
+    # Tasks finished (done, cancelled, skipped) by (office, partition): `store.load`.
+    finished: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return any(
@@ -97,6 +100,7 @@ class Sequencing(Repository):
         self._partitions: Collection[Doc] = db[PARTITIONS]
         self._submissions: Collection[Doc] = db[SUBMISSIONS]
         self._timers: Collection[Doc] = db[RETRY_TIMERS]
+        self._load = OfficeLoad(db)
         self._chunk = chunk
 
     # -- ownership ----------------------------------------------------------------------
@@ -193,10 +197,13 @@ class Sequencing(Repository):
     def write(self, batch: BatchWrite) -> None:
         """Write a batch in an order that a replay after a crash at any point completes.
 
-        Instructions, their closing and action decisions come first (inserts with fixed
-        ids and conditional updates: written twice, they change nothing), then tasks with
-        their history (one update each) and dossiers, fenced by epoch.
+        The offices' finished totals come first: a replay counts them again (the cap on
+        waiting tasks errs on the lenient side) rather than never. Then instructions,
+        their closing and action decisions (inserts with fixed ids and conditional
+        updates: written twice, they change nothing), then tasks with their history (one
+        update each) and dossiers, fenced by epoch.
         """
+        self._load.finished(batch.finished)
         self._insert(
             self._instructions, [InsertOne(instruction_doc(i)) for i in batch.instructions]
         )
