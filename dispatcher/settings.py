@@ -99,6 +99,15 @@ class Settings:
     # prefix within the window, per API process; more get a 429 with Retry-After.
     login_failures: int = 10
     login_window_s: float = 300.0
+    # Submissions through the API, per office and per API process: `submit_rate` tasks a
+    # second on average, `submit_burst` at once (a full batch of 1,000 fits); more get a
+    # 429 with Retry-After. Keeps one office's burst out of the other offices' way in the
+    # control partitions. The Python client (demo, bench, ops tools) is not limited.
+    submit_rate: float = 100.0
+    submit_burst: int = 1000
+    # Tasks an office may have submitted and not finished (failed ones included); a
+    # submission over it gets a 429 until tasks finish (API only, counted in store.load).
+    office_waiting_cap: int = 10000
 
     def validate(self) -> None:
         """Refuse settings no deployment can run with."""
@@ -141,6 +150,11 @@ class Settings:
             raise SettingsError(
                 "DOSSIERFLOW_LOGIN_FAILURES must be at least 1 and "
                 "DOSSIERFLOW_LOGIN_WINDOW_S positive"
+            )
+        if self.submit_rate <= 0 or self.submit_burst < 1 or self.office_waiting_cap < 1:
+            raise SettingsError(
+                "DOSSIERFLOW_SUBMIT_RATE must be positive, and DOSSIERFLOW_SUBMIT_BURST and "
+                "DOSSIERFLOW_OFFICE_WAITING_CAP at least 1"
             )
         if self.csrf_secret and len(self.csrf_secret) < 32:
             raise SettingsError("DOSSIERFLOW_CSRF_SECRET must hold at least 32 characters")

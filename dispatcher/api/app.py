@@ -8,6 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from dispatcher.api import metrics, openapi, pages, problems, routes
+from dispatcher.api.admission import Admission
 from dispatcher.api.batch import BATCH_BODY_BYTES
 from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
 from dispatcher.api.changes import ChangeFeed
@@ -41,7 +42,9 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.service = Service(store, ClientPool(factory), action_wait_s=action_wait_s)
+    app.state.service = Service(
+        store, ClientPool(factory), Admission.of(settings, store), action_wait_s=action_wait_s
+    )
     door = Door.of(settings, secret)
     app.state.door = door
     app.state.secret = door.secret

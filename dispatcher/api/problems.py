@@ -30,6 +30,7 @@ TITLES = {
     "action-refused": "The action does not apply to the task in its state",
     "idempotency-key-reused": "The idempotency key was used for another request",
     "too-many-requests": "Too many requests: retry after the given seconds",
+    "too-many-waiting": "The office has too many tasks waiting: retry after the given seconds",
     "office-required": "Support must choose an office",
     "method-not-allowed": "Method not allowed",
     "unavailable": "A backing service is unavailable",
@@ -44,7 +45,7 @@ STATUS_TYPES: dict[int, tuple[str, ...]] = {
     409: ("action-refused", "idempotency-key-reused"),
     413: ("payload-too-large",),
     422: ("invalid-request", "invalid-payload", "office-required"),
-    429: ("too-many-requests",),
+    429: ("too-many-requests", "too-many-waiting"),
     500: ("internal",),
     503: ("unavailable",),
 }

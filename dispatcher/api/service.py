@@ -16,6 +16,7 @@ from typing import Any
 
 from broker.errors import BrokerError
 from dispatcher.actions import role_refusal, state_refusal
+from dispatcher.api.admission import Admission
 from dispatcher.api.auth import ACTORS, SUBMITTERS, Principal, authenticate
 from dispatcher.api.problems import Problem
 from dispatcher.client import Client
@@ -72,8 +73,15 @@ def fingerprint(dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
 class Service:
     """Reads and actions of one user, with the access rules applied."""
 
-    def __init__(self, store: Store, clients: ClientPool, action_wait_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clients: ClientPool,
+        admission: Admission,
+        action_wait_s: float = 10.0,
+    ) -> None:
         self.store = store
+        self.admission = admission
         self.monitoring = store.monitoring
         self.tokens = store.tokens
         self.keys = store.idempotency
@@ -105,11 +113,13 @@ class Service:
         if office is None:
             raise Problem(403, "forbidden", "the user belongs to no office")
         if key is None:
+            self.admission.admit(office, 1)
             return self._submit(office, dossier, kind, payload), True
         stamp = fingerprint(dossier, kind, payload)
         earlier = self.keys.reserve(office, key, stamp)
         if earlier is None:
             try:
+                self.admission.admit(office, 1)  # a retry answered from its key costs nothing
                 task_id = self._submit(office, dossier, kind, payload)
             except BaseException:
                 self.keys.release(office, key)

@@ -41,6 +41,9 @@ def test_variables_override_with_their_types() -> None:
         ("DOSSIERFLOW_CSRF_SECRET", "too-short"),
         ("DOSSIERFLOW_SESSION_IDLE_S", "0"),
         ("DOSSIERFLOW_LOGIN_FAILURES", "0"),
+        ("DOSSIERFLOW_SUBMIT_RATE", "0"),
+        ("DOSSIERFLOW_SUBMIT_BURST", "0"),
+        ("DOSSIERFLOW_OFFICE_WAITING_CAP", "-5"),
     ],
 )
 def test_a_bad_value_is_a_clear_error(name: str, value: str) -> None:
