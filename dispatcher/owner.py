@@ -29,6 +29,7 @@ from broker.messages import utcnow
 from broker.rabbitmq import Connection, Delivery, Outgoing
 from dispatcher import core
 from dispatcher.batchwrite import Collector
+from dispatcher.fairness import next_batch, office_of
 from dispatcher.inbound import (
     DeadLettered,
     Inbound,
@@ -109,6 +110,7 @@ class Owner:
         self._rules = core.Rules(topo.retry_delays)
         self._now = clock
         self._buffer: list[Delivery] = []
+        self._light_turn = True  # whether light offices may go first (`dispatcher.fairness`)
         self._queue_of: dict[str, str] = {}  # consumer tag -> partition queue
         self._held: dict[str, _Held] = {}
         self._batches = 0
@@ -144,9 +146,21 @@ class Owner:
                 if left <= 0:
                     break
                 self._conn.pump(left)
-            batch = self._buffer[: self._cfg.batch_max]
-            del self._buffer[: len(batch)]
-            self.handle(batch)
+            self.handle(self._take())
+
+    def _take(self) -> list[Delivery]:
+        """The next batch out of the buffer, fairly across offices (`dispatcher.fairness`)."""
+        offices = [office_of(d.routing_key) for d in self._buffer]
+        picked, light = next_batch(offices, self._cfg.batch_max, self._light_turn)
+        self._light_turn = not light
+        if picked[-1] == len(picked) - 1:  # the head of the buffer, as it came
+            batch = self._buffer[: len(picked)]
+            del self._buffer[: len(picked)]
+            return batch
+        chosen = set(picked)
+        batch = [self._buffer[n] for n in picked]
+        self._buffer[:] = [d for n, d in enumerate(self._buffer) if n not in chosen]
+        return batch
 
     # -- one batch ----------------------------------------------------------------------
     def handle(self, batch: list[Delivery]) -> None:
@@ -208,11 +222,20 @@ class Owner:
         marks = {p: (self._held[p].epoch, self._batches) for p in out.releasing}
         if marks:
             self._stored(lambda: self._seq.confirm(marks))
-        last = max((d.delivery_tag for d in batch if d.delivery_tag not in parked), default=0)
-        if last:
-            self._consume_ch.ack(last, multiple=True)
+        self._ack([d.delivery_tag for d in batch if d.delivery_tag not in parked])
         self.handled += len(batch)
         self._count(len(batch), seen, dossiers)
+
+    def _ack(self, tags: list[int]) -> None:
+        """Acknowledge a handled batch: at once, unless older messages wait in the buffer."""
+        if not tags:
+            return
+        last = max(tags)
+        if all(d.delivery_tag > last for d in self._buffer):
+            self._consume_ch.ack(last, multiple=True)
+            return
+        for tag in tags:  # a light offices' batch taken past a heavy office's messages
+            self._consume_ch.ack(tag)
 
     def _record(
         self, out: Collector, part: str, dossier: core.Dossier, effects: list[core.Effect]
