@@ -162,13 +162,13 @@ def submit_batch(svc: Service, who: Principal, items: list[BatchItem]) -> list[I
     office = who.user.office
     if office is None:
         raise Problem(403, "forbidden", "the user belongs to no office")
+    # First: a refused batch costs no schema check and no key reservation (store writes).
+    svc.admission.admit(office, len(items))
     _check_schemas(items)
     batch = _Batch(svc, office, len(items))
     for index, item in enumerate(items):
         batch.claim(index, item)
     try:
-        if batch.pending:  # items answered from their keys cost nothing
-            svc.admission.admit(office, len(batch.pending))
         outcomes = _submit(svc, office, [items[i] for i in batch.pending])
     except BaseException:
         batch.release()
