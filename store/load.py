@@ -12,9 +12,11 @@ document with one writer role, and read by `_id` only:
   skipped), before the batch's own write.
 
 Waiting is `submitted` minus the sum of `finished`. Both err on the lenient side: a
-submitter that cannot reach the store after storing its tasks does not count them, and
-a batch replayed after its owner died may count its finished tasks twice. Tasks stored
-before these totals existed are not in `submitted`; their finishing is.
+submitter that cannot reach the store after storing its tasks does not count them, a
+batch written again (through a store outage, or replayed after its owner died) counts
+its finished tasks again, and on FerretDB two concurrent `$inc` of one document may lose
+one (MongoDB's are atomic). Tasks stored before these totals existed are not in
+`submitted`; their finishing is.
 """
 
 from __future__ import annotations
