@@ -16,8 +16,11 @@ from broker import topology
 from broker.messages import RAW_KEEP_BYTES, Envelope, MessageType
 from broker.rabbitmq import Outgoing
 from dispatcher import core
-from store.records import InstructionRecord, InstructionStatus
+from store.records import InstructionRecord, InstructionStatus, TaskStatus
 from store.sequencing import BatchWrite, HistoryRow
+
+# A task whose batch leaves it in one of these is out of flight: its release note goes.
+LANDED = (TaskStatus.DONE.value, TaskStatus.FAILED.value, TaskStatus.RETRY_WAIT.value)
 
 
 def release_envelope(d: core.Dossier, task: core.OpenTask, run: int, at: datetime) -> Envelope:
@@ -58,6 +61,7 @@ class Collector:
         self.outgoing: list[Outgoing] = []
         # Partitions that released work in this batch: their confirmed mark must move.
         self.releasing: set[str] = set()
+        self.released: list[core.OpenTask] = []  # stamped with the time of their publish
         self._tasks: dict[str, tuple[int, dict[str, Any], list[HistoryRow]]] = {}
         self._dossiers: dict[str, tuple[core.Dossier, int]] = {}
         # What readers' copies must read again, by office: tasks and dossier documents.
@@ -70,6 +74,8 @@ class Collector:
         for effect in effects:
             if isinstance(effect, core.Release):
                 self.releasing.add(part)
+                self.released.append(effect.task)
+                self.write.releases.append((effect.task.id, d.key, effect.run, self.now))
             elif isinstance(effect, core.TaskChange) and "finished_at" in effect.fields:
                 where = (d.office, part)
                 self.write.finished[where] = self.write.finished.get(where, 0) + 1
@@ -131,6 +137,7 @@ class Collector:
             (t, e, {**f, "batch": self.batch}, h) for t, (e, f, h) in self._tasks.items()
         ]
         self.write.accepted = [t for t, (_, f, _) in self._tasks.items() if "accepted_at" in f]
+        self.write.landed = [t for t, (_, f, _) in self._tasks.items() if f.get("status") in LANDED]
         # A dossier's state lives in its tasks; its document is for readers (blocked
         # dossiers, whether it has open tasks): rewritten only when that changes.
         for key, (d, epoch) in self._dossiers.items():

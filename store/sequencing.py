@@ -24,7 +24,14 @@ from store.base import Doc, Repository, mapped
 from store.errors import Conflict, Fenced, StoreUnavailable
 from store.load import OfficeLoad
 from store.mapping import instruction_doc
-from store.outstanding import ID_CHUNK, RETRY_TIMERS, SUBMISSIONS, timer_id
+from store.outstanding import (
+    ID_CHUNK,
+    RELEASES,
+    RETRY_TIMERS,
+    SUBMISSIONS,
+    release_docs,
+    timer_id,
+)
 from store.records import ActionStatus, InstructionRecord, InstructionStatus, TaskStatus
 
 OPEN = (
@@ -71,10 +78,21 @@ class BatchWrite:
     accepted: list[str] = field(default_factory=list)  # tasks accepted: no longer outstanding
     # Tasks finished (done, cancelled, skipped) by (office, partition): `store.load`.
     finished: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Tasks released: (task id, dossier key, run, at); the sweeper finds lost ones by them.
+    releases: list[tuple[str, str, int, datetime]] = field(default_factory=list)
+    landed: list[str] = field(default_factory=list)  # tasks that left flight: notes to drop
 
     def __bool__(self) -> bool:
         return any(
-            (self.instructions, self.closes, self.decisions, self.tasks, self.dossiers, self.timers)
+            (
+                self.instructions,
+                self.closes,
+                self.decisions,
+                self.tasks,
+                self.dossiers,
+                self.timers,
+                self.releases,
+            )
         )
 
 
@@ -101,6 +119,7 @@ class Sequencing(Repository):
         self._submissions: Collection[Doc] = db[SUBMISSIONS]
         self._timers: Collection[Doc] = db[RETRY_TIMERS]
         self._load = OfficeLoad(db)
+        self._releases: Collection[Doc] = db[RELEASES]
         self._chunk = chunk
 
     # -- ownership ----------------------------------------------------------------------
@@ -201,12 +220,15 @@ class Sequencing(Repository):
         waiting tasks errs on the lenient side) rather than never. Then instructions,
         their closing and action decisions (inserts with fixed ids and conditional
         updates: written twice, they change nothing), then tasks with their history (one
-        update each) and dossiers, fenced by epoch.
+        update each) and dossiers, fenced by epoch. A released task's note is written
+        before the task (a task in flight always has one) and deleted after the task has
+        left flight; a batch adds at most these two commands.
         """
         self._load.finished(batch.finished)
         self._insert(
             self._instructions, [InsertOne(instruction_doc(i)) for i in batch.instructions]
         )
+        self._insert(self._releases, [InsertOne(d) for d in release_docs(batch.releases)])
         self._insert(
             self._timers,
             [
@@ -256,6 +278,9 @@ class Sequencing(Repository):
         for chunk in _chunks(batch.accepted, ID_CHUNK):
             with mapped():
                 self._submissions.delete_many({"_id": {"$in": list(chunk)}})
+        for chunk in _chunks(batch.landed, ID_CHUNK):
+            with mapped():
+                self._releases.delete_many({"_id": {"$in": list(chunk)}})
 
     def _bulk(self, coll: Collection[Doc], ops: Sequence[Any], fenced: str = "") -> int:
         """Unordered bulk writes in chunks; the number of documents matched or upserted.
