@@ -39,6 +39,8 @@ class MessageType(StrEnum):
     RESTART = "task.restart"  # command: a person restarts a failed task
     CANCEL = "task.cancel"  # command: a person cancels a task
     RESOLVE = "task.resolve"  # command: a person fixed it by hand; skip the task
+    # command (the sweeper): no work message of this release is left anywhere, release again
+    RELEASE_LOST = "task.release_lost"
 
 
 def valid_id(value: str) -> bool:

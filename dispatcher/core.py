@@ -23,6 +23,7 @@ from dispatcher.inbound import (
     Done,
     Failed,
     Message,
+    ReleaseLost,
     RetryDue,
     Started,
     Submitted,
@@ -81,6 +82,8 @@ def step(d: Dossier, msg: Message, now: datetime, rules: Rules) -> list[Effect]:
         _failed(d, msg, now, rules, out)
     elif isinstance(msg, RetryDue):
         _retry_due(d, msg)
+    elif isinstance(msg, ReleaseLost):
+        _release_lost(d, msg, now, out)
     elif isinstance(msg, DeadLettered):
         _dead_lettered(d, msg, now, out)
     elif isinstance(msg, Unreadable):
@@ -96,22 +99,32 @@ def release(d: Dossier, now: datetime, out: list[Effect]) -> None:
     head = d.head
     if head is None or head.status is not TaskStatus.WAITING:
         return
-    head.run += 1
-    head.status, head.attempts = TaskStatus.QUEUED, 0
+    _release(head, now, out)
+
+
+def _release(task: OpenTask, now: datetime, out: list[Effect], note: str = "") -> None:
+    """Queue the task under a new run and publish it: events of earlier runs are stale."""
+    task.run += 1
+    task.status, task.attempts, task.published = TaskStatus.QUEUED, 0, now
     fields: dict[str, Any] = {
         "queued_at": now,
         "next_attempt_at": None,
-        "run": head.run,
+        "run": task.run,
         "attempts": 0,
     }
-    _change(out, head.id, TaskStatus.QUEUED, f"r{head.run}", at=now, **fields)
-    out.append(Release(head, head.run))
+    _change(out, task.id, TaskStatus.QUEUED, f"r{task.run}", at=now, note=note, **fields)
+    out.append(Release(task, task.run))
 
 
-def repair(d: Dossier) -> list[Effect]:
-    """After loading from the store: publish again a release that may not have gone out."""
+def repair(d: Dossier, now: datetime | None = None) -> list[Effect]:
+    """After loading from the store: publish again a release that may not have gone out.
+
+    `now` is when it goes out, remembered so that the sweeper's report of the same
+    release as lost (`ReleaseLost`) does not release it a second time.
+    """
     head = d.head
     if head is not None and head.status is TaskStatus.QUEUED:
+        head.published = now
         return [Release(head, head.run)]
     return []
 
@@ -250,6 +263,23 @@ def _retry_due(d: Dossier, msg: RetryDue) -> None:
     if task is None or task.status is not TaskStatus.RETRY_WAIT or task.retries != msg.retry:
         return  # cancelled, restarted meanwhile, or a duplicate timer
     task.status = TaskStatus.WAITING  # the head again: `release` sends it
+
+
+def _release_lost(d: Dossier, msg: ReleaseLost, now: datetime, out: list[Effect]) -> None:
+    """Release the head again, under a new run, when the sweeper found its message gone.
+
+    Only the release the sweeper saw (same run, still queued or running, the head), and
+    only if this owner did not publish it after the queue was seen empty (a republish at
+    takeover, say, may then be on its way). The new run makes
+    whatever is left of the old one stale: its events and dead letters are ignored, and
+    a connector that runs it anyway books under the same idempotency key.
+    """
+    task = _current(d, msg.task_id, msg.run)
+    if task is None or task.status not in IN_FLIGHT or task is not d.head:
+        return
+    if task.published is not None and task.published > msg.empty_at:
+        return
+    _release(task, now, out, note="its work message was lost: released again")
 
 
 def _dead_lettered(d: Dossier, msg: DeadLettered, now: datetime, out: list[Effect]) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from broker.errors import DecodeError
-from broker.messages import Envelope, MessageType, decode, valid_id
+from broker.messages import Envelope, MessageType, decode, parse_ts, valid_id
 from store.records import ActionType
 
 
@@ -70,6 +70,23 @@ class RetryDue:
 
 
 @dataclass(frozen=True)
+class ReleaseLost:
+    """The sweeper found a release in flight whose work message is nowhere any more.
+
+    Its office's work queue held no ready and no unacknowledged message, at every look
+    for the sweeper's grace, and was empty at `empty_at` (a time after the release was
+    stored): the queue was purged or deleted, or the release's publish was lost with its
+    owner. Sent with the task's `run` as the store had it: the rules release the task
+    again only if that release is still the current one and this owner did not publish
+    it after `empty_at`.
+    """
+
+    task_id: str
+    run: int
+    empty_at: datetime
+
+
+@dataclass(frozen=True)
 class DeadLettered:
     """The broker dead-lettered a readable work message (rejected, or delivery limit)."""
 
@@ -103,7 +120,9 @@ class Act:
     payload: Mapping[str, Any] | None = None
 
 
-Message = Submitted | Started | Done | Failed | RetryDue | DeadLettered | Unreadable | Act
+Message = (
+    Submitted | Started | Done | Failed | RetryDue | ReleaseLost | DeadLettered | Unreadable | Act
+)
 
 ACTIONS = {
     MessageType.RESTART: ActionType.RESTART,
@@ -179,6 +198,8 @@ def _message(env: Envelope, death: Death | None, raw: bytes, redelivered: bool) 
         return Failed(env.task_id, _int(data, "run"), error if isinstance(error, dict) else None)
     if kind is MessageType.RETRY_DUE:
         return RetryDue(env.task_id, _int(data, "run"), _int(data, "retry"))
+    if kind is MessageType.RELEASE_LOST:
+        return _release_lost(env)
     if kind in ACTIONS:
         action_id, payload = data.get("action_id"), data.get("payload")
         if not isinstance(action_id, str) or not action_id:
@@ -187,6 +208,13 @@ def _message(env: Envelope, death: Death | None, raw: bytes, redelivered: bool) 
             env.task_id, action_id, ACTIONS[kind], payload if isinstance(payload, dict) else None
         )
     raise ValueError(f"a {kind.value} message has no place in a control partition")
+
+
+def _release_lost(env: Envelope) -> ReleaseLost:
+    empty_at = env.data.get("empty_at")
+    if not isinstance(empty_at, str):
+        raise ValueError("field 'empty_at' must be a timestamp")
+    return ReleaseLost(env.task_id, _int(env.data, "run"), parse_ts(empty_at))
 
 
 def inbound(

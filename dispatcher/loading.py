@@ -11,6 +11,7 @@ missing one would leave the dossier stuck.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from dispatcher import core
@@ -53,11 +54,13 @@ def load_dossiers(
     seq: Sequencing,
     missing: Mapping[str, bool],
     partition_docs: Mapping[str, Mapping[str, Any]],
+    now: datetime | None = None,
 ) -> tuple[dict[str, core.Dossier], dict[str, list[core.Effect]]]:
     """Dossiers by key (empty ones for keys never seen) and the repairs they need.
 
-    `missing` maps each dossier key to whether one of its messages was redelivered;
-    `partition_docs` maps each key to its partition's ownership document.
+    `missing` maps each dossier key to whether one of its messages was redelivered (or
+    must be read from the store anyway); `partition_docs` maps each key to its
+    partition's ownership document; `now` is when a repair publishes.
     """
     docs = seq.dossiers(missing)
     need = [
@@ -88,7 +91,7 @@ def load_dossiers(
             d.saved = (bool(doc.get("open")), blocked, doc.get("active") if blocked else None)
         dossiers[key] = d
         if open_ and not _confirmed(stamps[open_[0].id], partition_docs[key]):
-            effects = core.repair(d)
+            effects = core.repair(d, now)
             if effects:
                 repairs[key] = effects
     return dossiers, repairs

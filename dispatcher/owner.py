@@ -34,6 +34,7 @@ from dispatcher.inbound import (
     DeadLettered,
     Inbound,
     Message,
+    ReleaseLost,
     Submitted,
     Unreadable,
     inbound,
@@ -217,6 +218,9 @@ class Owner:
         write = out.finish()
         self._stored(lambda: self._seq.write(write))
         self._publish(out.outgoing, out.notice())
+        published = self._now()  # confirmed: a later `ReleaseLost` must be about after this
+        for task in out.released:
+            task.published = published
         # Only a queued head needs the mark (to know on takeover whether its release went
         # out), and a head becomes queued only in a batch that publishes its release.
         marks = {p: (self._held[p].epoch, self._batches) for p in out.releasing}
@@ -320,14 +324,19 @@ class Owner:
             if item.decoded.message is None or key in found:
                 continue
             cached = self._held[item.part].dossiers.get(key)
+            # A release reported lost: the store is read for it, whatever memory says (an
+            # owner that lost the partition may have written the task since; rare).
+            lost = isinstance(item.decoded.message, ReleaseLost)
             if cached is not None:
                 found[key] = cached
+                if lost:
+                    self._stale.add(key)  # read again by `_reload_stale`
             else:
-                missing[key] = missing.get(key, False) or item.delivery.redelivered
+                missing[key] = missing.get(key, False) or item.delivery.redelivered or lost
                 part_of[key] = item.part
         if missing:
             docs = {k: part_docs.get(p, {}) for k, p in part_of.items()}
-            loaded, repairs = self._stored(lambda: load_dossiers(self._seq, missing, docs))
+            loaded, repairs = self._stored(lambda: load_dossiers(self._seq, missing, docs, out.now))
             for key, dossier in loaded.items():
                 self._held[part_of[key]].dossiers[key] = dossier
                 found[key] = dossier
@@ -467,9 +476,10 @@ class Owner:
         part_docs = self._stored(lambda: self._seq.partitions(set(part_of.values())))
         docs = {k: part_docs.get(p, {}) for k, p in part_of.items()}
         missing = dict.fromkeys(part_of, True)
-        loaded, repairs = self._stored(lambda: load_dossiers(self._seq, missing, docs))
+        loaded, repairs = self._stored(lambda: load_dossiers(self._seq, missing, docs, out.now))
         for key, dossier in loaded.items():
-            log.warning("sequencer.reloaded", key=key, reason="a task written by another owner")
+            log.warning("sequencer.reloaded", key=key, reason="read again from the store")
+            _keep_published(dossiers.get(key), dossier)
             self._held[part_of[key]].dossiers[key] = dossier
             dossiers[key] = dossier
             if key in repairs:
@@ -496,6 +506,16 @@ class Owner:
                 self._declare_ch.declare_work_queue(office, self._topo)
             if self._publisher.publish_all(returned):
                 raise Unroutable(f"{len(returned)} message(s) found no queue")
+
+
+def _keep_published(before: core.Dossier | None, after: core.Dossier) -> None:
+    """Carry over when this owner published each release that is still the current one."""
+    if before is None:
+        return
+    for task in after.tasks.values():
+        was = before.tasks.get(task.id)
+        if was is not None and was.run == task.run and task.published is None:
+            task.published = was.published
 
 
 def _task_of(msg: Message | None) -> str:

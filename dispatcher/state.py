@@ -36,6 +36,9 @@ class OpenTask:
     attempts: int = 0  # the latest attempt reported started in this run
     decided: set[str] = field(default_factory=set)  # actions decided on it (applied or refused)
     dead: set[str] = field(default_factory=set)  # digests of unreadable messages handled
+    # When this owner last published its release, confirmed (memory only; None: not by
+    # this owner). Set to the batch's time by the rules, to the confirm's by the owner.
+    published: datetime | None = field(default=None, compare=False)
 
 
 @dataclass

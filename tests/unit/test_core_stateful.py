@@ -2,7 +2,8 @@
 
 A hypothesis state machine drives two dossiers of one office through submissions,
 connectors (started, done, transient and permanent failures, poison messages that reach
-the delivery limit, reports of earlier runs), retry timers and the sweeper, people's
+the delivery limit, reports of earlier runs), retry timers and the sweeper (a purged work
+queue's releases reported lost included), people's
 restarts (with or without a corrected payload), cancels and resolves, the redelivery of
 any earlier message, and a crash of the partition owner at any point of a batch.
 
@@ -34,6 +35,7 @@ from dispatcher.inbound import (
     Done,
     Failed,
     Message,
+    ReleaseLost,
     RetryDue,
     Started,
     Submitted,
@@ -53,12 +55,14 @@ ACTIVE = {"queued", "running", "retry_wait", "failed"}  # released and not finis
 FINISHED = {"done", "cancelled", "skipped"}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-ANY = (Submitted, Started, Done, Failed, RetryDue, DeadLettered, Unreadable, Act)
+ANY = (Submitted, Started, Done, Failed, RetryDue, ReleaseLost, DeadLettered, Unreadable, Act)
 # Status transitions a task may make in the store, and the messages that may make them.
 TRANSITIONS: dict[tuple[str, str], tuple[type, ...]] = {
     ("submitted", "waiting"): (Submitted,),
     ("waiting", "queued"): ANY,  # a free head is released after any message
     ("retry_wait", "queued"): (RetryDue,),
+    ("queued", "queued"): (ReleaseLost,),  # released again under a new run
+    ("running", "queued"): (ReleaseLost,),
     ("queued", "running"): (Started,),
     ("running", "running"): (Started,),
     ("queued", "done"): (Done,),
@@ -381,6 +385,16 @@ class CoreMachine(RuleBasedStateMachine):
                 self.deliver(doc["key"], msg)
             elif doc["status"] == "retry_wait":
                 self.deliver(doc["key"], RetryDue(task_id, doc["run"], doc["retries"]))
+
+    @precondition(lambda self: not self.holding)
+    @rule()
+    def purge(self) -> None:
+        """The work queue is purged; the sweeper reports each stored release in flight lost."""
+        self.work.clear()
+        empty_at = self.now
+        for task_id, doc in list(self.store.tasks.items()):
+            if doc["status"] in ("queued", "running"):
+                self.deliver(doc["key"], ReleaseLost(task_id, doc["run"], empty_at))
 
     # -- connectors ------------------------------------------------------------------------
     @precondition(lambda self: self.work)
