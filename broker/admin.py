@@ -26,7 +26,7 @@ class Admin:
         self._current = 0
         self._timeout = timeout
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, missing: Any = ...) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         failures: list[str] = []
         for step in range(len(self._nodes)):
@@ -44,6 +44,8 @@ class Admin:
             except urllib.error.HTTPError as exc:
                 if method == "DELETE" and exc.code == 404:
                     return None
+                if exc.code == 404 and missing is not ...:
+                    return missing
                 raise AdminError(f"{method} {path}: HTTP {exc.code}") from exc
             except OSError as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
@@ -79,6 +81,21 @@ class Admin:
         result: dict[str, Any] = self._call("GET", f"/queues/{self._q(vhost)}/{self._q(name)}")
         return result
 
+    def queue_if_any(self, vhost: str, name: str) -> dict[str, Any] | None:
+        """Figures of one queue, None when it does not exist (404)."""
+        found: dict[str, Any] | None = self._call(
+            "GET", f"/queues/{self._q(vhost)}/{self._q(name)}", missing=None
+        )
+        return found
+
+    def purge_queue(self, vhost: str, name: str) -> None:
+        """Delete every ready message of a queue (unacknowledged ones stay)."""
+        self._call("DELETE", f"/queues/{self._q(vhost)}/{self._q(name)}/contents")
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        """Delete a queue with its messages (absent is fine)."""
+        self._call("DELETE", f"/queues/{self._q(vhost)}/{self._q(name)}")
+
     def close_connections(self, vhost: str) -> int:
         """Make the broker close every client connection of a virtual host; how many."""
         found = self._call("GET", f"/vhosts/{self._q(vhost)}/connections?columns=name") or []
@@ -111,6 +128,12 @@ def _node(api_url: str) -> tuple[str, str]:
     user = urllib.parse.unquote(parts.username or "guest")
     password = urllib.parse.unquote(parts.password or "guest")
     return base, "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def vhost_of(amqp_url: str) -> str:
+    """The virtual host an AMQP URL (the first of a list) names; "/" when it names none."""
+    path = urllib.parse.urlsplit(split_urls(amqp_url)[0]).path
+    return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
 
 
 def with_vhost(amqp_url: str, vhost: str) -> str:

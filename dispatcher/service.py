@@ -7,25 +7,29 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from broker import topology
-from broker.errors import BrokerError
-from broker.messages import Envelope, MessageType, utcnow
+from broker.admin import Admin, vhost_of
+from broker.errors import AdminError, BrokerError
+from broker.messages import Envelope, MessageType, format_ts, utcnow
 from broker.rabbitmq import Channel, Connection
+from dispatcher.lostwork import IdleWatch, QueueFigures, lost_releases
 from dispatcher.metrics import SequencerMetrics
 from dispatcher.owner import Owner, OwnerConfig
 from dispatcher.retention import Pruner
 from dispatcher.senders import Senders
 from dispatcher.settings import Settings
-from store import Fenced, Store, StoreError, StoreUnavailable, TaskRecord
+from store import Fenced, Store, StoreError, StoreUnavailable
 
 log = structlog.get_logger("dossierflow.dispatcher")
 
 SWEEPER_LEASE = "sweeper"
+# (back-off key, task id, office, dossier, message type, data): one message to republish.
+_Pending = tuple[str, str, str, str, MessageType, dict[str, Any]]
 
 
 def _until_store_answers(stop: threading.Event, step: Callable[[], None], event: str) -> None:
@@ -66,6 +70,10 @@ class Dispatcher:
         self._sequencing = store.sequencing
         self._pruner = Pruner(settings, store, self._name, stop)
         self._publish_ch: Channel | None = None
+        # The work queues' unacknowledged counts come from the management API only.
+        self._admin = Admin(settings.rabbitmq_api, timeout=3.0)
+        self._vhost = vhost_of(settings.amqp_url)
+        self._idle = IdleWatch()
 
     def run(self) -> int:
         """Run until `stop` is set; 0 when stopped.
@@ -212,11 +220,13 @@ class Dispatcher:
         # order it receives their commands.
         stale = [] if backlog else self._store.outstanding.stale_submitted(cutoff)
         stale.sort(key=lambda t: (t.submitted_at, t.id))
-        pending: list[tuple[str, TaskRecord, MessageType, dict[str, Any]]] = [
+        pending: list[_Pending] = [
             # `recheck`: the owner looks the task up, it may have been accepted meanwhile.
             (
                 f"submitted:{t.id}",
-                t,
+                t.id,
+                t.office,
+                t.dossier,
                 MessageType.SUBMITTED,
                 {"kind": t.kind, "payload": t.payload, "recheck": True},
             )
@@ -224,23 +234,71 @@ class Dispatcher:
         ] + [
             (
                 f"retry:{t.id}:{t.retries}",
-                t,
+                t.id,
+                t.office,
+                t.dossier,
                 MessageType.RETRY_DUE,
                 {"retry": t.retries, "run": t.run},
             )
             for t in self._store.outstanding.stale_retry_wait(cutoff)
         ]
+        pending += self._lost_releases(cutoff, backlog > 0)
         now = time.monotonic()
         keys = {key for key, *_ in pending}
         self._republished = {k: v for k, v in self._republished.items() if k in keys}
         due = [p for p in pending if self._republished.get(p[0], (0, 0.0))[1] <= now]
-        for key, task, kind, data in due:
+        for key, task_id, office, dossier, kind, data in due:
             times = self._republished.get(key, (0, 0.0))[0] + 1
             self._republished[key] = (times, now + self._settings.sweep_grace_s * 2**times)
             channel.publish(
                 topology.CONTROL_EXCHANGE,
-                Envelope(kind, task.id, task.office, task.dossier, at=utcnow(), data=data),
+                Envelope(kind, task_id, office, dossier, at=utcnow(), data=data),
             )
         if due:
             log.warning("sweeper.republished", count=len(due), stale=len(pending))
         return len(due)
+
+    def _lost_releases(self, cutoff: datetime, backlog: bool) -> list[_Pending]:
+        """Releases whose work message is gone, to report to their owners (`lostwork`).
+
+        Reads the release notes older than the grace; only when there are some, the
+        figures of their offices' work queues (management API); only for offices whose
+        queue has stayed idle, their tasks by `_id`.
+        """
+        now = utcnow()
+        notes = [] if backlog else self._store.outstanding.old_releases(cutoff)
+        figures: dict[str, QueueFigures | None] = {}
+        for office in sorted({str(n.get("office")) for n in notes}):
+            try:
+                doc = self._admin.queue_if_any(self._vhost, topology.work_queue(office))
+            except AdminError as exc:  # not known: this office's watch starts over
+                log.warning("sweeper.no_queue_figures", office=office, error=str(exc))
+                figures[office] = None
+            else:
+                figures[office] = QueueFigures.of(doc)
+        idle = self._idle.observe(figures, now)
+        watched = [n for n in notes if n.get("office") in idle]
+        if not watched:
+            return []
+        grace = self._settings.sweep_grace_s
+        lost = lost_releases(self._store.outstanding.in_flight(watched), idle, now, grace)
+        for item in lost:
+            log.warning(
+                "sweeper.release_lost",
+                task_id=item.task_id,
+                office=item.office,
+                dossier=item.dossier,
+                run=item.run,
+                empty_at=format_ts(item.empty_at),
+            )
+        return [
+            (
+                f"lost:{item.task_id}:{item.run}",
+                item.task_id,
+                item.office,
+                item.dossier,
+                MessageType.RELEASE_LOST,
+                {"run": item.run, "empty_at": format_ts(item.empty_at)},
+            )
+            for item in lost
+        ]
