@@ -49,7 +49,7 @@ def _submit(cluster: Cluster, store: Store, office: str, count: int) -> list[str
 
 
 def _status(store: Store, task_id: str) -> tuple[TaskStatus, int] | None:
-    task = store.task(task_id)
+    task = store.tasks.get(task_id)
     return (task.status, task.run) if task is not None else None
 
 
@@ -67,7 +67,7 @@ def _executions(package: SimulatedPackage, task_id: str) -> int:
 
 
 def _queued_with_message(store: Store, admin: Admin, cluster: Cluster, task_id: str) -> None:
-    office = store.task(task_id).office  # type: ignore[union-attr]
+    office = store.tasks.get(task_id).office  # type: ignore[union-attr]
     wait_for(lambda: _status(store, task_id) == (TaskStatus.QUEUED, 1), 30, f"{task_id} queued")
     # Management figures lag a few seconds: the message is seen in the queue first.
     wait_for(lambda: _ready(admin, cluster, office) == 1, 30, f"its message in {office}'s queue")
@@ -142,3 +142,31 @@ def test_a_task_queued_when_its_work_queue_was_deleted_runs_once_after_the_grace
         )
     assert _executions(package, first) == 1 and _executions(package, second) == 1
     assert package.check_order({(PURGED, "d1"): [first, second]}).ok
+
+
+def test_a_release_whose_owner_died_before_its_message_was_seen_runs_under_the_successor(
+    settings: Settings, store: Store, make_cluster: Callable[..., Cluster]
+) -> None:
+    # Issue 9's stuck dossier: the owner that wrote the release is gone, its message too,
+    # and no later message names the dossier, so no new owner would ever read it.
+    package = package_with(settings.simpackage_path, PURGED, ["d1"])
+    cluster = make_cluster(sweep_grace_s=GRACE)
+    admin = Admin(settings.rabbitmq_api)
+    cluster.start_dispatcher("dispatcher-a")
+    first, second = _submit(cluster, store, PURGED, 2)
+    _queued_with_message(store, admin, cluster, first)
+    cluster.kill("dispatcher-a")
+    admin.purge_queue(cluster.vhost, topology.work_queue(PURGED))
+
+    cluster.start_dispatcher("dispatcher-b")
+    cluster.start_worker(PURGED, "worker-1")
+    for task_id in (first, second):
+        wait_for(
+            lambda t=task_id: (s := _status(store, t)) is not None and s[0] is TaskStatus.DONE,
+            60,
+            f"task {task_id} done under the successor",
+        )
+    assert _status(store, first) == (TaskStatus.DONE, 2)
+    assert _executions(package, first) == 1 and _executions(package, second) == 1
+    assert package.check_order({(PURGED, "d1"): [first, second]}).ok
+    assert "sweeper.release_lost" in process_log(cluster, "dispatcher-b")

@@ -11,7 +11,7 @@ from pymongo import monitoring
 from broker.messages import utcnow
 from dossierflow.settings import Settings
 from store import Store, TaskRecord, TaskStatus
-from store.outstanding import MIGRATIONS, RETRY_TIMERS, SUBMISSIONS, timer_id
+from store.outstanding import MIGRATIONS, RELEASES, RETRY_TIMERS, SUBMISSIONS, timer_id
 from store.sequencing import BatchWrite
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -138,3 +138,54 @@ def test_work_stored_before_the_notes_existed_is_adopted_once(store: Store) -> N
     store.collection("submissions").delete_many({})
     store.ensure_indexes()  # adopted already: reads the tasks no more
     assert store.outstanding.stale_submitted(cutoff) == []
+
+
+def test_a_release_is_noted_until_its_task_lands_and_read_by_id_only(
+    settings: Settings, store: Store
+) -> None:
+    old = utcnow() - timedelta(minutes=5)
+    store.tasks.insert_many([_submitted(f"t{n}", 600) for n in range(4)])
+    for n in range(4):
+        store.tasks.update(f"t{n}", TaskStatus.QUEUED, old, {"seq": 0, "run": 1, "queued_at": old})
+    seq = store.sequencing
+    seq.write(BatchWrite(releases=[(f"t{n}", f"o1.d{n}", 1, old) for n in range(4)]))
+    seq.write(BatchWrite(releases=[("t0", "o1.d0", 2, utcnow())]))  # again: the note stays
+    assert _ids(store, RELEASES) == {"t0", "t1", "t2", "t3"}
+    # t1 lands with its batch; t2 finished but its owner died before dropping the note; t3
+    # failed (a person may restart it: its note stays until it is finished).
+    seq.write(BatchWrite(landed=["t1"]))
+    store.tasks.update("t2", TaskStatus.DONE, utcnow())
+    store.tasks.update("t3", TaskStatus.FAILED, utcnow())
+    reads = _TaskReads()
+    watched = Store.connect(settings.mongo_url, settings.mongo_db, listeners=[reads])
+    try:
+        outstanding = watched.outstanding
+        notes = outstanding.old_releases(utcnow() - timedelta(seconds=30))
+        assert {str(n["_id"]) for n in notes} == {"t0", "t2", "t3"}
+        assert {n["office"] for n in notes} == {"o1"}
+        assert [t["_id"] for t in outstanding.in_flight(notes)] == ["t0"]
+    finally:
+        watched.close()
+    assert _ids(store, RELEASES) == {"t0", "t3"}
+    assert reads.filters and all(set(f) == {"_id"} for f in reads.filters), reads.filters
+
+
+def test_tasks_in_flight_before_the_release_notes_existed_are_noted_once(store: Store) -> None:
+    old = utcnow() - timedelta(minutes=5)
+    store.collection(MIGRATIONS).delete_many({})  # a database of the previous version
+    store.collection("tasks").insert_many(
+        [
+            {"_id": "q", "office": "o1", "dossier": "d1", "kind": "dossier.sync", "payload": {},
+             "status": "queued", "submitted_at": old, "queued_at": old, "run": 3},
+            {"_id": "r", "office": "o2", "dossier": "d1", "kind": "dossier.sync", "payload": {},
+             "status": "running", "submitted_at": old, "queued_at": old, "run": 1},
+            {"_id": "w", "office": "o1", "dossier": "d2", "kind": "dossier.sync", "payload": {},
+             "status": "waiting", "submitted_at": old},
+        ]
+    )  # fmt: skip
+    store.ensure_indexes()
+    notes = {str(n["_id"]): n for n in store.collection(RELEASES).find()}
+    assert set(notes) == {"q", "r"} and notes["q"]["key"] == "o1.d1" and notes["q"]["run"] == 3
+    store.collection(RELEASES).delete_many({})
+    store.ensure_indexes()  # adopted already: reads the tasks no more
+    assert _ids(store, RELEASES) == set()
