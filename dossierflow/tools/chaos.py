@@ -47,8 +47,10 @@ from workers.accounting.simulated import SimulatedPackage
 OFFICES = ["office1", "office2"]
 STATE = Path(".dossierflow/chaos")
 # Nothing moved for this long: longer than the retry delays and the sweeper's interval (a
-# task still `submitted` is older than the sweeper's grace by then, so it would be swept).
-QUIET_S = 15.0
+# task still `submitted` is older than the sweeper's grace by then, so it would be swept),
+# and than it takes the sweeper to report a release whose work message is gone (its
+# queue empty for the grace, 20 s, in figures up to 5 s old).
+QUIET_S = 35.0
 
 
 @dataclass(frozen=True)
