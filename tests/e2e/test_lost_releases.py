@@ -17,9 +17,9 @@ import pytest
 
 from broker import topology
 from broker.admin import Admin
-from dispatcher.cluster import Cluster
-from dispatcher.settings import Settings
-from dispatcher.workload import booking, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import booking, company_code
 from store import Store, TaskStatus
 from store.outstanding import RELEASES
 from tests.e2e.helpers import client_for, package_with, process_log
