@@ -270,9 +270,9 @@ def _release_lost(d: Dossier, msg: ReleaseLost, now: datetime, out: list[Effect]
 
     Only the release the sweeper saw (same run, still queued or running, the head), and
     only if this owner did not publish it after the queue was seen empty (a republish at
-    takeover, say, may then be on its way). The new run makes
-    whatever is left of the old one stale: its events and dead letters are ignored, and
-    a connector that runs it anyway books under the same idempotency key.
+    takeover, say, may then be on its way). The new run makes whatever is left of the
+    old one stale: its events and dead letters are ignored, and a connector that runs it
+    anyway books under the same idempotency key.
     """
     task = _current(d, msg.task_id, msg.run)
     if task is None or task.status not in IN_FLIGHT or task is not d.head:

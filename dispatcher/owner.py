@@ -15,7 +15,7 @@ a newer epoch raises Fenced: its caller drops it (and its memory) and reconnects
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -324,13 +324,10 @@ class Owner:
             if item.decoded.message is None or key in found:
                 continue
             cached = self._held[item.part].dossiers.get(key)
-            # A release reported lost: the store is read for it, whatever memory says (an
-            # owner that lost the partition may have written the task since; rare).
+            # A release reported lost: its dossier is read whatever its document says.
             lost = isinstance(item.decoded.message, ReleaseLost)
             if cached is not None:
                 found[key] = cached
-                if lost:
-                    self._stale.add(key)  # read again by `_reload_stale`
             else:
                 missing[key] = missing.get(key, False) or item.delivery.redelivered or lost
                 part_of[key] = item.part
@@ -351,22 +348,16 @@ class Owner:
         A command that may have been seen already (republished, redelivered), and a
         dead letter about a task that is not open here (finished, or never ours). The
         answer replaces the message of each such delivery (by its position in the batch).
+        A release reported lost is looked up too: if the store says otherwise than memory
+        (an owner that lost the partition wrote the task since), the dossier is read
+        again (`_reload_stale`) before the rules judge the report.
         """
-        ask: dict[int, str] = {}
-        clock = time.monotonic()
-        for n, item in enumerate(items):
-            msg, key = item.decoded.message, item.decoded.key
-            # While settling, a first delivery may name a task accepted from its note.
-            settling = clock < self._held[item.part].settle_until
-            if isinstance(msg, Submitted) and not msg.recheck and not settling:
-                continue
-            task_id = _task_of(msg)
-            if task_id and task_id not in dossiers[key].tasks:
-                ask[n] = task_id
+        ask = self._to_look_up(items, dossiers)
         if not ask:
             return {}
         docs = self._stored(lambda: self._seq.tasks(set(ask.values())))
         found: dict[int, Message] = {}
+
         for n, task_id in ask.items():
             where, msg = items[n].decoded, items[n].decoded.message
             doc = docs.get(task_id)
@@ -383,7 +374,24 @@ class Owner:
                         self._stale.add(where.key)
             elif isinstance(msg, DeadLettered | Unreadable):
                 found[n] = replace(msg, orphan=not ours)
+            elif isinstance(msg, ReleaseLost) and ours and _differs(dossiers[where.key], doc):
+                self._stale.add(where.key)  # the store differs: read the dossier again
         return found
+
+    def _to_look_up(self, items: list[_Item], dossiers: dict[str, core.Dossier]) -> dict[int, str]:
+        """The task ids `_recheck` reads, by position in the batch."""
+        ask: dict[int, str] = {}
+        clock = time.monotonic()
+        for n, item in enumerate(items):
+            msg, key = item.decoded.message, item.decoded.key
+            # While settling, a first delivery may name a task accepted from its note.
+            settling = clock < self._held[item.part].settle_until
+            if isinstance(msg, Submitted) and not msg.recheck and not settling:
+                continue
+            task_id = _task_of(msg)
+            if task_id and (task_id not in dossiers[key].tasks or isinstance(msg, ReleaseLost)):
+                ask[n] = task_id
+        return ask
 
     def _resolved(self, msg: Message, rechecked: bool, dossier: core.Dossier) -> Message | None:
         """The message to apply, None for a submission that is no new one."""
@@ -506,6 +514,15 @@ class Owner:
                 self._declare_ch.declare_work_queue(office, self._topo)
             if self._publisher.publish_all(returned):
                 raise Unroutable(f"{len(returned)} message(s) found no queue")
+
+
+def _differs(d: core.Dossier, doc: Mapping[str, Any] | None) -> bool:
+    """Whether a stored task's state is not the one this owner keeps of it in memory."""
+    if doc is None:
+        return False
+    known = d.tasks.get(str(doc["_id"]))
+    stored = (str(doc.get("status")), int(doc.get("run", 0)))
+    return known is None or (known.status.value, known.run) != stored
 
 
 def _keep_published(before: core.Dossier | None, after: core.Dossier) -> None:

@@ -205,6 +205,8 @@ class Dispatcher:
         most once). A republished message is harmless either way (the sequencer ignores
         what it has seen), but republishing the same backlog every sweep would feed it:
         each is republished again only after twice its previous wait (grace, 2x, 4x...).
+        A release whose work message is gone is reported to its owner the same way
+        (`_lost_releases`).
         """
         cutoff = utcnow() - timedelta(seconds=self._settings.sweep_grace_s)
         channel = self._publish_ch
@@ -248,6 +250,10 @@ class Dispatcher:
         self._republished = {k: v for k, v in self._republished.items() if k in keys}
         due = [p for p in pending if self._republished.get(p[0], (0, 0.0))[1] <= now]
         for key, task_id, office, dossier, kind, data in due:
+            if kind is MessageType.RELEASE_LOST:
+                log.warning(
+                    "sweeper.release_lost", task_id=task_id, key=f"{office}.{dossier}", **data
+                )
             times = self._republished.get(key, (0, 0.0))[0] + 1
             self._republished[key] = (times, now + self._settings.sweep_grace_s * 2**times)
             channel.publish(
@@ -282,15 +288,6 @@ class Dispatcher:
             return []
         grace = self._settings.sweep_grace_s
         lost = lost_releases(self._store.outstanding.in_flight(watched), idle, now, grace)
-        for item in lost:
-            log.warning(
-                "sweeper.release_lost",
-                task_id=item.task_id,
-                office=item.office,
-                dossier=item.dossier,
-                run=item.run,
-                empty_at=format_ts(item.empty_at),
-            )
         return [
             (
                 f"lost:{item.task_id}:{item.run}",
