@@ -9,8 +9,9 @@ reports one to the dossier's partition owner (`ReleaseLost`) only when:
 
 - the office's work queue held no ready and no unacknowledged message at every sweep
   for the whole grace, and the figures of those looks were taken after the release was
-  stored (they lag up to `STATS_LAG_S`): the queue was seen empty after the message went
-  in, so the message is not in it and no connector holds it;
+  stored (the management API's unacknowledged counts lag up to `STATS_LAG_S`; ready
+  messages are counted exactly): the queue was seen empty after the message went in,
+  so the message is not in it and no connector holds it;
 - the control partitions hold no backlog (an event about the task may be on its way: a
   connector acknowledges its message only after its result event is confirmed).
 
@@ -38,7 +39,11 @@ STATS_LAG_S = 5.0
 
 @dataclass(frozen=True)
 class QueueFigures:
-    """What the broker's management API says of an office's work queue."""
+    """What the broker says of an office's work queue.
+
+    The sweeper counts ready messages with a passive declare (exact, at once) and takes
+    the unacknowledged ones from the management API (up to `STATS_LAG_S` old).
+    """
 
     exists: bool
     ready: int | None = None  # None: not known (no statistics yet, a queue without leader)

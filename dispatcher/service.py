@@ -14,7 +14,7 @@ import structlog
 
 from broker import topology
 from broker.admin import Admin, vhost_of
-from broker.errors import AdminError, BrokerError
+from broker.errors import AdminError, BrokerError, ChannelRefused
 from broker.messages import Envelope, MessageType, format_ts, utcnow
 from broker.rabbitmq import Channel, Connection
 from dispatcher.lostwork import IdleWatch, QueueFigures, lost_releases
@@ -70,7 +70,11 @@ class Dispatcher:
         self._sequencing = store.sequencing
         self._pruner = Pruner(settings, store, self._name, stop)
         self._publish_ch: Channel | None = None
-        # The work queues' unacknowledged counts come from the management API only.
+        # A work queue's ready messages are counted exactly by a passive declare, on a
+        # channel of its own (a queue that is gone closes it); its unacknowledged ones
+        # come from the management API only.
+        self._sweep_conn: Connection | None = None
+        self._peek_ch: Channel | None = None
         self._admin = Admin(settings.rabbitmq_api, timeout=3.0)
         self._vhost = vhost_of(settings.amqp_url)
         self._idle = IdleWatch()
@@ -108,6 +112,7 @@ class Dispatcher:
                     )
                     self._publish_ch = conn.channel(confirm=True)
                     self._publish_ch.declare_control(self._topo)
+                    self._sweep_conn, self._peek_ch = conn, None
                 conn.sleep(min(1.0, self._settings.sweep_interval_s))
                 if not self._stop.is_set():
                     self._sweep_if_due(conn.sleep)
@@ -264,6 +269,31 @@ class Dispatcher:
             log.warning("sweeper.republished", count=len(due), stale=len(pending))
         return len(due)
 
+    def _figures(self, office: str) -> QueueFigures | None:
+        """An office's work queue: whether it exists, ready and unacknowledged messages.
+
+        None when the broker cannot tell (the office's watch then starts over).
+        """
+        name = topology.work_queue(office)
+        try:
+            doc = self._admin.queue_if_any(self._vhost, name)
+            conn = self._sweep_conn
+            if conn is None:
+                raise BrokerError("the sweeper has no broker connection yet")
+            if self._peek_ch is None or not self._peek_ch.is_open:
+                self._peek_ch = conn.channel(confirm=False)
+            ready, _consumers = self._peek_ch.depth(name)
+        except ChannelRefused as exc:
+            if exc.code == 404:
+                return QueueFigures(exists=False)  # deleted: it holds nothing
+            log.warning("sweeper.no_queue_figures", office=office, error=str(exc))
+            return None
+        except (AdminError, BrokerError) as exc:
+            log.warning("sweeper.no_queue_figures", office=office, error=str(exc))
+            return None
+        unacked = QueueFigures.of(doc).unacked if doc is not None else None
+        return QueueFigures(True, ready, unacked)
+
     def _lost_releases(self, cutoff: datetime, backlog: bool) -> list[_Pending]:
         """Releases whose work message is gone, to report to their owners (`lostwork`).
 
@@ -273,15 +303,7 @@ class Dispatcher:
         """
         now = utcnow()
         notes = [] if backlog else self._store.outstanding.old_releases(cutoff)
-        figures: dict[str, QueueFigures | None] = {}
-        for office in sorted({str(n.get("office")) for n in notes}):
-            try:
-                doc = self._admin.queue_if_any(self._vhost, topology.work_queue(office))
-            except AdminError as exc:  # not known: this office's watch starts over
-                log.warning("sweeper.no_queue_figures", office=office, error=str(exc))
-                figures[office] = None
-            else:
-                figures[office] = QueueFigures.of(doc)
+        figures = {o: self._figures(o) for o in sorted({str(n.get("office")) for n in notes})}
         idle = self._idle.observe(figures, now)
         watched = [n for n in notes if n.get("office") in idle]
         if not watched:
