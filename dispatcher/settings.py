@@ -25,6 +25,7 @@ class Settings:
     """The dispatcher's settings with their defaults; the defaults reach the local services."""
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # The management API: the sweeper reads the work queues' unacknowledged counts there.
     rabbitmq_api: str = "http://guest:guest@127.0.0.1:15672/api"
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "dossierflow"
@@ -53,7 +54,9 @@ class Settings:
     # messages, as one batch: a constant number of store commands and one confirm wait.
     batch_max: int = 256
     batch_linger_ms: float = 5.0
-    # A submitted task not accepted by the sequencer after this long is published again.
+    # A submitted task not accepted by the sequencer after this long is published again;
+    # a released task whose office's work queue stayed empty this long (in looks taken
+    # after its release) is reported lost to its owner, which releases it again.
     sweep_grace_s: float = 30.0
     sweep_interval_s: float = 10.0
     # Retention: finished tasks (with their history), resolved instructions and sent mails
