@@ -137,9 +137,8 @@ class Channel:
                 )
                 self._ch.queue_bind(name, name, "")
             for name in topo.partition_queues():
-                self._ch.queue_declare(
-                    name, durable=True, arguments=topology.partition_arguments(topo.quorum_replicas)
-                )
+                args = topology.partition_arguments(topo.quorum_replicas, topo.partition_max_bytes)
+                self._ch.queue_declare(name, durable=True, arguments=args)
                 self._ch.queue_bind(
                     name, topology.CONTROL_EXCHANGE, routing_key=str(topology.PARTITION_WEIGHT)
                 )
@@ -391,7 +390,7 @@ class BatchPublisher:
         nacked, self._nacked = self._nacked, []
         returned, self._returned = set(self._returned), []
         if nacked:
-            raise PublishNotConfirmed(f"broker nacked {len(nacked)} message(s)")
+            raise PublishNotConfirmed(f"broker nacked {len(nacked)} message(s)", nacked)
         return [i for i in sent if (i.envelope.id, i.envelope.routing_key) in returned]
 
     def notify(self, exchange: str, body: bytes) -> None:

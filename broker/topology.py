@@ -98,6 +98,14 @@ PARKED_QUEUE = "dossierflow.control.parked"
 # what exceeds it when no dead-letter exchange is set; a database outage that makes
 # dispatchers restart must never cost a control message.
 CONTROL_DELIVERY_LIMIT = 1000
+# Bytes of ready messages a partition holds before the broker refuses (nacks) publishes to
+# it: a flood, or a dispatcher that is down, fills the broker's memory no further. The
+# publisher sees the nack (the API answers 503, a connector sends its event again later,
+# the sweeper announces a stored task later). RabbitMQ counts ready messages only, and a
+# quorum queue checks the limit before it takes a message, so a partition can end up one
+# message (at most the broker's `max_message_size`) over it; a classic queue refuses the
+# message that would cross it. Neither reading is relied on.
+PARTITION_MAX_BYTES = 64 * 1024 * 1024
 
 
 def quorum_arguments(replicas: int = 0) -> dict[str, Any]:
@@ -115,7 +123,7 @@ def quorum_arguments(replicas: int = 0) -> dict[str, Any]:
     return args
 
 
-def partition_arguments(replicas: int = 0) -> dict[str, Any]:
+def partition_arguments(replicas: int = 0, max_bytes: int = PARTITION_MAX_BYTES) -> dict[str, Any]:
     """Arguments of a control partition queue."""
     return {
         # Replicated and durable: a lost command would leave a task stored but never run.
@@ -126,7 +134,10 @@ def partition_arguments(replicas: int = 0) -> dict[str, Any]:
         "x-delivery-limit": CONTROL_DELIVERY_LIMIT,
         "x-dead-letter-exchange": PARKED_EXCHANGE,
         "x-dead-letter-strategy": "at-least-once",
+        # Also what at-least-once dead-lettering needs; with the byte limit it is the
+        # partition's back-pressure (see PARTITION_MAX_BYTES).
         "x-overflow": "reject-publish",
+        "x-max-length-bytes": max_bytes,
     }
 
 
@@ -153,6 +164,7 @@ class Topology:
     delivery_limit: int = 5
     retry_delays: tuple[int, ...] = (10, 60, 300, 1800)
     quorum_replicas: int = 0  # 0: RabbitMQ's default (see quorum_arguments)
+    partition_max_bytes: int = PARTITION_MAX_BYTES
 
     def partition_queues(self) -> list[str]:
         """All control partition queue names."""

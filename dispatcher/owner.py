@@ -61,6 +61,9 @@ class OwnerConfig:
     batch_max: int = 256
     linger_s: float = 0.005
     prefetch: int = 512
+    # A bigger message is dropped unread (0: no check). The broker's `max_message_size`
+    # refuses them first; this holds where a broker was set up without it.
+    max_message_bytes: int = 0
 
 
 # After taking over a partition from an earlier owner, this long the owner checks, before
@@ -288,6 +291,11 @@ class Owner:
 
     def _decode(self, delivery: Delivery) -> Inbound:
         """Decode; a message from a sender that may not send it is dropped (see `senders`)."""
+        limit = self._cfg.max_message_bytes
+        if limit and len(delivery.body) > limit:
+            office, _, dossier = delivery.routing_key.partition(".")
+            why = f"message of {len(delivery.body)} bytes is over the limit of {limit}"
+            return Inbound(office, dossier, None, why)
         decoded = inbound(
             delivery.body,
             delivery.message_id,

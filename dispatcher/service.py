@@ -100,7 +100,14 @@ class Dispatcher:
         ]
         for thread in threads:
             thread.start()
-        log.info("dispatcher.started", name=self._name, partitions=len(queues), threads=count)
+        log.info(
+            "dispatcher.started",
+            name=self._name,
+            partitions=len(queues),
+            threads=count,
+            prefetch=self._settings.partition_prefetch,
+            max_message_bytes=self._settings.message_limit_bytes,
+        )
         conn: Connection | None = None
         while not self._stop.is_set():
             try:
@@ -159,7 +166,8 @@ class Dispatcher:
             name=f"{self._name}/{index}",
             batch_max=self._settings.batch_max,
             linger_s=self._settings.batch_linger_ms / 1000,
-            prefetch=self._settings.sequencer_prefetch,
+            # Bounded in messages and, through the largest message, in bytes.
+            prefetch=self._settings.partition_prefetch,
         )
         while not self._stop.is_set():
             conn: Connection | None = None

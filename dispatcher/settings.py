@@ -13,6 +13,8 @@ from broker.topology import Topology
 from dispatcher.safety import LOOPBACK, host, refusal
 
 PREFIX = "DOSSIERFLOW_"
+# Room for the fields around a payload in a message (and around a body in a request).
+ENVELOPE_BYTES = 16 * 1024
 _SWITCH: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
 
@@ -48,6 +50,13 @@ class Settings:
     command_publishers: str = ""
     # Unacknowledged control messages per partition consumer: what a batch can draw on.
     sequencer_prefetch: int = 512
+    # Bytes of unacknowledged control messages one dispatcher may hold, all partitions
+    # together. RabbitMQ ignores a prefetch in bytes, so the prefetch per partition is
+    # lowered to what this allows at the largest message (`partition_prefetch`).
+    sequencer_prefetch_bytes: int = 128 * 1024 * 1024
+    # Bytes of ready messages per control partition before the broker refuses publishes
+    # (x-max-length-bytes, reject-publish). A queue argument: see `quorum_replicas`.
+    partition_max_bytes: int = 64 * 1024 * 1024
     # Threads of a dispatcher, each consuming a share of the partitions on its own connection.
     sequencer_threads: int = 2
     # A partition owner handles what arrives within `batch_linger_ms`, at most `batch_max`
@@ -138,7 +147,25 @@ class Settings:
                 "DOSSIERFLOW_RETENTION_BATCH between 1 and 1000"
             )
         _ = self.retry_delays
+        self._validate_bounds()
         self._validate_access()
+
+    def _validate_bounds(self) -> None:
+        if self.payload_limit_bytes < 1 or self.sequencer_prefetch < 1:
+            raise SettingsError(
+                "DOSSIERFLOW_PAYLOAD_LIMIT_BYTES and DOSSIERFLOW_SEQUENCER_PREFETCH "
+                "must be positive"
+            )
+        if self.sequencer_prefetch_bytes < self.partitions * self.message_limit_bytes:
+            raise SettingsError(
+                "DOSSIERFLOW_SEQUENCER_PREFETCH_BYTES must hold one largest message per partition"
+                f" (at least {self.partitions * self.message_limit_bytes})"
+            )
+        if self.partition_max_bytes < self.message_limit_bytes:
+            raise SettingsError(
+                "DOSSIERFLOW_PARTITION_MAX_BYTES must hold at least one largest message"
+                f" ({self.message_limit_bytes})"
+            )
 
     def _validate_access(self) -> None:
         for name in ("local_mode", "cookie_secure"):
@@ -183,8 +210,25 @@ class Settings:
     def topology(self) -> Topology:
         """The broker topology these settings describe."""
         return Topology(
-            self.partitions, self.delivery_limit, self.retry_delays, self.quorum_replicas
+            self.partitions,
+            self.delivery_limit,
+            self.retry_delays,
+            self.quorum_replicas,
+            self.partition_max_bytes,
         )
+
+    @property
+    def message_limit_bytes(self) -> int:
+        """The largest message: a payload at its limit in its envelope (the broker's
+        `max_message_size` in deploy/ is this)."""
+        return self.payload_limit_bytes + ENVELOPE_BYTES
+
+    @property
+    def partition_prefetch(self) -> int:
+        """Unacknowledged messages per partition consumer: `sequencer_prefetch`, lowered so
+        that every partition full of largest messages stays within the byte budget."""
+        fits = self.sequencer_prefetch_bytes // (self.partitions * self.message_limit_bytes)
+        return max(1, min(self.sequencer_prefetch, fits))
 
     @property
     def retry_delays(self) -> tuple[int, ...]:
