@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BrokerError(Exception):
     """Root of every error raised by the broker package."""
@@ -24,7 +26,15 @@ class BrokerUnavailable(BrokerError):
 
 
 class PublishNotConfirmed(BrokerError):
-    """The broker nacked a publish: the message is not stored and must be sent again."""
+    """The broker nacked a publish: the message is not stored and must be sent again.
+
+    A full queue with `reject-publish` nacks (a control partition past its byte limit).
+    `refused` holds what a batch publisher sent that was nacked, to send again.
+    """
+
+    def __init__(self, message: str, refused: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.refused = refused or []
 
 
 class Unroutable(BrokerError):

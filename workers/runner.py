@@ -22,7 +22,13 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from broker import topology
-from broker.errors import BrokerError, ChannelRefused, DecodeError, Unroutable
+from broker.errors import (
+    BrokerError,
+    ChannelRefused,
+    DecodeError,
+    PublishNotConfirmed,
+    Unroutable,
+)
 from broker.messages import Envelope, MessageType, decode, utcnow
 from broker.rabbitmq import BatchPublisher, Channel, Connection, Delivery, Outgoing
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
@@ -206,14 +212,36 @@ class _Slot:
             bound.debug("task.done")
             self._report(env, MessageType.DONE, {"attempt": attempt, "result": result})
         # The result is confirmed before the work message is acknowledged.
-        if self._pub.wait():
-            raise Unroutable("no control partition took the task's result")
+        self._confirmed(conn)
         if self._w._stop.is_set():
             # Cancel while this message is still unacked: with prefetch 1 nothing else is
             # buffered yet, so stopping returns no message (a return counts as a failed
             # delivery towards the queue's delivery limit).
             ch.stop_consuming()
         ch.ack(delivery.delivery_tag)
+
+    def _confirmed(self, conn: Connection) -> None:
+        """Wait for the events' confirms; send again, after a pause, what the broker refused.
+
+        A control partition past its byte limit refuses publishes (a flood, a dispatcher
+        that is behind). Reconnecting would give the work message back, and each return
+        counts towards the work queue's delivery limit: an office's task must not fail for
+        good because another office flooded. So the message stays unacknowledged here
+        while the event waits for room; heartbeats flow through the pauses.
+        """
+        pause = 0.2
+        while True:
+            try:
+                if self._pub.wait():
+                    raise Unroutable("no control partition took the task's result")
+                return
+            except PublishNotConfirmed as exc:
+                if self._w._stop.is_set() or not exc.refused:
+                    raise
+                log.warning("worker.event_refused", name=self._name, retry_in=pause)
+                conn.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                self._pub.send(exc.refused)
 
     def _readable(self, delivery: Delivery) -> tuple[Envelope, Any, Any]:
         """Decode and validate a work message, or raise why it cannot be run."""
