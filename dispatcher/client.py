@@ -23,12 +23,18 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from broker import topology
-from broker.errors import BrokerError, ConnectionLost, Unroutable
+from broker.errors import BrokerError, ConnectionLost, PublishNotConfirmed, Unroutable
 from broker.messages import Envelope, MessageType, utcnow, valid_id
 from broker.rabbitmq import BatchPublisher, Connection, Outgoing
 from dispatcher.actions import refusal
 from dispatcher.codes import Holders, foreign_code, payload_code
-from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, UnknownTask
+from dispatcher.errors import (
+    ActionRefused,
+    InvalidSubmission,
+    NotAnnounced,
+    Overloaded,
+    UnknownTask,
+)
 from dispatcher.settings import Settings
 from store import (
     ActionRecord,
@@ -182,7 +188,9 @@ class Client:
         A coalescible kind (`dossier.sync`) equal to the dossier's latest submission, while
         that one still waits, returns its id instead. If the publish is not confirmed after
         the task was stored, NotAnnounced carries the task's id: it is stored and the
-        dispatcher's sweeper announces it later, so it must not be submitted again.
+        dispatcher's sweeper announces it later, so it must not be submitted again. When
+        the broker refused it (a full control partition: the dispatcher is behind) it is
+        Overloaded, a NotAnnounced that asks the caller to slow down.
         """
         (result,) = self._submit([Submission(office, dossier, kind, payload)], strict=True)
         assert result.task_id is not None
@@ -239,6 +247,11 @@ class Client:
             self._stored(lambda: self._store.tasks.remember_latest(coalescible))
         try:
             self._announce([_submitted(t) for t in tasks])
+        except PublishNotConfirmed as exc:
+            # Nacked, not lost: a full partition refuses (reject-publish), and the sweeper
+            # announces stored tasks once the partitions have drained.
+            log.warning("client.overloaded", tasks=len(tasks), error=str(exc))
+            raise Overloaded(tasks[0].id, [t.id for t in tasks], results) from exc
         except BrokerError as exc:
             raise NotAnnounced(tasks[0].id, [t.id for t in tasks], results) from exc
         return results

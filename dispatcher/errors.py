@@ -37,3 +37,21 @@ class NotAnnounced(DispatcherError):
         self.task_id = task_id
         self.task_ids = task_ids or [task_id]
         self.results = results  # a batch's results, one per item, when it was one
+
+
+class Overloaded(NotAnnounced):
+    """The broker refused the announcement (nack): a control partition is full.
+
+    The dispatcher is behind. The task is stored all the same and the sweeper announces it
+    once the partitions have drained, so it must not be submitted again; slow down.
+    """
+
+    def __init__(
+        self, task_id: str, task_ids: list[str] | None = None, results: list[Any] | None = None
+    ) -> None:
+        super().__init__(task_id, task_ids, results)
+        self.args = (
+            f"the broker refused to queue the announcement of task {task_id} (the dispatcher "
+            "is behind, a control partition is full); it is stored and will run once the "
+            "dispatcher catches up (do not submit it again)",
+        )

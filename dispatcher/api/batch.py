@@ -17,9 +17,9 @@ from broker.errors import BrokerError
 from dispatcher.api.auth import SUBMITTERS, Principal
 from dispatcher.api.models import Id, KindName, Request
 from dispatcher.api.problems import Problem
-from dispatcher.api.service import Service, fingerprint
+from dispatcher.api.service import BEHIND, Service, fingerprint
 from dispatcher.client import Submission, SubmitResult
-from dispatcher.errors import NotAnnounced
+from dispatcher.errors import NotAnnounced, Overloaded
 from workers.errors import InvalidSubmission as InvalidTaskInput
 from workers.kinds import validate_payload
 
@@ -170,6 +170,16 @@ def submit_batch(svc: Service, who: Principal, items: list[BatchItem]) -> list[I
         batch.claim(index, item)
     try:
         outcomes = _submit(svc, office, [items[i] for i in batch.pending])
+    except Overloaded as exc:
+        # Stored, but the broker refused the announcement: complete the keys (a retry with
+        # them stores nothing), then ask the caller to slow down.
+        batch.settle(list(exc.results or []))
+        raise Problem(
+            503,
+            "unavailable",
+            f"{BEHIND}. The batch is stored and will run: do not submit it "
+            "again (a retry with the same idempotency keys answers with its tasks)",
+        ) from exc
     except BaseException:
         batch.release()
         raise
@@ -207,6 +217,10 @@ def _submit(svc: Service, office: str, items: list[BatchItem]) -> list[SubmitRes
     batch = [Submission(office, item.dossier, item.kind, item.payload) for item in items]
     try:
         return svc.clients.get().submit_many(batch)
+    except Overloaded as exc:
+        if exc.results is None or len(exc.results) != len(batch):
+            return None  # stored, which item became which task unknown: as below
+        raise
     except NotAnnounced as exc:
         # Stored, so they will run (the sweeper announces them): a success, as for one task.
         svc.clients.discard()

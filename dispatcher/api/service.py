@@ -14,13 +14,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, PublishNotConfirmed
 from dispatcher.actions import role_refusal, state_refusal
 from dispatcher.api.admission import Admission
 from dispatcher.api.auth import ACTORS, SUBMITTERS, Principal, authenticate
 from dispatcher.api.problems import Problem
 from dispatcher.client import Client
-from dispatcher.errors import ActionRefused, InvalidSubmission, NotAnnounced, UnknownTask
+from dispatcher.errors import (
+    ActionRefused,
+    InvalidSubmission,
+    NotAnnounced,
+    Overloaded,
+    UnknownTask,
+)
 from store import ActionRecord, ActionType, Store, TaskRecord
 
 IDEMPOTENCY_WAIT_S = 10.0  # how long a retry waits for a concurrent first attempt
@@ -62,6 +68,23 @@ class ClientPool:
         for client in clients:
             with contextlib.suppress(BrokerError):
                 client.close()
+
+
+BEHIND = "the dispatcher is behind (a control partition is full); try again later"
+
+
+class Busy(Problem):
+    """503: the task is stored, but the broker refused its announcement (slow down)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            503,
+            "unavailable",
+            f"{BEHIND}. Task {task_id} is stored and will run once the dispatcher catches "
+            "up: do not submit it again (a retry with the same Idempotency-Key answers "
+            "with it)",
+        )
+        self.task_id = task_id
 
 
 def fingerprint(dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
@@ -121,6 +144,10 @@ class Service:
             try:
                 self.admission.admit(office, 1)  # a retry answered from its key costs nothing
                 task_id = self._submit(office, dossier, kind, payload)
+            except Busy as exc:
+                # Stored: the key answers with it, so a retry with the key stores nothing.
+                self.keys.complete(office, key, exc.task_id)
+                raise
             except BaseException:
                 self.keys.release(office, key)
                 raise
@@ -147,6 +174,10 @@ class Service:
             return self.clients.get().submit(office, dossier, kind, payload)
         except InvalidSubmission as exc:
             raise Problem(422, "invalid-payload", str(exc)) from exc
+        except Overloaded as exc:
+            # The broker refused the announcement: the caller must slow down (503 with
+            # Retry-After), and must not submit the stored task again.
+            raise Busy(exc.task_id) from exc
         except NotAnnounced as exc:
             # Stored, so it will run (the sweeper announces it): the caller must not
             # submit it again, so this is a success with the task's id.
@@ -181,6 +212,8 @@ class Service:
             raise Problem(422, "invalid-payload", str(exc)) from exc
         except (ActionRefused, UnknownTask) as exc:
             raise Problem(409, "action-refused", str(exc)) from exc
+        except PublishNotConfirmed as exc:
+            raise Problem(503, "unavailable", BEHIND) from exc
         except BrokerError as exc:
             self.clients.discard()
             raise Problem(503, "unavailable", "the broker is unreachable") from exc
