@@ -12,6 +12,8 @@
 #   DOSSIERFLOW_MONGO_PORT          FerretDB port              [27017]
 #   DOSSIERFLOW_RABBITMQ_NODENAME   RabbitMQ node name         [rabbit@localhost]
 #   DOSSIERFLOW_START_TIMEOUT       seconds to wait per service [90]
+#   DOSSIERFLOW_RABBITMQ_MAX_MESSAGE_SIZE  largest message body the broker takes, in bytes
+#                                   [278528: DOSSIERFLOW_PAYLOAD_LIMIT_BYTES + 16 KiB]
 #   XDG_CACHE_HOME                  ferretdb binary cached in $XDG_CACHE_HOME/dossierflow/bin
 #
 # Three-node RabbitMQ cluster on this machine, beside the single node (which it never touches):
@@ -37,6 +39,9 @@ AMQP_PORT=${DOSSIERFLOW_AMQP_PORT:-5672}
 MGMT_PORT=${DOSSIERFLOW_RABBITMQ_MGMT_PORT:-15672}
 MONGO_PORT=${DOSSIERFLOW_MONGO_PORT:-27017}
 TIMEOUT=${DOSSIERFLOW_START_TIMEOUT:-90}
+# The broker refuses bigger messages (PRECONDITION_FAILED) before any queue or dispatcher
+# sees them: the largest payload plus the envelope around it (dispatcher/settings.py).
+MAX_MESSAGE_SIZE=${DOSSIERFLOW_RABBITMQ_MAX_MESSAGE_SIZE:-$((${DOSSIERFLOW_PAYLOAD_LIMIT_BYTES:-262144} + 16384))}
 EPMD_PORT=${ERL_EPMD_PORT:-4369}
 
 RMQ_DIR=$STATE_DIR/rabbitmq
@@ -51,7 +56,7 @@ RMQ_SBIN=
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for _v in AMQP_PORT MGMT_PORT MONGO_PORT TIMEOUT; do
+for _v in AMQP_PORT MGMT_PORT MONGO_PORT TIMEOUT MAX_MESSAGE_SIZE; do
     [[ ${!_v} =~ ^[0-9]+$ ]] || die "$_v must be a number, got '${!_v}'"
 done
 DIST_PORT=$((AMQP_PORT + 20000)) # Erlang distribution listener (RabbitMQ convention)
@@ -236,6 +241,7 @@ management.tcp.ip = $HOST
 management.tcp.port = $MGMT_PORT
 distribution.listener.interface = $HOST
 heartbeat = 60
+max_message_size = $MAX_MESSAGE_SIZE
 log.file.level = info
 log.console = false
 EOF

@@ -4,7 +4,9 @@
 # The user `connector-OFFICE` reaches only the work queue of its office (see README.md).
 # RABBITMQCTL overrides the command, e.g. for the local services:
 #     RABBITMQCTL="bash deploy/local/services.sh rabbitmqctl" deploy/rabbitmq/office-user.sh office1 s3cret
-# Idempotent: an existing user gets the new password and the same permissions.
+# MAX_CONNECTIONS and MAX_CHANNELS (defaults 16 and 48) bound what the login may hold open
+# at once, all its connectors together: one connection and about 2 channels per slot.
+# Idempotent: an existing user gets the new password, the same permissions and limits.
 # The password is passed to rabbitmqctl on its command line (visible in `ps` meanwhile).
 set -euo pipefail
 
@@ -20,6 +22,10 @@ vhost=${3:-dossierflow}
 [[ $office =~ ^[A-Za-z0-9_-]{1,64}$ ]] ||
     die "bad office id '$office': 1 to 64 letters, digits, '_' or '-'"
 [ -n "$password" ] || die "empty password"
+max_connections=${MAX_CONNECTIONS:-16}
+max_channels=${MAX_CHANNELS:-48}
+[[ $max_connections =~ ^[1-9][0-9]{0,5}$ && $max_channels =~ ^[1-9][0-9]{0,5}$ ]] ||
+    die "MAX_CONNECTIONS and MAX_CHANNELS must be positive numbers"
 
 read -r -a ctl <<<"${RABBITMQCTL:-rabbitmqctl}"
 user="connector-$office"
@@ -51,5 +57,10 @@ fi
 "${ctl[@]}" -q set_permissions -p "$vhost" "$user" "$configure" "$write" "$read_"
 "${ctl[@]}" -q set_topic_permissions -p "$vhost" "$user" dossierflow.work "$topic_write" "$topic_read"
 "${ctl[@]}" -q set_topic_permissions -p "$vhost" "$user" dossierflow.events "$topic_events" "^\$"
+# User limits (RabbitMQ >= 3.8.10): a leaked or buggy connector cannot exhaust the broker's
+# connections, channels and memory with its own. They count across every virtual host.
+"${ctl[@]}" -q set_user_limits "$user" \
+    "{\"max-connections\": $max_connections, \"max-channels\": $max_channels}"
 "${ctl[@]}" list_user_permissions "$user"
 "${ctl[@]}" list_user_topic_permissions "$user"
+"${ctl[@]}" list_user_limits --user "$user"
