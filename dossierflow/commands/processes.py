@@ -77,7 +77,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         delivery_limit=settings.delivery_limit,
         partitions=settings.partitions,
         quorum_replicas=settings.quorum_replicas,
-        max_message_bytes=settings.payload_limit_bytes + 16 * 1024,
+        max_message_bytes=settings.message_limit_bytes,
     )
     metrics = WorkerMetrics(
         per_office=settings.metrics_office_labels, office_limit=settings.metrics_office_limit

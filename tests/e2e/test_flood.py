@@ -30,10 +30,10 @@ from broker import topology
 from broker.admin import Admin, with_vhost
 from broker.messages import Envelope, MessageType, encode, utcnow
 from dispatcher.client import Client
-from dispatcher.cluster import Cluster
 from dispatcher.errors import Overloaded
-from dispatcher.settings import Settings
-from dispatcher.workload import booking, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import booking, company_code
 from store import Store, TaskStatus
 from tests.e2e.helpers import package_with, process_log
 from tests.services import Endpoints

@@ -21,12 +21,12 @@ import pytest
 
 from broker import topology
 from broker.admin import Admin
-from dispatcher.api.demo import serve_for_demo
 from dispatcher.client import Client
-from dispatcher.cluster import Cluster
 from dispatcher.errors import Overloaded
-from dispatcher.settings import Settings
-from dispatcher.workload import booking, company_code
+from dossierflow.settings import Settings
+from dossierflow.tools.apidemo import serve_for_demo
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import booking, company_code
 from store import Role, Store, TaskStatus, UserRecord
 from store.tokens import Tokens
 from tests.e2e.helpers import package_with

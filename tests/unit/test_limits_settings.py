@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker.topology import PARTITION_MAX_BYTES, partition_arguments
-from dispatcher.settings import Settings, SettingsError
+from dossierflow.settings import Settings, SettingsError
 
 MIB = 1024 * 1024
 
