@@ -234,7 +234,7 @@ def _submit_b(client: Client, office: str, count: int, seed: str) -> tuple[list[
 
 def _all_done(db: Store, ids: list[str]) -> Callable[[], bool]:
     def probe() -> bool:
-        tasks = [db.task(t) for t in ids]
+        tasks = [db.tasks.get(t) for t in ids]
         return all(t is not None and t.status is TaskStatus.DONE for t in tasks)
 
     return probe
@@ -427,7 +427,7 @@ def test_a_flood_from_one_connector_leaves_other_offices_running(
         limited.sequencer_prefetch_bytes
     )
     wait_for(_all_done(db, before + during), 120, "b's tasks done after the flood")
-    finished = [t.finished_at for t in (db.task(i) for i in during) if t and t.finished_at]
+    finished = [t.finished_at for t in (db.tasks.get(i) for i in during) if t and t.finished_at]
     in_flood = sum(1 for at in finished if at <= ended)
     print(f"b's tasks submitted during the flood and done before it ended: {in_flood}")
     assert in_flood > 0, "office b's work stood still during the flood"
@@ -437,5 +437,5 @@ def test_a_flood_from_one_connector_leaves_other_offices_running(
     # A guard only: the owner reads at most a batch ahead, so even an unbounded prefetch
     # left its memory near this in the runs measured (83 MiB); the broker held the rest.
     assert peak < 160, f"dispatcher peak RSS {peak:.0f} MiB"
-    instructions = db.find_instructions()
+    instructions = db.instructions.find()
     assert instructions == [], instructions
