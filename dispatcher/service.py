@@ -106,7 +106,6 @@ class Dispatcher:
             partitions=len(queues),
             threads=count,
             prefetch=self._settings.partition_prefetch,
-            max_message_bytes=self._settings.message_limit_bytes,
         )
         conn: Connection | None = None
         while not self._stop.is_set():
@@ -168,6 +167,7 @@ class Dispatcher:
             linger_s=self._settings.batch_linger_ms / 1000,
             # Bounded in messages and, through the largest message, in bytes.
             prefetch=self._settings.partition_prefetch,
+            max_message_bytes=self._settings.message_limit_bytes,
         )
         while not self._stop.is_set():
             conn: Connection | None = None
