@@ -8,7 +8,6 @@ error next to its field. Only support may send a whole payload as JSON.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -73,8 +72,7 @@ async def choose_language(request: Request) -> Response:
     language = values.get("language", "")
     if language not in ("", *LANGUAGES):
         raise Problem(422, "invalid-request", "unknown language")
-    user = replace(ctx.who.user, language=language)
-    await run_in_threadpool(ctx.svc.store.users.save, user)
+    await run_in_threadpool(ctx.svc.set_language, ctx.who, language)
     return RedirectResponse(_local(values.get("next", ""), "/"), status_code=303)
 
 
@@ -88,7 +86,7 @@ async def act(request: Request, task_id: str, action: str) -> Response:
     task_id = option(task_id, ID, "task") or ""
     payload = _json_payload(values.get("payload", ""), ctx.who.role)
     if kind is ActionType.RESTART and payload is None:
-        task = await run_in_threadpool(ctx.svc.task, ctx.who, task_id)
+        task = await run_in_threadpool(ctx.svc.reads.task, ctx.who, task_id)
         given = corrections.submitted(values)
         if given:
             code = (task.error or {}).get("code")
@@ -99,7 +97,7 @@ async def act(request: Request, task_id: str, action: str) -> Response:
                 )
             payload = fixed if fixed != task.payload else None
     record = await run_in_threadpool(ctx.svc.act, ctx.who, task_id, kind, payload)
-    acted = await run_in_threadpool(ctx.svc.task, ctx.who, task_id)
+    acted = await run_in_threadpool(ctx.svc.reads.task, ctx.who, task_id)
     request.app.state.page_snapshots.forget(acted.office, task_id)  # lists show it soon
 
     notice = f"{kind.value}-{record.status.value}"

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from dispatcher.api.auth import Principal, authenticate_session
+from dispatcher.api.auth import Principal
 from dispatcher.api.guard import Door, check_origin
 from dispatcher.api.i18n import N_, Speaker, choose_language
 from dispatcher.api.problems import Problem
@@ -79,12 +79,12 @@ def context(request: Request) -> Context:
     svc: Service = request.app.state.service
     door: Door = request.app.state.door
     session_id = request.cookies.get(door.cookie)
-    who = authenticate_session(svc.store, svc.tokens, request.app.state.sessions, session_id)
+    who = svc.authenticate_session(request.app.state.sessions, session_id)
     if who.role is Role.SUPPORT:
         office = option(request.query_params.get("office"), ID, "office")
     else:
         office = who.user.office
-    record = svc.store.offices.get(office) if office else None
+    record = svc.reads.office(office) if office else None
     return Context(who, svc, speaker_for(request, who, record), office)
 
 

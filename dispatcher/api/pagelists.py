@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from dispatcher.api.corrections import LABELS
 from dispatcher.api.pagebase import ID, KIND, Context, option, render
 from dispatcher.api.problems import Problem
+from dispatcher.api.reads import TaskQuery
 from dispatcher.api.snapshot import Snapshot, Snapshots
 from dispatcher.api.views import PAGE_SIZE, Row, decode_cursor, encode_cursor, row_of, rows_of
 from store import TaskStatus
@@ -51,30 +52,19 @@ def filters_of(request: Request, ctx: Context, dossier: str | None = None) -> di
     return form
 
 
-def task_filter(form: dict[str, str]) -> TaskFilter:
-    """The store's filter; no status, instruction or colour means what needs a person."""
+def task_query(form: dict[str, str]) -> TaskQuery:
+    """The shared list query; no status, instruction or colour means what needs a person."""
     status = form.get("status", "")
-    instruction = {"yes": True, "no": False}.get(form.get("instruction", ""))
-    severity = form.get("severity") or None
-    return TaskFilter(
+    return TaskQuery(
         statuses=(TaskStatus(status),) if status and status != "all" else (),
         kind=form.get("kind"),
         dossier=form.get("dossier"),
-        has_instruction=instruction,
-        severity=severity,
+        has_instruction={"yes": True, "no": False}.get(form.get("instruction", "")),
+        severity=form.get("severity") or None,
         submitted_from=_day(form.get("submitted_from"), "from"),
         submitted_to=_day(form.get("submitted_to"), "to"),
-        needs_attention=not (status or instruction is not None or severity),
+        show_all=status == "all",
     )
-
-
-def _scope(ctx: Context, dossier: str | None = None) -> Scope:
-    scope = ctx.who.scope(ctx.office, need_office=dossier is not None)
-    if dossier is not None:
-        assert scope.office is not None
-        ctx.svc.check_dossier(ctx.who, scope.office, dossier)
-        return Scope(scope.office, (dossier,))
-    return scope
 
 
 def snapshot(request: Request, scope: Scope) -> Snapshot | None:
@@ -89,17 +79,13 @@ def _page(
     """A page of rows from the office's snapshot (across offices: from the store)."""
     cursor = decode_cursor(request.query_params.get("cursor"))
     snap = snapshot(request, scope)
-    if snap is not None:
-        tasks, after = snap.page(scope, f, cursor, limit)
-        instructions = snap.instructions
-    else:
-        tasks, after = ctx.svc.monitoring.tasks(scope, f, cursor, limit)
-        instructions = ctx.svc.monitoring.open_instructions_of(scope, [t.id for t in tasks])
+    tasks, after = ctx.svc.reads.tasks(scope, f, cursor, limit, snap)
+    instructions = ctx.svc.reads.open_instructions_of(scope, tasks, snap)
     return rows_of(ctx.who, tasks, instructions, ctx.speaker), encode_cursor(after)
 
 
 def _list(request: Request, ctx: Context, form: dict[str, str], scope: Scope) -> dict[str, Any]:
-    rows, after = _page(request, ctx, scope, task_filter(form), PAGE_SIZE)
+    rows, after = _page(request, ctx, scope, task_query(form).filter(), PAGE_SIZE)
     keep = {**form, **({"office": ctx.office} if ctx.who.role.value == "support" else {})}
     next_url = f"?{urlencode({**keep, 'cursor': after})}" if after else ""
     first_url = f"?{urlencode(keep)}" if request.query_params.get("cursor") else ""
@@ -109,7 +95,7 @@ def _list(request: Request, ctx: Context, form: dict[str, str], scope: Scope) ->
 def tasks(request: Request, ctx: Context) -> Response:
     """The monitoring list with its filters."""
     form = filters_of(request, ctx)
-    scope = _scope(ctx)
+    scope = ctx.svc.reads.list_scope(ctx.who, ctx.office)
     values = _list(request, ctx, form, scope)
     statuses = list(TaskStatus)
     return render(request, "tasks.html", ctx, statuses=statuses, **values)
@@ -117,9 +103,8 @@ def tasks(request: Request, ctx: Context) -> Response:
 
 def dossier(request: Request, ctx: Context, name: str) -> Response:
     """Monitoring dossier: the list of one dossier, with its stripe and counts."""
-    scope = _scope(ctx, name)
-    snap = snapshot(request, scope)
-    rows = snap.dossiers(scope) if snap is not None else []
+    scope = ctx.svc.reads.dossier_scope(ctx.who, ctx.office, name)
+    rows = ctx.svc.reads.dossiers(scope, snapshot(request, scope))
     summary = rows[0] if rows else DossierSummary(scope.office or "", name, "")
     form = filters_of(request, ctx, dossier=name)
     values = _list(request, ctx, form, scope)
@@ -128,9 +113,8 @@ def dossier(request: Request, ctx: Context, name: str) -> Response:
 
 def overview(request: Request, ctx: Context) -> Response:
     """Every dossier with its stripe, a page at a time, and what needs a person."""
-    scope = _scope(ctx)
-    snap = snapshot(request, scope)
-    everything = snap.dossiers(scope) if snap is not None else ctx.svc.monitoring.overview(scope)
+    scope = ctx.svc.reads.list_scope(ctx.who, ctx.office)
+    everything = ctx.svc.reads.dossiers(scope, snapshot(request, scope))
     show = request.query_params.get("show", "")
     chosen = [d for d in everything if d.stripe] if show == "striped" else everything
     pages = max(1, -(-len(chosen) // DOSSIERS_PER_PAGE))
@@ -139,7 +123,7 @@ def overview(request: Request, ctx: Context) -> Response:
     except ValueError as exc:
         raise Problem(422, "invalid-request", "page must be a number") from exc
     shown = chosen[(page - 1) * DOSSIERS_PER_PAGE : page * DOSSIERS_PER_PAGE]
-    rows, more = _page(request, ctx, scope, TaskFilter(needs_attention=True), ATTENTION_ROWS)
+    rows, more = _page(request, ctx, scope, TaskQuery().filter(), ATTENTION_ROWS)
     counts = {
         "red": sum(1 for d in everything if d.stripe == "red"),
         "orange": sum(1 for d in everything if d.stripe == "orange"),
@@ -163,16 +147,16 @@ def task(
     request: Request, ctx: Context, task_id: str, status: int = 200, fields: Any = None
 ) -> Response:
     """A task's page (also with a refused correction's field errors, status 422)."""
-    record = ctx.svc.task(ctx.who, task_id)
+    record = ctx.svc.reads.task(ctx.who, task_id)
     scope = ctx.who.scope(record.office)
-    instruction = ctx.svc.monitoring.open_instructions_of(scope, [record.id]).get(record.id)
+    instruction = ctx.svc.reads.open_instructions_of(scope, [record]).get(record.id)
     text = ctx.speaker.instruction(instruction.code, instruction.facts) if instruction else None
     row = row_of(ctx.who, record, instruction, text)
     if fields is not None:
         row = replace(row, fields=fields)
     # The full history is a scan of every task's events on a server without indexes: on request.
     everything = request.query_params.get("history") == "all"
-    history = ctx.svc.store.tasks.history(record.id) if everything else None
+    history = ctx.svc.reads.history(record) if everything else None
     here = f"/tasks/{record.id}"  # also when a refused correction renders it from its POST
     return render(
         request,

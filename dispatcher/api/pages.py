@@ -50,7 +50,7 @@ def overview_page(request: Request) -> Response:
     """The office overview: dossiers with their stripes, and what needs a person."""
     ctx = context(request)
     if ctx.who.role is Role.SUPPORT and ctx.office is None:
-        offices = ctx.svc.store.offices.all()
+        offices = ctx.svc.reads.offices()
         return render(request, "offices.html", ctx, offices=offices)
     return pagelists.overview(request, ctx)
 

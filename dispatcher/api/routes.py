@@ -29,10 +29,10 @@ from dispatcher.api.models import (
 )
 from dispatcher.api.params import IdempotencyKey, Instant, Office, Severity, known_query
 from dispatcher.api.problems import Problem, documented
+from dispatcher.api.reads import TaskQuery
 from dispatcher.api.service import Service
 from dispatcher.api.throttle import LoginThrottle
 from store import ActionType, InstructionStatus, TaskStatus
-from store.monitoring import DossierSummary, Scope, TaskFilter
 from workers.kinds import kinds
 
 router = APIRouter(
@@ -88,7 +88,7 @@ def submit(
     if not new:
         response.status_code = 200
     response.headers["Location"] = f"/v1/tasks/{task_id}"
-    return TaskOut.of(svc.task(who, task_id))
+    return TaskOut.of(svc.reads.task(who, task_id))
 
 
 @router.post("/task-batches", response_model=BatchAnswer, responses=documented(403))
@@ -104,16 +104,14 @@ def submit_tasks(body: BatchRequest, who: Who, svc: Svc) -> BatchAnswer:
 @router.get("/tasks/{task_id}", response_model=TaskDetail, responses=documented(404))
 def get_task(task_id: Id, who: Who, svc: Svc) -> TaskDetail:
     """One task with its history and instructions."""
-    task = svc.task(who, task_id)
+    view = svc.reads.task_view(who, task_id)
     language = who.user.language
     return TaskDetail(
-        **TaskOut.of(task).model_dump(),
-        payload=task.payload,
-        result=task.result,
-        history=[HistoryOut.of(h) for h in svc.store.tasks.history(task.id)],
-        instructions=[
-            InstructionOut.of(i, language) for i in svc.store.instructions.find(task_id=task.id)
-        ],
+        **TaskOut.of(view.task).model_dump(),
+        payload=view.task.payload,
+        result=view.task.result,
+        history=[HistoryOut.of(h) for h in view.history],
+        instructions=[InstructionOut.of(i, language) for i in view.instructions],
     )
 
 
@@ -139,13 +137,10 @@ def list_tasks(
 ) -> TaskPage:
     """Tasks newest first. Without status, has_instruction, severity or all: what needs a person
     (failed tasks and tasks with an open instruction)."""
-    scope = who.scope(office)
-    if dossier is not None and scope.office is not None:
-        svc.check_dossier(who, scope.office, dossier)
+    scope = svc.reads.list_scope(who, office, dossier)
     if kind is not None and kind not in kinds():
         raise Problem(422, "invalid-request", "kind: not a registered task kind")
-    default = not (show_all or status or has_instruction is not None or severity is not None)
-    filters = TaskFilter(
+    query = TaskQuery(
         statuses=tuple(status or ()),
         kind=kind,
         dossier=dossier,
@@ -153,28 +148,20 @@ def list_tasks(
         severity=severity,
         submitted_from=submitted_from,
         submitted_to=submitted_to,
-        needs_attention=default,
+        show_all=show_all,
     )
-    tasks, after = svc.monitoring.tasks(scope, filters, decode_cursor(cursor), limit)
+    tasks, after = svc.reads.tasks(scope, query.filter(), decode_cursor(cursor), limit)
     return TaskPage(items=[TaskOut.of(t) for t in tasks], next_cursor=encode_cursor(after))
 
 
 @router.get("/dossiers/{dossier}", response_model=DossierView, responses=documented(404))
 def get_dossier(dossier: Id, who: Who, svc: Svc, office: Office = None) -> DossierView:
     """A dossier's stripe, counts, open instructions and latest tasks."""
-    scope = who.scope(office, need_office=True)
-    assert scope.office is not None
-    svc.check_dossier(who, scope.office, dossier)
-    # Counted over this dossier only: the office's overview costs a scan of all its tasks.
-    rows = svc.monitoring.overview(Scope(scope.office, (dossier,)))
-    if not rows:
-        raise Problem(404, "not-found", f"no dossier {dossier}")
-    tasks, _ = svc.monitoring.tasks(scope, TaskFilter(dossier=dossier), None, 50)
-    instructions = svc.monitoring.instructions(scope, dossier=dossier)
+    view = svc.reads.dossier_view(who, office, dossier)
     return DossierView(
-        summary=DossierRow.of(rows[0]),
-        tasks=[TaskOut.of(t) for t in tasks],
-        instructions=[InstructionOut.of(i, who.user.language) for i in instructions],
+        summary=DossierRow.of(view.summary),
+        tasks=[TaskOut.of(t) for t in view.tasks],
+        instructions=[InstructionOut.of(i, who.user.language) for i in view.instructions],
     )
 
 
@@ -183,7 +170,7 @@ def overview(who: Who, svc: Svc, office: Office = None) -> Overview:
     """Every dossier of the office with its stripe and waiting, running and failed counts."""
     scope = who.scope(office, need_office=True)
     assert scope.office is not None
-    rows: list[DossierSummary] = svc.monitoring.overview(scope)
+    rows = svc.reads.dossiers(scope)
     return Overview(office=scope.office, dossiers=[DossierRow.of(r) for r in rows])
 
 
@@ -199,10 +186,8 @@ def list_instructions(
     limit: Annotated[int, Query(ge=1, le=200)] = 200,
 ) -> list[InstructionOut]:
     """Instructions in the user's scope, newest first (default: open ones)."""
-    scope = who.scope(office)
-    if dossier is not None and scope.office is not None:
-        svc.check_dossier(who, scope.office, dossier)
-    found = svc.monitoring.instructions(
+    scope = svc.reads.list_scope(who, office, dossier)
+    found = svc.reads.instructions(
         scope,
         dossier=dossier,
         status=None if status == "all" else InstructionStatus(status),

@@ -1,7 +1,8 @@
 """What the API and the page do, behind access control: one place for both front ends.
 
-The broker client is not thread-safe and FastAPI runs sync endpoints in a thread pool, so
-each thread gets a client of its own from `ClientPool`.
+Reads are `reads.Reads` (`Service.reads`); submissions and the actions (restart, cancel,
+resolve) are here. The broker client is not thread-safe and FastAPI runs sync endpoints in
+a thread pool, so each thread gets a client of its own from `ClientPool`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from broker.errors import BrokerError, PublishNotConfirmed
 from dispatcher.actions import role_refusal, state_refusal
 from dispatcher.api.admission import Admission
-from dispatcher.api.auth import ACTORS, SUBMITTERS, Principal, authenticate
+from dispatcher.api.auth import ACTORS, SUBMITTERS, Principal, authenticate, authenticate_session
 from dispatcher.api.problems import Problem
+from dispatcher.api.reads import Reads
 from dispatcher.client import Client
 from dispatcher.errors import (
     ActionRefused,
@@ -28,6 +31,7 @@ from dispatcher.errors import (
     UnknownTask,
 )
 from store import ActionRecord, ActionType, Store, TaskRecord
+from store.sessions import Sessions
 
 IDEMPOTENCY_WAIT_S = 10.0  # how long a retry waits for a concurrent first attempt
 
@@ -93,8 +97,15 @@ def fingerprint(dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def allowed(who: Principal, task: TaskRecord, action: ActionType) -> bool:
+    """Whether the user may take the action now (the rules `Service.act` applies)."""
+    if who.role not in ACTORS:
+        return False
+    return state_refusal(task, action) is None and role_refusal(task, action, who.role) is None
+
+
 class Service:
-    """Reads and actions of one user, with the access rules applied."""
+    """Reads, submissions and actions of one user, with the access rules applied."""
 
     def __init__(
         self,
@@ -106,6 +117,7 @@ class Service:
         self.store = store
         self.admission = admission
         self.monitoring = store.monitoring
+        self.reads = Reads(store, self.monitoring)
         self.tokens = store.tokens
         self.keys = store.idempotency
         self.clients = clients
@@ -115,17 +127,13 @@ class Service:
         """The user of a token, or 401."""
         return authenticate(self.store, self.tokens, token)
 
-    def task(self, who: Principal, task_id: str) -> TaskRecord:
-        """A task the user may see; 404 for one that is absent or not theirs alike."""
-        task = self.store.tasks.get(task_id)
-        if task is None or not who.sees(task.office, task.dossier):
-            raise Problem(404, "not-found", f"no task {task_id}")
-        return task
+    def authenticate_session(self, sessions: Sessions, session_id: str | None) -> Principal:
+        """The user of a page session, or 401."""
+        return authenticate_session(self.store, self.tokens, sessions, session_id)
 
-    def check_dossier(self, who: Principal, office: str, dossier: str) -> None:
-        """404 for a dossier outside the user's scope."""
-        if not who.sees(office, dossier):
-            raise Problem(404, "not-found", f"no dossier {dossier}")
+    def set_language(self, who: Principal, language: str) -> None:
+        """The user's own language ("": the browser's, else the office's)."""
+        self.store.users.save(replace(who.user, language=language))
 
     def submit(
         self, who: Principal, dossier: str, kind: str, payload: dict[str, Any], key: str | None
@@ -191,7 +199,7 @@ class Service:
         self, who: Principal, task_id: str, action: ActionType, payload: dict[str, Any] | None
     ) -> ActionRecord:
         """Restart, cancel or resolve a task the user may see and act on."""
-        task = self.task(who, task_id)
+        task = self.reads.task(who, task_id)
         who.require(ACTORS, "act on tasks")
         reason = state_refusal(task, action)
         if reason is not None:

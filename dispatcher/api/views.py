@@ -1,7 +1,7 @@
 """What the page shows of tasks: rows with their instruction, allowed actions and fields.
 
-Reads go through the shared `Service` and `store.monitoring`, never through the HTTP
-API's route functions, so the API can change its wire format without touching the page.
+Reads go through the shared `reads.Reads`, never through the HTTP API's route functions,
+so the API can change its wire format without touching the page.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dispatcher.actions import role_refusal, state_refusal
-from dispatcher.api.auth import ACTORS, Principal
+from dispatcher.api.auth import Principal
 from dispatcher.api.corrections import Field, fields_for
 from dispatcher.api.i18n import Speaker
 from dispatcher.api.problems import Problem
+from dispatcher.api.service import allowed
 from store import ActionType, InstructionRecord, Role, TaskRecord
 from store.monitoring import Cursor
 from workers.texts import InstructionText
@@ -42,13 +42,6 @@ class Row:
     def support_acts(self) -> bool:
         """A red failure: support acts, the office waits."""
         return self.severity == "red"
-
-
-def allowed(who: Principal, task: TaskRecord, action: ActionType) -> bool:
-    """Whether the user may take the action now (the same rules the service applies)."""
-    if who.role not in ACTORS:
-        return False
-    return state_refusal(task, action) is None and role_refusal(task, action, who.role) is None
 
 
 def row_of(
