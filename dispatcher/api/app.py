@@ -14,6 +14,7 @@ from dispatcher.api.bodylimit import ENVELOPE_BYTES, BodyLimit
 from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.guard import Door, SecurityHeaders
 from dispatcher.api.service import ClientPool, Service
+from dispatcher.api.snapshot import Snapshots
 from dispatcher.api.throttle import LoginThrottle
 from dispatcher.client import Client
 from dispatcher.settings import Settings
@@ -42,9 +43,11 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.service = Service(
+    service = Service(
         store, ClientPool(factory), Admission.of(settings, store), action_wait_s=action_wait_s
     )
+    app.state.service = service
+    app.state.page_snapshots = Snapshots(service.monitoring, changes=changes)
     door = Door.of(settings, secret)
     app.state.door = door
     app.state.secret = door.secret

@@ -30,7 +30,6 @@ from dispatcher.api.pagebase import (
 )
 from dispatcher.api.problems import Problem
 from dispatcher.api.service import Service
-from dispatcher.api.snapshot import Snapshots
 from dispatcher.api.throttle import LoginThrottle
 from store import Role
 from store.sessions import Sessions
@@ -140,7 +139,10 @@ def _quiet_context(request: Request) -> Context | None:
 
 
 def install(app: FastAPI) -> None:
-    """Add the page's routes, its script and its HTML error answers."""
+    """Add the page's routes, its script and its HTML error answers.
+
+    The page reads its lists from `app.state.page_snapshots` (built by `create_app`).
+    """
     add = app.add_api_route
     add("/", overview_page, methods=["GET"], include_in_schema=False)
     add("/tasks", tasks_page, methods=["GET"], include_in_schema=False)
@@ -151,7 +153,6 @@ def install(app: FastAPI) -> None:
     add("/login", login_form, methods=["GET"], include_in_schema=False)
     add("/login", login, methods=["POST"], include_in_schema=False)
     add("/logout", logout, methods=["POST"], include_in_schema=False)
-    app.state.page_snapshots = Snapshots(app.state.service.monitoring, changes=app.state.changes)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(Problem, _on_problem)
