@@ -1,9 +1,9 @@
 """The API and the page are two front ends over one service: neither uses the other.
 
 Both read through `dispatcher.api.reads` and act through `dispatcher.api.service`; the
-routes turn records into JSON models, the page into template context. import-linter holds
-the same line as a `forbidden` contract; this test also says that no front end reads the
-store past the service.
+routes turn records into JSON models, the page into template context. The import half
+belongs in import-linter's contracts too (a `forbidden` contract each way); only this test
+says that no front end reads the store past the service.
 """
 
 from __future__ import annotations
