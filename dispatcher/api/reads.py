@@ -83,7 +83,7 @@ class TaskQuery:
 
 
 @dataclass(frozen=True)
-class TaskView:
+class TaskWithHistory:
     """One task with its history and every instruction it had."""
 
     task: TaskRecord
@@ -92,7 +92,7 @@ class TaskView:
 
 
 @dataclass(frozen=True)
-class DossierView:
+class DossierContents:
     """One dossier: its stripe and counts, latest tasks and open instructions."""
 
     summary: DossierSummary
@@ -178,13 +178,13 @@ class Reads:
         """Every step of a task's life (a scan on a server without indexes)."""
         return self._store.tasks.history(task.id)
 
-    def task_view(self, who: Principal, task_id: str) -> TaskView:
+    def task_with_history(self, who: Principal, task_id: str) -> TaskWithHistory:
         """A task the user may see, with its history and every instruction it had."""
         task = self.task(who, task_id)
         instructions = self._store.instructions.find(task_id=task.id)
-        return TaskView(task, self._store.tasks.history(task.id), instructions)
+        return TaskWithHistory(task, self._store.tasks.history(task.id), instructions)
 
-    def dossier_view(self, who: Principal, office: str | None, dossier: str) -> DossierView:
+    def dossier_contents(self, who: Principal, office: str | None, dossier: str) -> DossierContents:
         """A dossier the user may see: its stripe and counts, latest tasks, open instructions."""
         scope = who.scope(office, need_office=True)
         mine = self.dossier_scope(who, office, dossier)
@@ -194,7 +194,7 @@ class Reads:
             raise Problem(404, "not-found", f"no dossier {dossier}")
         tasks, _ = self._monitoring.tasks(scope, TaskFilter(dossier=dossier), None, DOSSIER_TASKS)
         instructions = self._monitoring.instructions(scope, dossier=dossier)
-        return DossierView(rows[0], tasks, instructions)
+        return DossierContents(rows[0], tasks, instructions)
 
     def office(self, name: str) -> OfficeRecord | None:
         """An office's record (its language and time zone)."""

@@ -104,7 +104,7 @@ def submit_tasks(body: BatchRequest, who: Who, svc: Svc) -> BatchAnswer:
 @router.get("/tasks/{task_id}", response_model=TaskDetail, responses=documented(404))
 def get_task(task_id: Id, who: Who, svc: Svc) -> TaskDetail:
     """One task with its history and instructions."""
-    view = svc.reads.task_view(who, task_id)
+    view = svc.reads.task_with_history(who, task_id)
     language = who.user.language
     return TaskDetail(
         **TaskOut.of(view.task).model_dump(),
@@ -157,7 +157,7 @@ def list_tasks(
 @router.get("/dossiers/{dossier}", response_model=DossierView, responses=documented(404))
 def get_dossier(dossier: Id, who: Who, svc: Svc, office: Office = None) -> DossierView:
     """A dossier's stripe, counts, open instructions and latest tasks."""
-    view = svc.reads.dossier_view(who, office, dossier)
+    view = svc.reads.dossier_contents(who, office, dossier)
     return DossierView(
         summary=DossierRow.of(view.summary),
         tasks=[TaskOut.of(t) for t in view.tasks],
