@@ -25,7 +25,7 @@ import structlog
 
 from broker import topology
 from broker.errors import Unroutable
-from broker.messages import utcnow
+from broker.messages import RAW_KEEP_BYTES, utcnow, valid_id
 from broker.rabbitmq import Connection, Delivery, Outgoing
 from dispatcher import core
 from dispatcher.batchwrite import Collector
@@ -293,16 +293,15 @@ class Owner:
         """Decode; a message from a sender that may not send it is dropped (see `senders`)."""
         limit = self._cfg.max_message_bytes
         if limit and len(delivery.body) > limit:
-            office, _, dossier = delivery.routing_key.partition(".")
-            why = f"message of {len(delivery.body)} bytes is over the limit of {limit}"
-            return Inbound(office, dossier, None, why)
-        decoded = inbound(
-            delivery.body,
-            delivery.message_id,
-            delivery.routing_key,
-            death_of(delivery),
-            delivery.redelivered,
-        )
+            decoded = self._oversized(delivery, limit)
+        else:
+            decoded = inbound(
+                delivery.body,
+                delivery.message_id,
+                delivery.routing_key,
+                death_of(delivery),
+                delivery.redelivered,
+            )
         if decoded.message is None:
             return decoded
         dead = delivery.death is not None
@@ -310,6 +309,22 @@ class Owner:
             delivery.exchange, delivery.user_id, decoded.office, decoded.message, dead
         )
         return replace(decoded, message=None, problem=why) if why else decoded
+
+    @staticmethod
+    def _oversized(delivery: Delivery, limit: int) -> Inbound:
+        """A message over the size limit is not decoded. A work message the broker
+        dead-lettered still becomes an unreadable message of its dossier (with its first
+        bytes, as an instruction keeps them), so it is not lost without a word; anything
+        else is dropped."""
+        office, _, dossier = delivery.routing_key.partition(".")
+        why = f"message of {len(delivery.body)} bytes is over the limit of {limit}"
+        death = death_of(delivery)
+        if death is None or not (valid_id(office) and valid_id(dossier)):
+            return Inbound(office, dossier, None, why)
+        raw = delivery.body[:RAW_KEEP_BYTES]
+        return Inbound(
+            office, dossier, Unreadable(delivery.message_id, death.reason, death.queue, raw)
+        )
 
     def _take_new(self, parts: set[str], now: datetime) -> None:
         """A first delivery on a partition means the broker made this owner its active one."""
