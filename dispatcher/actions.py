@@ -7,7 +7,8 @@ the task may have moved in between.
 
 from __future__ import annotations
 
-from store import ActionType, Role, TaskRecord, TaskStatus
+from store import Role, TaskRecord
+from workers.vocabulary import ActionType, TaskStatus
 
 ACTIVATION = "dossier.activate"
 

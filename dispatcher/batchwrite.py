@@ -16,8 +16,9 @@ from broker import topology
 from broker.messages import RAW_KEEP_BYTES, Envelope, MessageType
 from broker.rabbitmq import Outgoing
 from dispatcher import core
-from store.records import InstructionRecord, InstructionStatus, TaskStatus
+from store.records import InstructionRecord
 from store.sequencing import BatchWrite, HistoryRow
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 # A task whose batch leaves it in one of these is out of flight: its release note goes.
 LANDED = (TaskStatus.DONE.value, TaskStatus.FAILED.value, TaskStatus.RETRY_WAIT.value)

@@ -36,20 +36,11 @@ from dispatcher.errors import (
     UnknownTask,
 )
 from dispatcher.settings import Settings
-from store import (
-    ActionRecord,
-    ActionStatus,
-    ActionType,
-    Role,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    TaskRecord,
-    TaskStatus,
-)
+from store import ActionRecord, Role, Store, StoreError, StoreUnavailable, TaskRecord
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
 from workers.errors import InvalidSubmission as InvalidTaskInput
 from workers.kinds import spec_for, validate_payload
+from workers.vocabulary import ActionStatus, ActionType, TaskStatus
 
 log = structlog.get_logger("dossierflow.client")
 T = TypeVar("T")

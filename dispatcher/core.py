@@ -32,7 +32,6 @@ from dispatcher.inbound import (
 from dispatcher.state import (
     ACTIONABLE,
     FINAL,
-    IN_FLIGHT,
     CloseInstructions,
     Decide,
     Dossier,
@@ -43,11 +42,16 @@ from dispatcher.state import (
     Rules,
     TaskChange,
     Timer,
-    error_of,
-    reported_error,
 )
-from store.records import ActionStatus, ActionType, TaskStatus
-from workers.errors import SEVERITY, ErrorCode
+from workers.vocabulary import (
+    IN_FLIGHT,
+    SEVERITY,
+    ActionStatus,
+    ActionType,
+    ErrorCode,
+    Failure,
+    TaskStatus,
+)
 
 __all__ = [
     "CloseInstructions",
@@ -60,11 +64,9 @@ __all__ = [
     "Rules",
     "TaskChange",
     "Timer",
-    "error_of",
     "fail",
     "release",
     "repair",
-    "reported_error",
     "step",
 ]
 
@@ -218,8 +220,8 @@ def _failed(d: Dossier, msg: Failed, now: datetime, rules: Rules, out: list[Effe
     task = _current(d, msg.task_id, msg.run)
     if task is None or task.status not in IN_FLIGHT:
         return  # a late event of an attempt that no longer matters, or a replay
-    error = reported_error(msg.error)
-    if error.get("transient") is True:
+    failure = msg.error
+    if failure.transient:
         if task.retries < len(rules.retry_delays):
             delay = rules.retry_delays[task.retries]
             task.retries += 1
@@ -227,20 +229,20 @@ def _failed(d: Dossier, msg: Failed, now: datetime, rules: Rules, out: list[Effe
             note = f"retry {task.retries} in {delay} s"
             due = now + timedelta(seconds=delay)
             _change(out, task.id, TaskStatus.RETRY_WAIT, f"{task.retries}", at=now, note=note,
-                    retries=task.retries, error=error, next_attempt_at=due)  # fmt: skip
+                    retries=task.retries, error=failure.to_dict(), next_attempt_at=due)  # fmt: skip
             out.append(Timer(task.id, delay, task.retries, task.run))
             return
-        error = error_of(
+        failure = Failure.of(
             ErrorCode.PACKAGE_UNREACHABLE,
             "the accounting package stayed unreachable through every retry",
             attempts=str(task.retries + 1),
         )
-    fail(task, error, now, out)
+    fail(task, failure, now, out)
 
 
 def fail(
     task: OpenTask,
-    error: dict[str, Any],
+    failure: Failure,
     now: datetime,
     out: list[Effect],
     raw: bytes | None = None,
@@ -249,13 +251,11 @@ def fail(
     """Fail the task for good: it blocks its dossier and a person is instructed."""
     task.failures += 1
     task.status = TaskStatus.FAILED
-    code = str(error.get("code", ErrorCode.UNKNOWN_ERROR.value))
-    facts = {str(k): str(v) for k, v in (error.get("facts") or {}).items()}
-    severity = str(error.get("severity", "red"))
+    code, facts = failure.code, dict(failure.facts)
     instruction = f"{task.id}/{task.failures}"
-    out.append(Instruct(instruction, task.id, task.kind, code, severity, facts, raw))
-    _change(out, task.id, TaskStatus.FAILED, f"{task.failures}", at=now, note=code,
-            finished_at=now, error=error, failures=task.failures, **fields)  # fmt: skip
+    out.append(Instruct(instruction, task.id, task.kind, code, failure.severity, facts, raw))
+    _change(out, task.id, TaskStatus.FAILED, f"{task.failures}", at=now, note=code.value,
+            finished_at=now, error=failure.to_dict(), failures=task.failures, **fields)  # fmt: skip
 
 
 def _retry_due(d: Dossier, msg: RetryDue) -> None:
@@ -295,7 +295,7 @@ def _dead_lettered(d: Dossier, msg: DeadLettered, now: datetime, out: list[Effec
         if msg.reason == "delivery_limit"
         else "no connector could run the message"
     )
-    fail(task, error_of(ErrorCode.UNREADABLE_MESSAGE, why, reason=msg.reason), now, out, msg.raw)
+    fail(task, Failure.of(ErrorCode.UNREADABLE_MESSAGE, why, reason=msg.reason), now, out, msg.raw)
 
 
 def _unreadable(d: Dossier, msg: Unreadable, now: datetime, out: list[Effect]) -> None:
@@ -309,8 +309,8 @@ def _unreadable(d: Dossier, msg: Unreadable, now: datetime, out: list[Effect]) -
     if task.status not in IN_FLIGHT or digest in task.dead:
         return
     task.dead.add(digest)
-    error = error_of(ErrorCode.UNREADABLE_MESSAGE, "unreadable", reason=msg.reason)
-    fail(task, error, now, out, msg.raw, dead_letters=sorted(task.dead))
+    failure = Failure.of(ErrorCode.UNREADABLE_MESSAGE, "unreadable", reason=msg.reason)
+    fail(task, failure, now, out, msg.raw, dead_letters=sorted(task.dead))
 
 
 def _orphan(d: Dossier, raw: bytes, reason: str, queue: str) -> Instruct:
@@ -318,7 +318,7 @@ def _orphan(d: Dossier, raw: bytes, reason: str, queue: str) -> Instruct:
     digest = hashlib.sha256(raw).hexdigest()[:24]
     code = ErrorCode.UNREADABLE_MESSAGE
     facts = {"reason": reason, "queue": queue}
-    return Instruct(f"message/{d.key}/{digest}", "", "", code.value, SEVERITY[code].value, facts,
+    return Instruct(f"message/{d.key}/{digest}", "", "", code, SEVERITY[code], facts,
                     raw or b"(empty)")  # fmt: skip
 
 

@@ -8,13 +8,13 @@ type) are checked here, so the rules never see a half-formed message.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from broker.errors import DecodeError
 from broker.messages import Envelope, MessageType, decode, parse_ts, valid_id
-from store.records import ActionType
+from workers.vocabulary import SEVERITY, ActionType, ErrorCode, Failure
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Failed:
 
     task_id: str
     run: int
-    error: Mapping[str, Any] | None
+    error: Failure
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,15 @@ class Inbound:
         return f"{self.office}.{self.dossier}"
 
 
+def reported(data: object) -> Failure:
+    """A connector's failure, mapped through the error codes (its severity is not trusted)."""
+    try:
+        failure = Failure.from_dict(data if isinstance(data, Mapping) else {})
+    except ValueError:
+        return Failure.of(ErrorCode.UNKNOWN_ERROR, "the connector reported an unreadable error")
+    return replace(failure, severity=SEVERITY[failure.code])
+
+
 def _int(data: Mapping[str, Any], name: str, default: int | None = None) -> int:
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -194,8 +203,7 @@ def _message(env: Envelope, death: Death | None, raw: bytes, redelivered: bool) 
             env.task_id, _int(data, "run"), result if isinstance(result, dict) else {}, env.at
         )
     if kind is MessageType.FAILED:
-        error = data.get("error")
-        return Failed(env.task_id, _int(data, "run"), error if isinstance(error, dict) else None)
+        return Failed(env.task_id, _int(data, "run"), reported(data.get("error")))
     if kind is MessageType.RETRY_DUE:
         return RetryDue(env.task_id, _int(data, "run"), _int(data, "retry"))
     if kind is MessageType.RELEASE_LOST:

@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher import core
-from store.records import TaskStatus
 from store.sequencing import Sequencing
+from workers.vocabulary import TaskStatus
 
 
 def _task(doc: Mapping[str, Any]) -> core.OpenTask:

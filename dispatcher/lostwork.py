@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from store.records import TaskStatus
+from workers.vocabulary import TaskStatus
 
 IN_FLIGHT = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 # How old the management API's queue figures may be: RabbitMQ refreshes them every

@@ -17,8 +17,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from dispatcher import core
-from store.records import TaskStatus
 from workers.metrics import BoundedLabel, code_label, kind_label, office_label
+from workers.vocabulary import TaskStatus
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 # What a transition to a status counts: finished by status, submitted, or a retry.

@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from store.records import ActionStatus, ActionType, TaskStatus
-from workers.errors import SEVERITY, ErrorCode, Failure
+from workers.vocabulary import ActionStatus, ActionType, ErrorCode, Severity, TaskStatus
 
-IN_FLIGHT = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 # Where a person may act, per action (the client checks the same rule up front).
 ACTIONABLE: Mapping[ActionType, tuple[TaskStatus, ...]] = {
     ActionType.RESTART: (TaskStatus.FAILED, TaskStatus.RETRY_WAIT),
@@ -116,8 +114,8 @@ class Instruct:
     id: str
     task_id: str
     kind: str
-    code: str
-    severity: str
+    code: ErrorCode
+    severity: Severity
     facts: dict[str, str]
     raw: bytes | None = None
 
@@ -148,25 +146,3 @@ class Rules:
     """The deployment's choices the rules depend on."""
 
     retry_delays: Sequence[int] = (10, 60, 300, 1800)
-
-
-def error_of(code: ErrorCode, message: str, **facts: str) -> dict[str, Any]:
-    """A failure as stored on the task; severity always follows from the code."""
-    return {
-        "code": code.value,
-        "severity": SEVERITY[code].value,
-        "transient": False,
-        "message": message,
-        "facts": facts,
-    }
-
-
-def reported_error(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A connector's failure, mapped through the error codes (its severity is not trusted)."""
-    try:
-        failure = Failure.from_dict(data or {})
-    except ValueError:
-        return error_of(ErrorCode.UNKNOWN_ERROR, "the connector reported an unreadable error")
-    error = failure.to_dict()
-    error["severity"] = SEVERITY[failure.code].value
-    return error

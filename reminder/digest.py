@@ -16,7 +16,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from reminder.schedule import MIN_AGE_DAYS, age_in_days
-from store.records import InstructionRecord, InstructionStatus, OfficeRecord, Role, UserRecord
+from store.records import InstructionRecord, OfficeRecord, Role, UserRecord
+from workers.vocabulary import InstructionStatus
 
 ORANGE = "orange"
 

@@ -28,7 +28,8 @@ from reminder.render import (
 from reminder.schedule import due_reminder_day
 from store.mongo import Store
 from store.outbox import Outbox, OutboxEntry, OutboxStatus
-from store.records import InstructionRecord, InstructionStatus, OfficeRecord, UserRecord
+from store.records import InstructionRecord, OfficeRecord, UserRecord
+from workers.vocabulary import InstructionStatus
 
 log = structlog.get_logger("dossierflow.reminder")
 

@@ -10,30 +10,23 @@ from store.errors import Conflict, Fenced, NotFound, StoreError, StoreUnavailabl
 from store.mongo import Store
 from store.records import (
     ActionRecord,
-    ActionStatus,
-    ActionType,
     DossierRecord,
     HistoryEntry,
     InstructionRecord,
-    InstructionStatus,
     OfficeRecord,
     Role,
     TaskRecord,
-    TaskStatus,
     UserRecord,
 )
 
 __all__ = [
     "ActionRecord",
-    "ActionStatus",
-    "ActionType",
     "Actions",
     "Conflict",
     "DossierRecord",
     "Fenced",
     "HistoryEntry",
     "InstructionRecord",
-    "InstructionStatus",
     "NotFound",
     "OfficeRecord",
     "Role",
@@ -41,6 +34,5 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TaskRecord",
-    "TaskStatus",
     "UserRecord",
 ]

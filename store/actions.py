@@ -10,7 +10,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from store.base import Doc, Repository, mapped
-from store.records import ActionRecord, ActionStatus, ActionType
+from store.records import ActionRecord
+from workers.vocabulary import ActionStatus, ActionType
 
 ACTIONS = "actions"
 

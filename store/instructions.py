@@ -14,7 +14,8 @@ from pymongo.database import Database
 from store.base import Doc, Repository, mapped
 from store.errors import Conflict
 from store.mapping import instruction_doc, instruction_record
-from store.records import InstructionRecord, InstructionStatus
+from store.records import InstructionRecord
+from workers.vocabulary import InstructionStatus
 
 INSTRUCTIONS = "instructions"
 

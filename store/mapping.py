@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from store.base import Doc
-from store.records import InstructionRecord, InstructionStatus, TaskRecord, TaskStatus
+from store.records import InstructionRecord, TaskRecord
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 
 def task_record(doc: Mapping[str, Any]) -> TaskRecord:

@@ -18,7 +18,8 @@ from pymongo.database import Database
 
 from store.base import Doc, Repository, mapped
 from store.mapping import instruction_record, task_record
-from store.records import InstructionRecord, InstructionStatus, TaskRecord, TaskStatus
+from store.records import InstructionRecord, TaskRecord
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 ID_CHUNK = 500  # ids per `_id: {$in}` read (the test server uses its index up to 900)
 

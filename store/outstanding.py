@@ -36,7 +36,8 @@ from pymongo.errors import BulkWriteError
 
 from store.base import Doc, Repository, mapped
 from store.mapping import task_record
-from store.records import TaskRecord, TaskStatus
+from store.records import TaskRecord
+from workers.vocabulary import TaskStatus
 
 SUBMISSIONS = "submissions"
 RETRY_TIMERS = "retry_timers"

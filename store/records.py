@@ -1,4 +1,8 @@
-"""Records of the store: dataclasses and str enums, no I/O."""
+"""Records of the store: dataclasses and str enums, no I/O.
+
+The statuses and severities they hold are the shared vocabulary (`workers.vocabulary`),
+the one module of an upper layer the store may import.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-
-class TaskStatus(StrEnum):
-    """Where a task is in its life."""
-
-    SUBMITTED = "submitted"  # stored by the API, not yet seen by the sequencer
-    WAITING = "waiting"  # ordered in its dossier, waits for the tasks before it
-    QUEUED = "queued"  # released to the office's work queue
-    RUNNING = "running"  # a connector started an attempt
-    RETRY_WAIT = "retry_wait"  # the package was unreachable: waits for its next attempt
-    DONE = "done"
-    FAILED = "failed"  # failed for good: the dossier is blocked
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"  # a person resolved it by hand; the dossier goes on
-
-    @property
-    def finished(self) -> bool:
-        """Whether nothing more will happen to the task by itself."""
-        return self in (TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
-
-
-class ActionType(StrEnum):
-    """What a person can do to a task."""
-
-    RESTART = "restart"  # run a failed (or retry-waiting) task again, maybe corrected
-    CANCEL = "cancel"  # never run it; the dossier goes on with the next task
-    RESOLVE = "resolve"  # fixed by hand in the package: skip it, the dossier goes on
-
-
-class ActionStatus(StrEnum):
-    """Outcome of an action, decided by the sequencer in the dossier's order."""
-
-    PENDING = "pending"
-    APPLIED = "applied"
-    REFUSED = "refused"
+from workers.vocabulary import ActionStatus, ActionType, InstructionStatus, Severity, TaskStatus
 
 
 @dataclass
@@ -162,13 +133,6 @@ class UserRecord:
     disabled: bool = False  # `dossierflow users disable`: no token, no session works
 
 
-class InstructionStatus(StrEnum):
-    """Whether somebody still has to act."""
-
-    OPEN = "open"
-    RESOLVED = "resolved"  # the task was restarted, cancelled or resolved by hand
-
-
 @dataclass
 class InstructionRecord:
     """What a person must do so a failed task can run again; written by the sequencer.
@@ -184,7 +148,7 @@ class InstructionRecord:
     dossier: str
     kind: str
     code: str
-    severity: str  # "orange": the accountant acts; "red": support acts
+    severity: Severity  # orange: the accountant acts; red: support acts
     facts: dict[str, str]
     status: InstructionStatus
     created_at: datetime

@@ -28,7 +28,7 @@ from pymongo.database import Database
 
 from store.base import Doc, Repository, mapped
 from store.outbox import OUTBOX, OutboxStatus
-from store.records import InstructionStatus, TaskStatus
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 FINISHED = tuple(s.value for s in TaskStatus if s.finished)
 # Mails that are over: accepted by SMTP, refused for good, or a marker of a decision.

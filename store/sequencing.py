@@ -32,7 +32,8 @@ from store.outstanding import (
     release_docs,
     timer_id,
 )
-from store.records import ActionStatus, InstructionRecord, InstructionStatus, TaskStatus
+from store.records import InstructionRecord
+from workers.vocabulary import ActionStatus, InstructionStatus, TaskStatus
 
 OPEN = (
     TaskStatus.WAITING,

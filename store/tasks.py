@@ -20,8 +20,9 @@ from pymongo.errors import BulkWriteError
 from store.base import Doc, Repository, mapped
 from store.mapping import task_record
 from store.outstanding import SUBMISSIONS, submission_docs
-from store.records import HistoryEntry, TaskRecord, TaskStatus
+from store.records import HistoryEntry, TaskRecord
 from store.sequencing import BULK_CHUNK
+from workers.vocabulary import TaskStatus
 
 TASKS = "tasks"
 COALESCING = "coalescing"

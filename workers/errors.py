@@ -1,7 +1,7 @@
 """Error taxonomy of task work: transient vs permanent is a type, the instruction code a field.
 
 Adapters raise these types (translating library exceptions at their boundary);
-`classify` turns any exception into a JSON-safe `Failure` for the result event.
+`classify` turns any exception into a `Failure` (`workers.vocabulary`) for the result event.
 Messages of these errors are written by our own code from codes and facts, never
 from payload contents, so they may be shown and logged; the text of foreign
 exceptions is never used because it may hold personal data.
@@ -9,11 +9,9 @@ exceptions is never used because it may hold personal data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from types import MappingProxyType
 from typing import ClassVar
+
+from workers.vocabulary import SEVERITY, ErrorCode, Failure, Severity
 
 
 class TaskError(Exception):
@@ -43,46 +41,6 @@ class RateLimited(TransientError):
         """Keep the wait the package asked for, in seconds, when it gave one."""
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class Severity(StrEnum):
-    """Stripe colour of an instruction: who must act."""
-
-    ORANGE = "orange"  # the accountant can fix it
-    RED = "red"  # the vendor's support team must act
-
-
-class ErrorCode(StrEnum):
-    """Known failure causes; each one maps to an instruction text."""
-
-    INVALID_PERIOD = "invalid_period"
-    INVALID_JOURNAL = "invalid_journal"
-    INVALID_VAT_CODE = "invalid_vat_code"
-    DUPLICATE_BOOKING = "duplicate_booking"
-    UNKNOWN_DOSSIER_CODE = "unknown_dossier_code"
-    PACKAGE_UNREACHABLE = "package_unreachable"
-    DATABASE_ERROR = "database_error"
-    UNKNOWN_ERROR = "unknown_error"
-    UNREADABLE_MESSAGE = "unreadable_message"
-
-
-_ORANGE = Severity.ORANGE
-_RED = Severity.RED
-
-SEVERITY: Mapping[ErrorCode, Severity] = MappingProxyType(
-    {
-        ErrorCode.INVALID_PERIOD: _ORANGE,
-        ErrorCode.INVALID_JOURNAL: _ORANGE,
-        ErrorCode.INVALID_VAT_CODE: _ORANGE,
-        ErrorCode.DUPLICATE_BOOKING: _ORANGE,
-        ErrorCode.UNKNOWN_DOSSIER_CODE: _ORANGE,
-        ErrorCode.PACKAGE_UNREACHABLE: _ORANGE,
-        ErrorCode.DATABASE_ERROR: _RED,
-        ErrorCode.UNKNOWN_ERROR: _RED,
-        ErrorCode.UNREADABLE_MESSAGE: _RED,
-    }
-)
-"""Severity of each error code."""
 
 
 class PermanentError(TaskError):
@@ -153,43 +111,6 @@ class UnknownKind(InvalidSubmission):
 
 class InvalidPayload(InvalidSubmission):
     """The payload does not match the kind's schema; the message lists the fields."""
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What a result event says about a failed attempt (JSON-safe via to_dict)."""
-
-    code: ErrorCode
-    severity: Severity
-    transient: bool
-    message: str
-    facts: dict[str, str] = field(default_factory=dict, hash=False)
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain JSON-safe form for the message envelope."""
-        return {
-            "code": self.code.value,
-            "severity": self.severity.value,
-            "transient": self.transient,
-            "message": self.message,
-            "facts": dict(self.facts),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> Failure:
-        """Rebuild from `to_dict` output; raises ValueError on anything malformed."""
-        code, severity, transient = data.get("code"), data.get("severity"), data.get("transient")
-        message, facts = data.get("message"), data.get("facts", {})
-        if not isinstance(code, str) or not isinstance(severity, str):
-            raise ValueError("failure code and severity must be strings")
-        if not isinstance(transient, bool) or not isinstance(message, str):
-            raise ValueError("failure transient must be a bool and message a string")
-        if not isinstance(facts, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in facts.items()
-        ):
-            raise ValueError("failure facts must map strings to strings")
-        # ErrorCode(...) / Severity(...) raise ValueError for unknown values.
-        return cls(ErrorCode(code), Severity(severity), transient, message, dict(facts))
 
 
 def classify(exc: BaseException) -> Failure:

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
-from workers.errors import ErrorCode
 from workers.kinds import kinds
+from workers.vocabulary import ErrorCode
 
 OTHER = "other"
 # Seconds; the submit-to-start delay spans a quick hand-over to a long backlog.

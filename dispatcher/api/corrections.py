@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from dispatcher.api.i18n import N_
-from workers.errors import ErrorCode
 from workers.kinds import spec_for
+from workers.vocabulary import ErrorCode
 
 FIELD_PREFIX = "field."
 """Form names of correction fields: `field.<payload field>`."""

@@ -18,8 +18,8 @@ from babel.core import Locale
 from babel.dates import format_datetime, format_timedelta
 from babel.support import NullTranslations, Translations
 
-from store import TaskStatus
 from workers.texts import LANGUAGES, InstructionText, instruction_text, kind_label
+from workers.vocabulary import TaskStatus
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "messages"

@@ -21,7 +21,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.messages import utcnow
-from store import InstructionStatus, Store, StoreError
+from store import Store, StoreError
+from workers.vocabulary import InstructionStatus
 
 SEVERITIES = ("orange", "red")
 # Pending mails counted per reading; a backlog past it reads as this many (and alerts).

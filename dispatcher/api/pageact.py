@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from dispatcher.api import corrections, pagelists
 from dispatcher.api.pagebase import ID, Context, context, option, same_site
 from dispatcher.api.problems import Problem
-from store import ActionType, Role
+from store import Role
 from workers.texts import LANGUAGES
+from workers.vocabulary import ActionType
 
 _MAX_FIELD = 300_000  # a support JSON payload; the body limit bounds the whole form
 

@@ -16,8 +16,8 @@ from dispatcher.api.problems import Problem
 from dispatcher.api.reads import TaskQuery
 from dispatcher.api.snapshot import Snapshot, Snapshots
 from dispatcher.api.views import PAGE_SIZE, Row, decode_cursor, encode_cursor, row_of, rows_of
-from store import TaskStatus
 from store.monitoring import DossierSummary, Scope, TaskFilter
+from workers.vocabulary import TaskStatus
 
 DOSSIERS_PER_PAGE = 100
 ATTENTION_ROWS = 20  # the overview shows the first ones; the list has the rest

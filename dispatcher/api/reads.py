@@ -17,16 +17,9 @@ from typing import Protocol
 
 from dispatcher.api.auth import Principal
 from dispatcher.api.problems import Problem
-from store import (
-    HistoryEntry,
-    InstructionRecord,
-    InstructionStatus,
-    OfficeRecord,
-    Store,
-    TaskRecord,
-    TaskStatus,
-)
+from store import HistoryEntry, InstructionRecord, OfficeRecord, Store, TaskRecord
 from store.monitoring import Cursor, DossierSummary, Monitoring, Scope, TaskFilter
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 DOSSIER_TASKS = 50  # the latest tasks a dossier's view lists
 

@@ -32,8 +32,8 @@ from dispatcher.api.problems import Problem, documented
 from dispatcher.api.reads import TaskQuery
 from dispatcher.api.service import Service
 from dispatcher.api.throttle import LoginThrottle
-from store import ActionType, InstructionStatus, TaskStatus
 from workers.kinds import kinds
+from workers.vocabulary import ActionType, InstructionStatus, TaskStatus
 
 router = APIRouter(
     prefix="/v1",

@@ -30,8 +30,9 @@ from dispatcher.errors import (
     Overloaded,
     UnknownTask,
 )
-from store import ActionRecord, ActionType, Store, TaskRecord
+from store import ActionRecord, Store, TaskRecord
 from store.sessions import Sessions
+from workers.vocabulary import ActionType
 
 IDEMPOTENCY_WAIT_S = 10.0  # how long a retry waits for a concurrent first attempt
 

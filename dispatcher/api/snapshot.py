@@ -27,8 +27,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from dispatcher.api.changes import ChangeFeed, Pending
-from store import InstructionRecord, TaskRecord, TaskStatus
+from store import InstructionRecord, TaskRecord
 from store.monitoring import WAITING, Cursor, DossierSummary, Monitoring, Scope, TaskFilter
+from workers.vocabulary import TaskStatus
 
 FRESH_S = 2.0  # without a change feed: a copy older than this is read again
 WHOLE_S = 300.0  # with one: a whole read this often all the same

@@ -18,9 +18,10 @@ from dispatcher.api.corrections import Field, fields_for
 from dispatcher.api.i18n import Speaker
 from dispatcher.api.problems import Problem
 from dispatcher.api.service import allowed
-from store import ActionType, InstructionRecord, Role, TaskRecord
+from store import InstructionRecord, Role, TaskRecord
 from store.monitoring import Cursor
 from workers.texts import InstructionText
+from workers.vocabulary import ActionType
 
 PAGE_SIZE = 50
 

@@ -14,8 +14,9 @@ from typing import Any
 from dispatcher.client import Client
 from dispatcher.errors import ActionRefused, DispatcherError
 from dossierflow.settings import Settings
-from store import InstructionStatus, Role, Store, TaskStatus
+from store import Role, Store
 from workers.texts import instruction_text
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 Command = Callable[[Settings, argparse.Namespace], int]
 

@@ -41,8 +41,9 @@ from dossierflow.tools.workload import (
     demo_tasks,
 )
 from dossierflow.tools.workload import dossiers as spread
-from store import ActionRecord, ActionStatus, Store, StoreError
+from store import ActionRecord, Store, StoreError
 from workers.accounting.simulated import SimulatedPackage
+from workers.vocabulary import ActionStatus
 
 OFFICES = ["office1", "office2"]
 STATE = Path(".dossierflow/chaos")

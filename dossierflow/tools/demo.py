@@ -33,8 +33,9 @@ from dossierflow.tools.workload import (
     demo_tasks,
     dossiers,
 )
-from store import OfficeRecord, Role, Store, TaskStatus, UserRecord
+from store import OfficeRecord, Role, Store, UserRecord
 from workers.accounting.simulated import SimulatedPackage
+from workers.vocabulary import TaskStatus
 
 OFFICES = ["office1", "office2"]
 CONNECTORS_PER_OFFICE = 3

@@ -15,8 +15,9 @@ from typing import Any
 
 from dispatcher.client import Client
 from dossierflow.tools.workload import Planned, company_code
-from store import ActionRecord, Role, Store, TaskStatus
+from store import ActionRecord, Role, Store
 from workers.accounting.simulated import SimulatedPackage
+from workers.vocabulary import TaskStatus
 
 CLOSED = "2024-05"
 

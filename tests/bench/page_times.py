@@ -33,17 +33,10 @@ from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.guard import PLAIN_COOKIE
 from dossierflow.settings import Settings
 from dossierflow.tools.apidemo import Server
-from store import (
-    InstructionRecord,
-    InstructionStatus,
-    OfficeRecord,
-    Role,
-    Store,
-    TaskStatus,
-    UserRecord,
-)
+from store import InstructionRecord, OfficeRecord, Role, Store, UserRecord
 from store.tokens import digest
 from tests.integration.test_api_flow import free_port
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 OFFICE = "office1"
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from dispatcher.client import Client
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import JOURNALS, PERIODS, VAT_CODES, booking, company_code
-from store import Store, TaskStatus
+from store import Store
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage
+from workers.vocabulary import TaskStatus
 
 Expected = dict[tuple[str, str], list[str]]
 

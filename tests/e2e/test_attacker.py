@@ -29,9 +29,10 @@ from broker.messages import Envelope, MessageType, encode, utcnow
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import JOURNALS, PERIODS, VAT_CODES, company_code
-from store import Store, TaskStatus
+from store import Store
 from tests.e2e.helpers import client_for, package_with, process_log, submit_bookings
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -25,9 +25,10 @@ from dossierflow.settings import Settings
 from dossierflow.tools.chaosactors import Submitter
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import Planned, booking, company_code
-from store import Store, TaskStatus
+from store import Store
 from tests.e2e.helpers import package_with, start_active_and_standby, wait_all_done
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

@@ -17,11 +17,12 @@ from dispatcher.errors import ActionRefused
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking, company_code
-from store import ActionStatus, InstructionRecord, InstructionStatus, Role, Store, TaskStatus
+from store import InstructionRecord, Role, Store
 from tests.e2e.helpers import client_for, package_with
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage
 from workers.texts import instruction_text
+from workers.vocabulary import ActionStatus, InstructionStatus, TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -34,10 +34,11 @@ from dispatcher.errors import Overloaded
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking, company_code
-from store import Store, TaskStatus
+from store import Store
 from tests.e2e.helpers import package_with, process_log
 from tests.services import Endpoints
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -20,11 +20,12 @@ from broker.admin import Admin
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking, company_code
-from store import Store, TaskStatus
+from store import Store
 from store.outstanding import RELEASES
 from tests.e2e.helpers import client_for, package_with, process_log
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -31,11 +31,12 @@ from dossierflow.settings import Settings
 from dossierflow.tools.apidemo import serve_for_demo
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking, company_code
-from store import OfficeRecord, Store, TaskStatus
+from store import OfficeRecord, Store
 from tests.e2e.helpers import client_for, package_with
 from tests.integration.test_api_flow import free_port
 from tests.waiting import wait_for
 from workers.accounting.simulated import SimulatedPackage
+from workers.vocabulary import TaskStatus
 
 T = TypeVar("T")
 

@@ -19,8 +19,9 @@ import pytest
 
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking
-from store import OfficeRecord, Role, Store, TaskStatus, UserRecord
+from store import OfficeRecord, Role, Store, UserRecord
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

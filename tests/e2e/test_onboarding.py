@@ -29,9 +29,10 @@ from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from reminder.schedule import next_reminder_day, parse_anchor
 from reminder.sink import SmtpSink
-from store import InstructionRecord, InstructionStatus, Store
+from store import InstructionRecord, Store
 from tests.integration.test_api_flow import free_port
 from tests.waiting import wait_for
+from workers.vocabulary import InstructionStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -12,9 +12,10 @@ import pytest
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import company_code
-from store import Store, TaskStatus
+from store import Store
 from tests.e2e.helpers import client_for, package_with, submit_bookings
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -10,10 +10,11 @@ import pytest
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking, company_code
-from store import Store, TaskStatus
+from store import Store
 from store.outstanding import RETRY_TIMERS, SUBMISSIONS
 from tests.e2e.helpers import client_for, package_with
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

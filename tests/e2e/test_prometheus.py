@@ -29,10 +29,11 @@ from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.faultplan import inject
 from dossierflow.tools.workload import demo_tasks
-from store import Store, TaskStatus
+from store import Store
 from tests.e2e.helpers import client_for, package_with
 from tests.integration.test_api_flow import free_port
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

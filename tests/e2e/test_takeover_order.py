@@ -19,9 +19,10 @@ from dispatcher.client import new_task_id
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking, company_code
-from store import Store, TaskRecord, TaskStatus
+from store import Store, TaskRecord
 from tests.e2e.helpers import client_for, package_with, process_log
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -9,7 +9,7 @@ import pytest
 
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
-from store import Store, TaskStatus
+from store import Store
 from tests.e2e.helpers import (
     client_for,
     package_with,
@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     wait_all_done,
 )
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -10,17 +10,9 @@ from fastapi.testclient import TestClient
 
 from dispatcher.api.app import create_app
 from dossierflow.settings import Settings
-from store import (
-    InstructionRecord,
-    InstructionStatus,
-    OfficeRecord,
-    Role,
-    Store,
-    TaskRecord,
-    TaskStatus,
-    UserRecord,
-)
+from store import InstructionRecord, OfficeRecord, Role, Store, TaskRecord, UserRecord
 from store.records import DossierProfile
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

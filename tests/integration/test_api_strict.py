@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from dispatcher.api.app import create_app
 from dossierflow.commands import ops
 from dossierflow.settings import Settings
-from store import Store, TaskRecord, TaskStatus
+from store import Store, TaskRecord
 from tests.integration.test_api_access import seed
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -18,9 +18,10 @@ from dossierflow.settings import Settings
 from reminder.mailer import Mailer, RetryPolicy, SmtpTransport
 from reminder.service import MailContext, RunResult, mail_instructions, run_reminders
 from reminder.sink import SmtpSink
-from store import InstructionRecord, InstructionStatus, OfficeRecord, Role, Store, UserRecord
+from store import InstructionRecord, OfficeRecord, Role, Store, UserRecord
 from store.outbox import Outbox
 from tests.waiting import wait_for
+from workers.vocabulary import InstructionStatus
 
 pytestmark = pytest.mark.integration
 

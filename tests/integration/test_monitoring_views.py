@@ -11,16 +11,8 @@ from starlette.testclient import TestClient
 
 from dispatcher.api.app import create_app
 from dossierflow.settings import Settings
-from store import (
-    InstructionRecord,
-    InstructionStatus,
-    OfficeRecord,
-    Role,
-    Store,
-    TaskRecord,
-    TaskStatus,
-    UserRecord,
-)
+from store import InstructionRecord, OfficeRecord, Role, Store, TaskRecord, UserRecord
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -10,9 +10,10 @@ from pymongo import monitoring
 
 from broker.messages import utcnow
 from dossierflow.settings import Settings
-from store import Store, TaskRecord, TaskStatus
+from store import Store, TaskRecord
 from store.outstanding import MIGRATIONS, RELEASES, RETRY_TIMERS, SUBMISSIONS, timer_id
 from store.sequencing import BatchWrite
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -18,8 +18,9 @@ from broker.rabbitmq import Connection
 from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.snapshot import Snapshots
 from dossierflow.settings import Settings
-from store import Store, TaskRecord, TaskStatus
+from store import Store, TaskRecord
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -27,9 +27,10 @@ from dossierflow.settings import Settings
 from dossierflow.tools.apidemo import serve_for_demo
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.workload import booking, company_code
-from store import Role, Store, TaskStatus, UserRecord
+from store import Role, Store, UserRecord
 from tests.e2e.helpers import package_with
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -12,9 +12,10 @@ from broker.messages import utcnow
 from broker.rabbitmq import Connection
 from dispatcher.service import Dispatcher
 from dossierflow.settings import Settings
-from store import Store, TaskRecord, TaskStatus
+from store import Store, TaskRecord
 from store.sequencing import BatchWrite
 from tests.waiting import wait_for
+from workers.vocabulary import TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from dispatcher.actions import refusal, role_refusal, state_refusal
-from store import ActionType, Role, TaskRecord, TaskStatus
+from store import Role, TaskRecord
+from workers.vocabulary import ActionType, TaskStatus
 
 
 def task(

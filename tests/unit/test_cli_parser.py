@@ -8,9 +8,9 @@ import pytest
 
 from dossierflow.cli import command
 from dossierflow.parser import LANGUAGES, ROLES, RUN, SEVERITIES, TASK_STATUSES, build_parser
-from store import Role, TaskStatus
+from store import Role
 from workers import texts
-from workers.errors import Severity
+from workers.vocabulary import Severity, TaskStatus
 
 
 def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -19,23 +19,36 @@ from dispatcher.inbound import (
     Started,
     Submitted,
     Unreadable,
+    reported,
 )
-from store.records import ActionStatus, ActionType, TaskStatus
-from workers.errors import SEVERITY, ErrorCode, Failure, Severity
+from workers.vocabulary import (
+    SEVERITY,
+    ActionStatus,
+    ActionType,
+    ErrorCode,
+    Failure,
+    Severity,
+    TaskStatus,
+)
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RULES = core.Rules(retry_delays=(10, 60))
 QUEUE = "dossierflow.work.o"
 
 
-def transient() -> dict[str, object]:
+def transient() -> Failure:
     code = ErrorCode.PACKAGE_UNREACHABLE
-    return Failure(code, SEVERITY[code], True, "unreachable", {"error": "Timeout"}).to_dict()
+    return reported(
+        Failure(code, SEVERITY[code], True, "unreachable", {"error": "Timeout"}).to_dict()
+    )
 
 
-def permanent(code: ErrorCode = ErrorCode.INVALID_PERIOD, severity: Severity | None = None) -> Any:
+def permanent(
+    code: ErrorCode = ErrorCode.INVALID_PERIOD, severity: Severity | None = None
+) -> Failure:
+    """A connector's report as the dispatcher decodes it where it enters (`inbound.reported`)."""
     sev = severity or SEVERITY[code]
-    return Failure(code, sev, False, "refused", {"period": "2026-13"}).to_dict()
+    return reported(Failure(code, sev, False, "refused", {"period": "2026-13"}).to_dict())
 
 
 def step(d: core.Dossier, msg: Message, now: datetime = NOW) -> list[core.Effect]:
@@ -201,7 +214,7 @@ def test_a_permanent_failure_blocks_the_dossier_and_instructs_with_the_codes_sev
 def test_an_unreadable_error_report_fails_the_task_as_a_red_unknown_error(report: Any) -> None:
     d = core.Dossier("o", "d")
     submit(d, "t1")
-    (instruct,) = of_type(step(d, Failed("t1", 1, report)), core.Instruct)
+    (instruct,) = of_type(step(d, Failed("t1", 1, reported(report))), core.Instruct)
     assert (instruct.code, instruct.severity) == ("unknown_error", "red")
 
 

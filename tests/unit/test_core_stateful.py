@@ -40,10 +40,19 @@ from dispatcher.inbound import (
     Started,
     Submitted,
     Unreadable,
+    reported,
 )
 from dispatcher.loading import _task as loaded_task  # the loader's own mapping of a task doc
-from store.records import ActionStatus, ActionType, TaskStatus
-from workers.errors import SEVERITY, ErrorCode, Failure, Severity
+from workers.vocabulary import (
+    IN_FLIGHT,
+    SEVERITY,
+    ActionStatus,
+    ActionType,
+    ErrorCode,
+    Failure,
+    Severity,
+    TaskStatus,
+)
 
 OFFICE = "o"
 KEYS = ("o.d1", "o.d2")
@@ -80,15 +89,18 @@ TRANSITIONS: dict[tuple[str, str], tuple[type, ...]] = {
 }
 
 
-def transient() -> dict[str, object]:
+def transient() -> Failure:
     code = ErrorCode.PACKAGE_UNREACHABLE
-    return Failure(code, SEVERITY[code], True, "unreachable", {"error": "Timeout"}).to_dict()
+    return reported(
+        Failure(code, SEVERITY[code], True, "unreachable", {"error": "Timeout"}).to_dict()
+    )
 
 
-def permanent(code: ErrorCode) -> dict[str, object]:
-    # The connector's severity is wrong on purpose: the core must take it from the code.
+def permanent(code: ErrorCode) -> Failure:
+    # The connector's severity is wrong on purpose: decoding it where it enters the
+    # dispatcher (`inbound.reported`) must take it from the code.
     wrong = Severity.RED if SEVERITY[code] is Severity.ORANGE else Severity.ORANGE
-    return Failure(code, wrong, False, "refused", {"period": "2026-13"}).to_dict()
+    return reported(Failure(code, wrong, False, "refused", {"period": "2026-13"}).to_dict())
 
 
 # -- the store, as the shell writes it -------------------------------------------------------
@@ -463,7 +475,8 @@ class CoreMachine(RuleBasedStateMachine):
             code = data.draw(st.sampled_from([ErrorCode.INVALID_PERIOD, ErrorCode.DATABASE_ERROR]))
             self.deliver(key, Failed(task_id, run, permanent(code)))
         else:
-            self.deliver(key, Failed(task_id, run, data.draw(st.sampled_from([None, {"x": 1}]))))
+            report = data.draw(st.sampled_from([None, {"x": 1}]))
+            self.deliver(key, Failed(task_id, run, reported(report)))
 
     @precondition(lambda self: any(r > 1 for _, r in self.published))
     @rule(data=st.data(), event=st.sampled_from(["started", "done", "failed", "dead"]))
@@ -663,7 +676,7 @@ class CoreMachine(RuleBasedStateMachine):
             if head is None:
                 continue
             assert head.status is not TaskStatus.WAITING, "a free head was not released"
-            if head.status in core.IN_FLIGHT:
+            if head.status in IN_FLIGHT:
                 copies = [*self.work, *self.batch.outgoing]
                 assert any(
                     isinstance(w, Work) and (w.task_id, w.run) == (head.id, head.run)

@@ -10,11 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.errors import (
-    SEVERITY,
     DatabaseError,
     DuplicateBooking,
-    ErrorCode,
-    Failure,
     InvalidJournal,
     InvalidPayload,
     InvalidPeriod,
@@ -25,7 +22,6 @@ from workers.errors import (
     PackageUnreachable,
     PermanentError,
     RateLimited,
-    Severity,
     TaskError,
     TransientError,
     UnknownDossierCode,
@@ -33,6 +29,7 @@ from workers.errors import (
     UnreadableMessage,
     classify,
 )
+from workers.vocabulary import SEVERITY, ErrorCode, Failure, Severity
 
 PERMANENT = [
     (InvalidPeriod, ErrorCode.INVALID_PERIOD, Severity.ORANGE),

@@ -43,6 +43,9 @@ def _sample(tmp_path: Path, imports: dict[str, str]) -> Path:
         (tmp_path / package / "__init__.py").write_text("")
         (tmp_path / package / "a.py").write_text(imports.get(package, ""))
         (tmp_path / package / "b.py").write_text("")
+    # The one upward import the layers allow, in every sample so that its ignore matches.
+    (tmp_path / "workers" / "vocabulary.py").write_text("")
+    (tmp_path / "store" / "b.py").write_text("import workers.vocabulary\n")
     return tmp_path
 
 
@@ -59,6 +62,14 @@ def test_an_upward_import_breaks_the_layers(tmp_path: Path) -> None:
     result = _lint(sample, sample)
     assert result.returncode != 0
     assert "store.a -> dispatcher.a" in result.stdout
+
+
+def test_the_store_imports_nothing_of_workers_but_the_vocabulary(tmp_path: Path) -> None:
+    sample = _sample(tmp_path, {"store": "import workers.a\n"})
+    result = _lint(sample, sample)
+    assert result.returncode != 0
+    assert "store.a -> workers.a" in result.stdout
+    assert "store.b -> workers.vocabulary" not in result.stdout
 
 
 def test_the_processes_packages_do_not_import_each_other(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from dispatcher import core
 from dispatcher.batchwrite import Collector
 from dispatcher.inbound import Done, ReleaseLost, Started, Submitted, inbound
 from dispatcher.lostwork import IdleWatch, QueueFigures, lost_releases
-from store.records import TaskStatus
+from workers.vocabulary import TaskStatus
 
 NOW = datetime(2026, 12, 2, 11, 0, tzinfo=UTC)
 RULES = core.Rules(retry_delays=(10,))

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 from dispatcher import core
 from dispatcher.api import metrics as api_metrics
 from dispatcher.client import new_task_id
-from dispatcher.inbound import Act, Done, Failed, RetryDue, Started, Submitted
+from dispatcher.inbound import Act, Done, Failed, RetryDue, Started, Submitted, reported
 from dispatcher.metrics import SequencerMetrics, Tally
-from store.records import ActionType, TaskStatus
 from workers.metrics import OTHER, BoundedLabel, WorkerMetrics, kind_label, submitted_at_of
+from workers.vocabulary import ActionType, TaskStatus
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -90,7 +90,7 @@ def test_the_sequencer_counts_submitted_finished_and_failed_tasks_by_kind_and_co
     _step(m, d, Done("t1", 1, {}, NOW))
     _step(m, d, Started("t2", 1, 1, "w", NOW))
     error = {"code": "database_error", "severity": "red", "transient": False, "message": "x"}
-    _step(m, d, Failed("t2", 1, error))
+    _step(m, d, Failed("t2", 1, reported(error)))
     value = m.registry.get_sample_value
     assert value("dossierflow_tasks_submitted_total", {"kind": "dossier.sync"}) == 2
     assert (
@@ -112,13 +112,13 @@ def test_the_tally_follows_blocked_dossiers_waiting_tasks_and_retry_timers() -> 
     assert (tally.blocked, tally.waiting, tally.retrying) == (0, 2, 0)  # t0 queued
     core.step(d, Started("t0", 1, 1, "w", NOW), NOW, rules)
     transient = {"code": "package_unreachable", "severity": "orange", "transient": True}
-    core.step(d, Failed("t0", 1, {**transient, "message": "down"}), NOW, rules)
+    core.step(d, Failed("t0", 1, reported({**transient, "message": "down"})), NOW, rules)
     tally.update([d])
     assert d.head is not None and d.head.status is TaskStatus.RETRY_WAIT
     assert (tally.blocked, tally.waiting, tally.retrying) == (0, 2, 1)
     core.step(d, RetryDue("t0", 1, 1), NOW, rules)
     core.step(d, Started("t0", 2, 1, "w", NOW), NOW, rules)
-    core.step(d, Failed("t0", 2, {"code": "database_error", "message": "x"}), NOW, rules)
+    core.step(d, Failed("t0", 2, reported({"code": "database_error", "message": "x"})), NOW, rules)
     tally.update([d, d])  # counted once however often a dossier is met
     assert (tally.blocked, tally.waiting, tally.retrying) == (1, 2, 0)
     core.step(d, Act("t0", "a1", ActionType.CANCEL), NOW, rules)

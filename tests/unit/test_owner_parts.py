@@ -11,7 +11,7 @@ from dispatcher import core
 from dispatcher.batchwrite import Collector
 from dispatcher.inbound import DeadLettered, Death, Done, Submitted, Unreadable, inbound
 from dispatcher.loading import load_dossiers
-from store.records import TaskStatus
+from workers.vocabulary import TaskStatus
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 

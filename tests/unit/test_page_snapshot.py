@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from dispatcher.api import snapshot
 from dispatcher.api.snapshot import Snapshots, build
-from store import InstructionRecord, InstructionStatus, TaskRecord, TaskStatus
+from store import InstructionRecord, TaskRecord
 from store.monitoring import Scope, TaskFilter
 from tests.waiting import wait_for
+from workers.vocabulary import InstructionStatus, TaskStatus
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from dispatcher.api.auth import Principal
 from dispatcher.api.problems import Problem
 from dispatcher.api.reads import Reads, TaskQuery
-from store import Role, Store, TaskStatus, UserRecord
+from store import Role, Store, UserRecord
 from store.monitoring import Monitoring, Scope
+from workers.vocabulary import TaskStatus
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reminder.digest import plan_digests, recipients_for
-from store.records import InstructionRecord, InstructionStatus, OfficeRecord, Role, UserRecord
+from store.records import InstructionRecord, OfficeRecord, Role, UserRecord
+from workers.vocabulary import InstructionStatus
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 OFFICE = OfficeRecord("o1", "Office One", "Europe/Brussels", "nl")

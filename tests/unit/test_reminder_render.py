@@ -18,7 +18,8 @@ from reminder.render import (
     render_instruction,
     render_support,
 )
-from store.records import InstructionRecord, InstructionStatus, OfficeRecord, Role, UserRecord
+from store.records import InstructionRecord, OfficeRecord, Role, UserRecord
+from workers.vocabulary import InstructionStatus
 
 HOSTILE = "B\r\nBcc: victim@evil.test\r\n<script>alert(1)</script>"
 OFFICE = OfficeRecord("o1", "Office <b>One</b>", "Europe/Brussels", "nl")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.errors import ErrorCode
 from workers.texts import LANGUAGES, instruction_text, kind_label, known_codes, language_of
+from workers.vocabulary import ErrorCode
 
 FACTS = {
     ErrorCode.INVALID_PERIOD: {"period": "2024-13"},

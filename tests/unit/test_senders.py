@@ -18,15 +18,16 @@ from dispatcher.inbound import (
     Started,
     Submitted,
     Unreadable,
+    reported,
 )
 from dispatcher.senders import Senders, death_of
-from store.records import ActionType
+from workers.vocabulary import ActionType
 
 AT = datetime(2026, 12, 2, tzinfo=UTC)
 EVENTS: list[Message] = [
     Started("t1", 1, 1, "w", AT),
     Done("t1", 1, {}, AT),
-    Failed("t1", 1, {"code": "x"}),
+    Failed("t1", 1, reported({"code": "x"})),
 ]
 OTHERS: list[Message] = [
     Submitted("t1", "dossier.sync", {}),
