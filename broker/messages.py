@@ -23,8 +23,11 @@ VERSION = 1
 # poison message cannot bloat the instruction that records it.
 RAW_KEEP_BYTES = 4096
 # Office and dossier ids end up in routing keys, queue names and permission patterns:
-# keep them to characters that are plain in all three.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# keep them to characters that are plain in all three. Every id (office, dossier, task,
+# user) is checked by `valid_id`; the pattern is exported for schemas (pydantic).
+ID_FORM = "[A-Za-z0-9_-]{1,64}"
+ID_PATTERN = f"^{ID_FORM}$"
+_ID = re.compile(ID_FORM)
 
 
 class MessageType(StrEnum):
@@ -43,9 +46,9 @@ class MessageType(StrEnum):
     RELEASE_LOST = "task.release_lost"
 
 
-def valid_id(value: str) -> bool:
-    """Tell whether an office or dossier id is usable in routing keys and queue names."""
-    return bool(ID_PATTERN.fullmatch(value))
+def valid_id(value: object) -> bool:
+    """Tell whether a value is an id usable in routing keys, queue names and URLs."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def dossier_key(office: str, dossier: str) -> str:

@@ -24,7 +24,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from broker import topology
 from broker.errors import BrokerError, ConnectionLost, PublishNotConfirmed, Unroutable
-from broker.messages import Envelope, MessageType, utcnow, valid_id
+from broker.messages import ID_FORM, Envelope, MessageType, utcnow, valid_id
 from broker.rabbitmq import BatchPublisher, Connection, Outgoing
 from dispatcher.actions import refusal
 from dispatcher.codes import Holders, foreign_code, payload_code
@@ -260,8 +260,8 @@ class Client:
 
     def _checked(self, item: Submission, holders: Holders) -> tuple[dict[str, Any], str | None]:
         for name, value in (("office", item.office), ("dossier", item.dossier)):
-            if not isinstance(value, str) or not valid_id(value):
-                raise InvalidSubmission(f"{name} must match [A-Za-z0-9_-]{{1,64}}")
+            if not valid_id(value):
+                raise InvalidSubmission(f"{name} must match {ID_FORM}")
         clean = self.validate(item.kind, item.payload)
         if foreign := foreign_code(item.office, item.dossier, clean, holders):
             raise InvalidSubmission(foreign)

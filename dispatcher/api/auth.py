@@ -18,9 +18,6 @@ from store.monitoring import Scope
 from store.sessions import Sessions
 from store.tokens import Tokens, digest
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""Office, dossier, task and user ids, as the broker's routing keys allow them."""
-
 READERS = frozenset(Role)
 SUBMITTERS = frozenset({Role.PLATFORM, Role.ADMIN})
 ACTORS = frozenset({Role.ADMIN, Role.DOSSIER_MANAGER, Role.SUPPORT})

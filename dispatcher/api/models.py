@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from dispatcher.api.auth import ID_PATTERN
+from broker.messages import ID_FORM, ID_PATTERN
 from dispatcher.api.problems import Problem
 from store import ActionRecord, HistoryEntry, InstructionRecord, TaskRecord
 from store.monitoring import Cursor, DossierSummary
@@ -169,7 +169,7 @@ class ActionOut(BaseModel):
         )
 
 
-CURSOR_PATTERN = r"^[0-9]{1,16}\.[A-Za-z0-9_-]{1,64}$"
+CURSOR_PATTERN = rf"^[0-9]{{1,16}}\.{ID_FORM}$"
 """Every string of this form is a position (so any cursor the schema allows is answered)."""
 _CURSOR = re.compile(CURSOR_PATTERN.replace("$", r"\Z"))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from broker.messages import valid_id
 from dispatcher.api.auth import Principal
 from dispatcher.api.guard import Door, check_origin
 from dispatcher.api.i18n import N_, Speaker, choose_language
@@ -21,8 +23,8 @@ from dispatcher.api.service import Service
 from store import OfficeRecord, Role
 from workers.kinds import kinds
 
-ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-KIND = re.compile(r"[a-z0-9_.]{1,64}")
+ID = valid_id
+KIND = re.compile(r"[a-z0-9_.]{1,64}").fullmatch
 STATIC_DIR = Path(__file__).parent / "static"
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -55,11 +57,11 @@ class Context:
     office: str | None
 
 
-def option(value: str | None, pattern: re.Pattern[str], name: str) -> str | None:
-    """A query value that must match `pattern`, or None when empty; 422 otherwise."""
+def option(value: str | None, valid: Callable[[str], object], name: str) -> str | None:
+    """A query value that `valid` accepts, or None when empty; 422 otherwise."""
     if not value:
         return None
-    if not pattern.fullmatch(value):
+    if not valid(value):
         raise Problem(422, "invalid-request", f"{name} is not a valid value")
     return value
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
+from broker.messages import ID_FORM, valid_id
 from dossierflow.settings import Settings, SettingsError
 from store import Role, Store, UserRecord
 
 Command = Callable[[Settings, argparse.Namespace], int]
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
@@ -45,8 +44,8 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 def _bad_ids(args: argparse.Namespace) -> str | None:
     for value in [args.id, args.office or "x", *(args.dossier or [])]:
-        if not _ID.fullmatch(value):
-            return f"{value!r} is not an id ([A-Za-z0-9_-]{{1,64}})"
+        if not valid_id(value):
+            return f"{value!r} is not an id ({ID_FORM})"
     return None
 
 
