@@ -28,17 +28,11 @@ from broker.messages import ID_FORM, Envelope, MessageType, utcnow, valid_id
 from broker.rabbitmq import BatchPublisher, Connection, Outgoing
 from dispatcher.actions import refusal
 from dispatcher.codes import Holders, foreign_code, payload_code
-from dispatcher.errors import (
-    ActionRefused,
-    InvalidSubmission,
-    NotAnnounced,
-    Overloaded,
-    UnknownTask,
-)
+from dispatcher.errors import ActionRefused, NotAnnounced, Overloaded, UnknownTask
 from dispatcher.settings import Settings
 from store import ActionRecord, Role, Store, StoreError, StoreUnavailable, TaskRecord
 from workers import handlers as _handlers  # noqa: F401  (registers the task kinds)
-from workers.errors import InvalidSubmission as InvalidTaskInput
+from workers.errors import InvalidSubmission
 from workers.kinds import spec_for, validate_payload
 from workers.vocabulary import ActionStatus, ActionType, TaskStatus
 
@@ -52,10 +46,18 @@ ACTION_COMMANDS = {
 }
 
 
+def canonical_hash(*parts: object) -> str:
+    """SHA-256 of the parts as canonical JSON (sorted keys): equal values, equal hashes.
+
+    Stored as coalescing keys and idempotency fingerprints, so the form never changes.
+    """
+    canonical = json.dumps(list(parts), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def coalesce_key(office: str, dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
     """Equal submissions (same dossier, kind and payload) share this key."""
-    canonical = json.dumps([office, dossier, kind, payload], sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_hash(office, dossier, kind, payload)
 
 
 @dataclass(frozen=True)
@@ -297,10 +299,7 @@ class Client:
             raise InvalidSubmission(
                 f"payload of {size} bytes is over the limit of {self._payload_limit} bytes"
             )
-        try:
-            model = validate_payload(kind, payload)
-        except InvalidTaskInput as exc:
-            raise InvalidSubmission(str(exc)) from exc
+        model = validate_payload(kind, payload)  # InvalidSubmission says what is wrong
         dumped: dict[str, Any] = model.model_dump(mode="json")
         return dumped
 

@@ -1,4 +1,8 @@
-"""Errors of the dispatcher package: one root."""
+"""Errors of the dispatcher package: one root.
+
+A submission it refuses (bad ids, unknown kind, invalid payload, a foreign dossier code)
+raises `workers.errors.InvalidSubmission`, the one class for what a client submits.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,6 @@ from typing import Any
 
 class DispatcherError(Exception):
     """Root of every error raised by the dispatcher package."""
-
-
-class InvalidSubmission(DispatcherError, ValueError):
-    """A submission the dispatcher refuses: bad ids, unknown kind or invalid payload."""
 
 
 class UnknownTask(DispatcherError, LookupError):

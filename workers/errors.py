@@ -102,7 +102,7 @@ class UnreadableMessage(PermanentError):
 
 
 class InvalidSubmission(ValueError):
-    """Root of errors in what a client submits (kind or payload); raised before any work."""
+    """Root of errors in what a client submits (ids, kind or payload); raised before any work."""
 
 
 class UnknownKind(InvalidSubmission):

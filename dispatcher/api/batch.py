@@ -20,7 +20,7 @@ from dispatcher.api.problems import Problem
 from dispatcher.api.service import BEHIND, Service, fingerprint
 from dispatcher.client import Submission, SubmitResult
 from dispatcher.errors import NotAnnounced, Overloaded
-from workers.errors import InvalidSubmission as InvalidTaskInput
+from workers.errors import InvalidSubmission
 from workers.kinds import validate_payload
 
 MAX_ITEMS = 1000
@@ -203,7 +203,7 @@ def _check_schemas(items: list[BatchItem]) -> None:
     for index, item in enumerate(items):
         try:
             validate_payload(item.kind, item.payload)
-        except InvalidTaskInput as exc:
+        except InvalidSubmission as exc:
             broken.append(f"items.{index}: {exc}")
     if broken:
         more = f"; and {len(broken) - 5} more" if len(broken) > 5 else ""

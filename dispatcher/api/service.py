@@ -8,8 +8,6 @@ a thread pool, so each thread gets a client of its own from `ClientPool`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,16 +20,11 @@ from dispatcher.api.admission import Admission
 from dispatcher.api.auth import ACTORS, SUBMITTERS, Principal, authenticate, authenticate_session
 from dispatcher.api.problems import Problem
 from dispatcher.api.reads import Reads
-from dispatcher.client import Client
-from dispatcher.errors import (
-    ActionRefused,
-    InvalidSubmission,
-    NotAnnounced,
-    Overloaded,
-    UnknownTask,
-)
+from dispatcher.client import Client, canonical_hash
+from dispatcher.errors import ActionRefused, NotAnnounced, Overloaded, UnknownTask
 from store import ActionRecord, Store, TaskRecord
 from store.sessions import Sessions
+from workers.errors import InvalidSubmission
 from workers.vocabulary import ActionType
 
 IDEMPOTENCY_WAIT_S = 10.0  # how long a retry waits for a concurrent first attempt
@@ -94,8 +87,7 @@ class Busy(Problem):
 
 def fingerprint(dossier: str, kind: str, payload: Mapping[str, Any]) -> str:
     """What makes two submissions the same request."""
-    canonical = json.dumps([dossier, kind, payload], sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_hash(dossier, kind, payload)
 
 
 def allowed(who: Principal, task: TaskRecord, action: ActionType) -> bool:

@@ -15,6 +15,7 @@ from dispatcher.client import Client
 from dispatcher.errors import ActionRefused, DispatcherError
 from dossierflow.settings import Settings
 from store import Role, Store
+from workers.errors import InvalidSubmission
 from workers.texts import instruction_text
 from workers.vocabulary import InstructionStatus, TaskStatus
 
@@ -155,7 +156,7 @@ def _act(action: str) -> Command:
             if action == "restart" and args.payload is not None:
                 kwargs["payload"] = json.loads(args.payload)
             record = method(args.task_id, **kwargs)
-        except (ActionRefused, DispatcherError, json.JSONDecodeError) as exc:
+        except (ActionRefused, DispatcherError, InvalidSubmission, json.JSONDecodeError) as exc:
             print(f"dossierflow: {action} refused: {clean(exc)}", file=sys.stderr)
             return 1
         finally:

@@ -23,6 +23,7 @@ from dossierflow.tools.faultplan import fix_once
 from dossierflow.tools.workload import Planned
 from store import ActionRecord, Store, StoreError
 from workers.accounting.simulated import SimulatedPackage
+from workers.errors import InvalidSubmission
 
 
 class Submitter:
@@ -47,7 +48,7 @@ class Submitter:
             except NotAnnounced as exc:  # stored: the sweeper announces it; never submit it again
                 task_id, announced = exc.task_id, False
                 self._drop()
-            except (StoreError, BrokerError, DispatcherError) as exc:
+            except (StoreError, BrokerError, DispatcherError, InvalidSubmission) as exc:
                 if time.monotonic() > deadline:
                     raise
                 self._drop()
@@ -70,7 +71,7 @@ class Submitter:
                 return [self.submit(item) for item in items]
             make = importlib.import_module("dispatcher.client").Submission
             results = many([make(i.office, i.dossier, i.kind, i.payload) for i in items])
-        except (StoreError, BrokerError, DispatcherError) as exc:
+        except (StoreError, BrokerError, DispatcherError, InvalidSubmission) as exc:
             # NotAnnounced included: which of them got stored is looked up, not guessed.
             self._drop()
             time.sleep(0.5)
@@ -150,7 +151,7 @@ class Fixer:
                 # Decisions come in the dossier's order, maybe behind a backlog: do not wait.
                 wait_s=0.5,
             )
-        except (StoreError, BrokerError, DispatcherError) as exc:
+        except (StoreError, BrokerError, DispatcherError, InvalidSubmission) as exc:
             print(f"  fixing stopped: {type(exc).__name__}: {exc}")
         finally:
             if client is not None:
