@@ -8,7 +8,7 @@ the task may have moved in between.
 from __future__ import annotations
 
 from store import Role, TaskRecord
-from workers.vocabulary import ActionType, TaskStatus
+from workers.vocabulary import IN_FLIGHT, ActionType, Severity, TaskStatus
 
 ACTIVATION = "dossier.activate"
 
@@ -25,7 +25,7 @@ def state_refusal(task: TaskRecord, action: ActionType) -> str | None:
     if task.status in allowed:
         return None
     names = ", ".join(s.value for s in allowed)
-    if task.status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
+    if task.status in IN_FLIGHT:
         return (
             f"task {task.id} is {task.status.value} on a connector; {action.value} "
             f"applies to a task that is {names}"
@@ -41,8 +41,7 @@ def role_refusal(task: TaskRecord, action: ActionType, role: Role) -> str | None
         return None
     if action is ActionType.CANCEL and task.kind != ACTIVATION:
         return f"only support may cancel a {task.kind} task; an office may cancel activations"
-    severity = (task.error or {}).get("severity")
-    if severity == "red":
+    if task.severity is Severity.RED:
         return "this task has a red instruction: only support may act on it"
     if role is Role.PLATFORM:
         return "a platform service cannot act on tasks"

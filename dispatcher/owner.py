@@ -43,6 +43,7 @@ from dispatcher.loading import load_dossiers
 from dispatcher.metrics import SequencerMetrics
 from dispatcher.senders import Senders, death_of
 from store import Fenced, Store, StoreUnavailable
+from workers.vocabulary import TaskStatus
 
 log = structlog.get_logger("dossierflow.sequencer")
 T = TypeVar("T")
@@ -50,7 +51,13 @@ T = TypeVar("T")
 _Seen = tuple[core.Dossier, core.OpenTask | None, list[core.Effect]]
 STORE_WAIT_S = 60.0
 # Accepted and unfinished: a task in one of these is part of its dossier's order.
-OPEN_STATUSES = ("waiting", "queued", "running", "retry_wait", "failed")
+OPEN_STATUSES = (
+    TaskStatus.WAITING,
+    TaskStatus.QUEUED,
+    TaskStatus.RUNNING,
+    TaskStatus.RETRY_WAIT,
+    TaskStatus.FAILED,
+)
 
 
 @dataclass(frozen=True)
@@ -390,9 +397,9 @@ class Owner:
             )
             if isinstance(msg, Submitted):
                 if doc is not None and ours:
+                    accepted = doc["status"] != TaskStatus.SUBMITTED
                     found[n] = Submitted(task_id, doc["kind"], doc.get("payload") or {},
-                                         recheck=True,
-                                         accepted=doc["status"] != "submitted")  # fmt: skip
+                                         recheck=True, accepted=accepted)  # fmt: skip
                     if doc["status"] in OPEN_STATUSES:
                         self._stale.add(where.key)
             elif isinstance(msg, DeadLettered | Unreadable):
@@ -479,7 +486,7 @@ class Owner:
             d = dossiers[key]
             for task_id in ids:
                 doc = docs.get(task_id)
-                if doc is None or doc.get("status") != "submitted":
+                if doc is None or doc.get("status") != TaskStatus.SUBMITTED:
                     continue  # gone, or accepted meanwhile (then `_reload_stale` reads it)
                 if (doc.get("office"), doc.get("dossier")) != (d.office, d.dossier):
                     continue

@@ -17,9 +17,7 @@ from zoneinfo import ZoneInfo
 
 from reminder.schedule import MIN_AGE_DAYS, age_in_days
 from store.records import InstructionRecord, OfficeRecord, Role, UserRecord
-from workers.vocabulary import InstructionStatus
-
-ORANGE = "orange"
+from workers.vocabulary import InstructionStatus, Severity
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ def dossier_reminders(
     zone = ZoneInfo(office.timezone)
     grouped: dict[str, list[tuple[date, InstructionRecord]]] = defaultdict(list)
     for item in instructions:
-        if item.office != office.id or item.severity != ORANGE:
+        if item.office != office.id or item.severity != Severity.ORANGE:
             continue
         if item.status is not InstructionStatus.OPEN:
             continue

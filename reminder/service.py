@@ -29,7 +29,7 @@ from reminder.schedule import due_reminder_day
 from store.mongo import Store
 from store.outbox import Outbox, OutboxEntry, OutboxStatus
 from store.records import InstructionRecord, OfficeRecord, UserRecord
-from workers.vocabulary import InstructionStatus
+from workers.vocabulary import InstructionStatus, Severity
 
 log = structlog.get_logger("dossierflow.reminder")
 
@@ -136,7 +136,7 @@ def enqueue_instruction_mails(
         if directory.office(item.office) is None:
             waiting[item.office] += 1
             # An accountant's mail waits for its office and its time zone; support acts now.
-            if item.severity != "red":
+            if item.severity != Severity.RED:
                 continue
         decided += _enqueue_one(item, directory, outbox, ctx, clock())
     (unknown if unknown is not None else []).extend(_logged_unknown(waiting))
@@ -156,7 +156,7 @@ def _enqueue_one(
     office = directory.office(item.office) or OfficeRecord(item.office, item.office, "UTC")
     about = {"kind": "instruction", "ref": item.id, "office": item.office}
     entries: list[OutboxEntry] = []
-    if item.severity == "red":
+    if item.severity == Severity.RED:
         mail = render_support(item, office, ctx.base_url)
         key = instruction_key(item.id, "support")
         entries.append(_mail(key, mail, ctx.support, **about, ctx=ctx, now=now))
@@ -211,7 +211,7 @@ def plan_reminders(
         plan = None
         if day is not None:
             items = store.instructions.find(
-                office=office.id, status=InstructionStatus.OPEN, severity="orange"
+                office=office.id, status=InstructionStatus.OPEN, severity=Severity.ORANGE
             )
             plan = plan_digests(office, items, store.users.find(office=office.id), day)
         result.append(OfficeReminder(office, today, day, plan))
@@ -258,7 +258,7 @@ class RunResult:
 
 def unknown_offices(store: Store, known: set[str]) -> list[str]:
     """Offices of open accountant instructions that do not exist, each logged as an error."""
-    items = store.instructions.find(status=InstructionStatus.OPEN, severity="orange")
+    items = store.instructions.find(status=InstructionStatus.OPEN, severity=Severity.ORANGE)
     return _logged_unknown(Counter(i.office for i in items if i.office not in known))
 
 

@@ -15,7 +15,7 @@ from store.base import Doc, Repository, mapped
 from store.errors import Conflict
 from store.mapping import instruction_doc, instruction_record
 from store.records import InstructionRecord
-from workers.vocabulary import InstructionStatus
+from workers.vocabulary import InstructionStatus, Severity
 
 INSTRUCTIONS = "instructions"
 
@@ -58,7 +58,7 @@ class Instructions(Repository):
         dossier: str | None = None,
         task_id: str | None = None,
         status: InstructionStatus | None = None,
-        severity: str | None = None,
+        severity: Severity | None = None,
         limit: int = 0,
     ) -> list[InstructionRecord]:
         """Instructions matching every filter given, oldest first."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from store.base import Doc
 from store.records import InstructionRecord, TaskRecord
-from workers.vocabulary import InstructionStatus, TaskStatus
+from workers.vocabulary import InstructionStatus, Severity, TaskStatus, severity_of
 
 
 def task_record(doc: Mapping[str, Any]) -> TaskRecord:
@@ -69,7 +69,7 @@ def instruction_record(doc: Mapping[str, Any]) -> InstructionRecord:
         dossier=doc["dossier"],
         kind=doc.get("kind", ""),
         code=doc["code"],
-        severity=doc["severity"],
+        severity=severity_of(doc.get("severity")) or Severity.RED,  # unknown: support looks
         facts=dict(doc.get("facts") or {}),
         status=InstructionStatus(doc["status"]),
         created_at=doc["created_at"],

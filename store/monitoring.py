@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -19,7 +20,7 @@ from pymongo.database import Database
 from store.base import Doc, Repository, mapped
 from store.mapping import instruction_record, task_record
 from store.records import InstructionRecord, TaskRecord
-from workers.vocabulary import InstructionStatus, TaskStatus
+from workers.vocabulary import InstructionStatus, Severity, TaskStatus, severity_of, worst
 
 ID_CHUNK = 500  # ids per `_id: {$in}` read (the test server uses its index up to 900)
 
@@ -53,7 +54,7 @@ class TaskFilter:
     kind: str | None = None
     dossier: str | None = None
     has_instruction: bool | None = None
-    severity: str | None = None
+    severity: Severity | None = None
     submitted_from: datetime | None = None
     submitted_to: datetime | None = None
     needs_attention: bool = False
@@ -69,7 +70,7 @@ class DossierSummary:
 
     office: str
     dossier: str
-    stripe: str  # "red": support must act; "orange": an accountant must act; "" otherwise
+    stripe: Severity | Literal[""]  # who must act: red support, orange an accountant; "" none
     waiting: int = 0
     running: int = 0
     failed: int = 0
@@ -80,7 +81,7 @@ class DossierSummary:
 @dataclass
 class _Counts:
     by_status: dict[str, int] = field(default_factory=dict)
-    severities: set[str] = field(default_factory=set)
+    severities: set[Severity] = field(default_factory=set)
     open_instructions: int = 0
     blocked: bool = False
 
@@ -94,7 +95,7 @@ class Monitoring(Repository):
         self._dossiers: Collection[Doc] = db["dossiers"]
         self._instructions: Collection[Doc] = db["instructions"]
 
-    def instructed_task_ids(self, scope: Scope, severity: str | None = None) -> list[str]:
+    def instructed_task_ids(self, scope: Scope, severity: Severity | None = None) -> list[str]:
         """Ids of the tasks with an open instruction (of one severity)."""
         query = {**scope.query(), "status": InstructionStatus.OPEN.value}
         if severity is not None:
@@ -164,7 +165,7 @@ class Monitoring(Repository):
         *,
         dossier: str | None = None,
         status: InstructionStatus | None = InstructionStatus.OPEN,
-        severity: str | None = None,
+        severity: Severity | None = None,
         limit: int = 200,
     ) -> list[InstructionRecord]:
         """Instructions in scope, newest first."""
@@ -264,13 +265,13 @@ class Monitoring(Repository):
                 open_query, {"office": 1, "dossier": 1, "severity": 1}
             ):
                 counts = rows[(str(i["office"]), str(i["dossier"]))]
-                counts.severities.add(str(i.get("severity", "red")))
+                counts.severities.add(severity_of(i.get("severity")) or Severity.RED)
                 counts.open_instructions += 1
         return [_summary(office, dossier, c) for (office, dossier), c in sorted(rows.items())]
 
 
 def _summary(office: str, dossier: str, c: _Counts) -> DossierSummary:
-    stripe = "red" if "red" in c.severities else "orange" if c.severities else ""
+    stripe: Severity | Literal[""] = worst(c.severities) or ""
     return DossierSummary(
         office=office,
         dossier=dossier,

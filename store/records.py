@@ -11,7 +11,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from workers.vocabulary import ActionStatus, ActionType, InstructionStatus, Severity, TaskStatus
+from workers.vocabulary import (
+    ActionStatus,
+    ActionType,
+    InstructionStatus,
+    Severity,
+    TaskStatus,
+    severity_of,
+)
 
 
 @dataclass
@@ -78,6 +85,11 @@ class TaskRecord:
     def key(self) -> str:
         """The dossier key `office.dossier`."""
         return f"{self.office}.{self.dossier}"
+
+    @property
+    def severity(self) -> Severity | None:
+        """Who must act on its failure, as its stored error says; None without one."""
+        return severity_of((self.error or {}).get("severity"))
 
 
 @dataclass

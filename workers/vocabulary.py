@@ -8,7 +8,7 @@ and templates unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -60,6 +60,12 @@ def severity_of(value: object) -> Severity | None:
         return Severity(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def worst(severities: Iterable[Severity]) -> Severity | None:
+    """The stripe of a dossier with these open instructions: red before orange, or None."""
+    found = set(severities)
+    return Severity.RED if Severity.RED in found else Severity.ORANGE if found else None
 
 
 @dataclass(frozen=True)

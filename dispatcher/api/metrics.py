@@ -22,9 +22,8 @@ from prometheus_client.registry import Collector
 
 from broker.messages import utcnow
 from store import Store, StoreError
-from workers.vocabulary import InstructionStatus
+from workers.vocabulary import InstructionStatus, Severity
 
-SEVERITIES = ("orange", "red")
 # Pending mails counted per reading; a backlog past it reads as this many (and alerts).
 OUTBOX_COUNT_LIMIT = 1000
 
@@ -37,8 +36,8 @@ class Reading:
     ok: bool = False
     seconds: float = 0.0  # what the reading cost
     blocked: int = 0
-    open_instructions: dict[str, int] = field(default_factory=dict)
-    oldest_instruction_s: dict[str, float] = field(default_factory=dict)
+    open_instructions: dict[Severity, int] = field(default_factory=dict)
+    oldest_instruction_s: dict[Severity, float] = field(default_factory=dict)
     outbox_pending: int = 0
     outbox_oldest_s: float = 0.0
 
@@ -51,10 +50,10 @@ def read_store(store: Store) -> Reading:
     """Blocked dossiers, open instructions by severity and pending mails, as of now."""
     began = time.monotonic()
     now = utcnow()
-    reading = Reading(ok=True, open_instructions=dict.fromkeys(SEVERITIES, 0))
+    reading = Reading(ok=True, open_instructions=dict.fromkeys(Severity, 0))
     reading.blocked = len(store.dossiers.blocked())
     for i in store.instructions.find(status=InstructionStatus.OPEN):
-        severity = i.severity if i.severity in SEVERITIES else "red"
+        severity = i.severity  # decoded by the store: an unknown one reads as red
         reading.open_instructions[severity] += 1
         age = _age(now, i.created_at)
         reading.oldest_instruction_s[severity] = max(
@@ -117,9 +116,9 @@ class StoreGauges(Collector):
             "Age of the oldest open instruction by severity (0: none open).",
             labels=["severity"],
         )
-        for severity in SEVERITIES:
-            opened.add_metric([severity], r.open_instructions.get(severity, 0))
-            oldest.add_metric([severity], r.oldest_instruction_s.get(severity, 0.0))
+        for severity in Severity:
+            opened.add_metric([severity.value], r.open_instructions.get(severity, 0))
+            oldest.add_metric([severity.value], r.oldest_instruction_s.get(severity, 0.0))
         yield opened
         yield oldest
         yield GaugeMetricFamily(

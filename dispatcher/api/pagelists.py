@@ -16,13 +16,13 @@ from dispatcher.api.problems import Problem
 from dispatcher.api.reads import TaskQuery
 from dispatcher.api.snapshot import Snapshot, Snapshots
 from dispatcher.api.views import PAGE_SIZE, Row, decode_cursor, encode_cursor, row_of, rows_of
+from store import Role
 from store.monitoring import DossierSummary, Scope, TaskFilter
-from workers.vocabulary import TaskStatus
+from workers.vocabulary import Severity, TaskStatus, severity_of
 
 DOSSIERS_PER_PAGE = 100
 ATTENTION_ROWS = 20  # the overview shows the first ones; the list has the rest
 FILTERS = ("status", "kind", "dossier", "instruction", "severity", "submitted_from", "submitted_to")
-SEVERITIES = ("orange", "red")
 
 
 def _day(value: str | None, name: str) -> datetime | None:
@@ -45,7 +45,7 @@ def filters_of(request: Request, ctx: Context, dossier: str | None = None) -> di
     status = form.get("status", "")
     if status and status != "all" and status not in {s.value for s in TaskStatus}:
         raise Problem(422, "invalid-request", "unknown status")
-    if form.get("severity", "") not in ("", *SEVERITIES):
+    if form.get("severity") and severity_of(form["severity"]) is None:
         raise Problem(422, "invalid-request", "unknown stripe colour")
     if form.get("instruction", "") not in ("", "yes", "no"):
         raise Problem(422, "invalid-request", "unknown instruction filter")
@@ -60,7 +60,7 @@ def task_query(form: dict[str, str]) -> TaskQuery:
         kind=form.get("kind"),
         dossier=form.get("dossier"),
         has_instruction={"yes": True, "no": False}.get(form.get("instruction", "")),
-        severity=form.get("severity") or None,
+        severity=severity_of(form.get("severity")),
         submitted_from=_day(form.get("submitted_from"), "from"),
         submitted_to=_day(form.get("submitted_to"), "to"),
         show_all=status == "all",
@@ -86,7 +86,7 @@ def _page(
 
 def _list(request: Request, ctx: Context, form: dict[str, str], scope: Scope) -> dict[str, Any]:
     rows, after = _page(request, ctx, scope, task_query(form).filter(), PAGE_SIZE)
-    keep = {**form, **({"office": ctx.office} if ctx.who.role.value == "support" else {})}
+    keep = {**form, **({"office": ctx.office} if ctx.who.role is Role.SUPPORT else {})}
     next_url = f"?{urlencode({**keep, 'cursor': after})}" if after else ""
     first_url = f"?{urlencode(keep)}" if request.query_params.get("cursor") else ""
     return {"rows": rows, "next_url": next_url, "first_url": first_url, "form": form}
@@ -125,8 +125,8 @@ def overview(request: Request, ctx: Context) -> Response:
     shown = chosen[(page - 1) * DOSSIERS_PER_PAGE : page * DOSSIERS_PER_PAGE]
     rows, more = _page(request, ctx, scope, TaskQuery().filter(), ATTENTION_ROWS)
     counts = {
-        "red": sum(1 for d in everything if d.stripe == "red"),
-        "orange": sum(1 for d in everything if d.stripe == "orange"),
+        "red": sum(1 for d in everything if d.stripe == Severity.RED),
+        "orange": sum(1 for d in everything if d.stripe == Severity.ORANGE),
         "all": len(everything),
     }
     return render(

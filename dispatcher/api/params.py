@@ -53,6 +53,8 @@ def _rfc3339(value: object) -> object:
 
 Instant = Annotated[datetime, BeforeValidator(_rfc3339)]
 Office = Annotated[Id | None, Query(description="support only: the office to look at")]
+# The query's spelling of `workers.vocabulary.Severity`: a Literal keeps the OpenAPI document
+# as it is (an enum would add a schema); routes decode it with `severity_of`.
 Severity = Literal["orange", "red"]
 IdempotencyKey = Annotated[
     str | None, Header(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", alias="Idempotency-Key")

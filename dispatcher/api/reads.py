@@ -19,7 +19,7 @@ from dispatcher.api.auth import Principal
 from dispatcher.api.problems import Problem
 from store import HistoryEntry, InstructionRecord, OfficeRecord, Store, TaskRecord
 from store.monitoring import Cursor, DossierSummary, Monitoring, Scope, TaskFilter
-from workers.vocabulary import InstructionStatus, TaskStatus
+from workers.vocabulary import InstructionStatus, Severity, TaskStatus
 
 DOSSIER_TASKS = 50  # the latest tasks a dossier's view lists
 
@@ -55,7 +55,7 @@ class TaskQuery:
     kind: str | None = None
     dossier: str | None = None
     has_instruction: bool | None = None
-    severity: str | None = None
+    severity: Severity | None = None
     submitted_from: datetime | None = None
     submitted_to: datetime | None = None
     show_all: bool = False
@@ -159,7 +159,7 @@ class Reads:
         *,
         dossier: str | None = None,
         status: InstructionStatus | None = InstructionStatus.OPEN,
-        severity: str | None = None,
+        severity: Severity | None = None,
         limit: int = 200,
     ) -> list[InstructionRecord]:
         """Instructions in scope, newest first."""

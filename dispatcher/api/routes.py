@@ -33,7 +33,7 @@ from dispatcher.api.reads import TaskQuery
 from dispatcher.api.service import Service
 from dispatcher.api.throttle import LoginThrottle
 from workers.kinds import kinds
-from workers.vocabulary import ActionType, InstructionStatus, TaskStatus
+from workers.vocabulary import ActionStatus, ActionType, InstructionStatus, TaskStatus, severity_of
 
 router = APIRouter(
     prefix="/v1",
@@ -145,7 +145,7 @@ def list_tasks(
         kind=kind,
         dossier=dossier,
         has_instruction=has_instruction,
-        severity=severity,
+        severity=severity_of(severity),
         submitted_from=submitted_from,
         submitted_to=submitted_to,
         show_all=show_all,
@@ -191,7 +191,7 @@ def list_instructions(
         scope,
         dossier=dossier,
         status=None if status == "all" else InstructionStatus(status),
-        severity=severity,
+        severity=severity_of(severity),
         limit=limit,
     )
     return [InstructionOut.of(i, who.user.language) for i in found]
@@ -204,7 +204,7 @@ ACTED = {
 
 
 def _answer(response: Response, action: ActionOut) -> ActionOut:
-    response.status_code = 200 if action.status == "applied" else 202
+    response.status_code = 200 if action.status is ActionStatus.APPLIED else 202
     return action
 
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from dispatcher.api.changes import ChangeFeed, Pending
 from store import InstructionRecord, TaskRecord
 from store.monitoring import WAITING, Cursor, DossierSummary, Monitoring, Scope, TaskFilter
-from workers.vocabulary import TaskStatus
+from workers.vocabulary import Severity, TaskStatus, worst
 
 FRESH_S = 2.0  # without a change feed: a copy older than this is read again
 WHOLE_S = 300.0  # with one: a whole read this often all the same
@@ -130,7 +130,7 @@ def build(
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for t in tasks:
         counts[(t.office, t.dossier)][t.status.value] += 1
-    severities: dict[tuple[str, str], list[str]] = defaultdict(list)
+    severities: dict[tuple[str, str], list[Severity]] = defaultdict(list)
     for i in instructions:
         severities[(i.office, i.dossier)].append(i.severity)
     rows = []
@@ -140,7 +140,7 @@ def build(
             DossierSummary(
                 office=key[0],
                 dossier=key[1],
-                stripe="red" if "red" in colours else "orange" if colours else "",
+                stripe=worst(colours) or "",
                 waiting=sum(by_status.get(s.value, 0) for s in WAITING),
                 running=by_status.get(TaskStatus.RUNNING.value, 0),
                 failed=by_status.get(TaskStatus.FAILED.value, 0),

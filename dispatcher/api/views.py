@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from dispatcher.api.auth import Principal
 from dispatcher.api.corrections import Field, fields_for
@@ -21,7 +22,7 @@ from dispatcher.api.service import allowed
 from store import InstructionRecord, Role, TaskRecord
 from store.monitoring import Cursor
 from workers.texts import InstructionText
-from workers.vocabulary import ActionType
+from workers.vocabulary import ActionType, Severity, TaskStatus
 
 PAGE_SIZE = 50
 
@@ -31,7 +32,7 @@ class Row:
     """One task as a list shows it: status left, instruction and actions right."""
 
     task: TaskRecord
-    severity: str  # "red", "orange" or "" (no open instruction, not failed)
+    severity: Severity | Literal[""]  # "" when no open instruction and not failed
     instruction: InstructionRecord | None
     text: InstructionText | None
     can_restart: bool
@@ -42,7 +43,7 @@ class Row:
     @property
     def support_acts(self) -> bool:
         """A red failure: support acts, the office waits."""
-        return self.severity == "red"
+        return self.severity == Severity.RED
 
 
 def row_of(
@@ -53,8 +54,8 @@ def row_of(
 ) -> Row:
     """A row with what this user may do to the task."""
     error = task.error or {}
-    severity = instruction.severity if instruction else str(error.get("severity") or "")
-    if not instruction and task.status.value != "failed":
+    severity: Severity | Literal[""] = instruction.severity if instruction else task.severity or ""
+    if not instruction and task.status is not TaskStatus.FAILED:
         severity = ""
     can_restart = allowed(who, task, ActionType.RESTART)
     fields = fields_for(task.kind, error.get("code"), task.payload) if can_restart else []

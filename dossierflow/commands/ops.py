@@ -17,7 +17,7 @@ from dossierflow.settings import Settings
 from store import Role, Store
 from workers.errors import InvalidSubmission
 from workers.texts import instruction_text
-from workers.vocabulary import InstructionStatus, TaskStatus
+from workers.vocabulary import ActionStatus, InstructionStatus, TaskStatus, severity_of
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -88,7 +88,7 @@ def tasks_list(store: Store, args: argparse.Namespace) -> int:
         office=args.office, dossier=args.dossier, statuses=statuses, limit=args.limit
     )
     if args.severity:
-        tasks = [t for t in tasks if (t.error or {}).get("severity") == args.severity]
+        tasks = [t for t in tasks if t.severity == severity_of(args.severity)]
     if args.json:
         print(json.dumps([_jsonable(asdict(t)) for t in tasks], indent=2))
         return 0
@@ -163,7 +163,7 @@ def _act(action: str) -> Command:
             client.close()
             store.close()
         print(f"{action} of task {clean(args.task_id)}: {record.status.value}")
-        return 0 if record.status.value == "applied" else 3
+        return 0 if record.status is ActionStatus.APPLIED else 3
 
     return run
 
@@ -176,7 +176,7 @@ def instructions_list(store: Store, args: argparse.Namespace) -> int:
         office=args.office,
         dossier=args.dossier,
         status=status,
-        severity=args.severity,
+        severity=severity_of(args.severity),
         limit=args.limit,
     )
     texts = [instruction_text(i.code, i.facts, args.lang) for i in found]

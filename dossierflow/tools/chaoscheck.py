@@ -12,12 +12,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from workers.accounting.ordercheck import Execution
+from workers.vocabulary import ActionType, TaskStatus
 
 COUNTERS = ("lost", "double-booked", "out of order", "stuck", "duplicated", "unexplained")
 # Execution outcomes that are no failure: done, retried in place, or cut off by a crash.
 NOT_FAILED = ("ok", "transient", None)
 RAW_KEPT = 4096  # bytes of an unreadable message the instruction keeps
-UNFINISHED = ("submitted", "waiting", "queued", "running", "retry_wait", "failed")
+UNFINISHED = (
+    TaskStatus.SUBMITTED,
+    TaskStatus.WAITING,
+    TaskStatus.QUEUED,
+    TaskStatus.RUNNING,
+    TaskStatus.RETRY_WAIT,
+    TaskStatus.FAILED,
+)
 
 
 @dataclass(frozen=True)
@@ -149,12 +157,16 @@ def _distinct(accepted: Iterable[Accepted]) -> list[Accepted]:
 def lost(obs: Observed) -> list[Finding]:
     """Accepted and never finished: no successful run in the package, nor a person's cancel."""
     ran = _first_ok_end(obs.executions)
-    ended_by_person = {a.task_id for a in obs.actions if a.type in ("cancel", "resolve")}
+    ended_by_person = {
+        a.task_id for a in obs.actions if a.type in (ActionType.CANCEL, ActionType.RESOLVE)
+    }
     found = []
     for a in _distinct(obs.accepted):
         task = obs.tasks.get(a.task_id)
         status = task.status if task else "absent"
-        by_person = status in ("cancelled", "skipped") and a.task_id in ended_by_person
+        by_person = (
+            status in (TaskStatus.CANCELLED, TaskStatus.SKIPPED) and a.task_id in ended_by_person
+        )
         if a.task_id not in ran and not by_person:
             found.append(Finding("lost", a.task_id, a.at, f"{a.office}.{a.dossier} is {status}"))
     return found
@@ -256,7 +268,7 @@ def unexplained(obs: Observed) -> list[Finding]:
     failed: dict[str, float | None] = {}
     for e in (e for e in obs.executions if e.outcome not in NOT_FAILED):
         failed.setdefault(e.task_id, e.ended_at)
-    for task in (t for t in obs.tasks.values() if t.failures > 0 or t.status == "failed"):
+    for task in (t for t in obs.tasks.values() if t.failures > 0 or t.status == TaskStatus.FAILED):
         failed.setdefault(task.task_id, None)
     instructed = {i.task_id for i in obs.instructions if i.task_id}
     found = [

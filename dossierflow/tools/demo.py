@@ -41,7 +41,7 @@ OFFICES = ["office1", "office2"]
 CONNECTORS_PER_OFFICE = 3
 TERMINAL = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
 FINISHED = (TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
-MOVING = ("submitted", "queued", "running", "retry_wait")
+MOVING = (TaskStatus.SUBMITTED, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT)
 
 
 def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -> int:
@@ -242,7 +242,7 @@ def wait_finished(
 
 
 def _only_blocked_wait(store: Store, counts: dict[str, int]) -> bool:
-    if not counts.get("waiting"):
+    if not counts.get(TaskStatus.WAITING):
         return True
     waiting = store.tasks.find(statuses=[TaskStatus.WAITING])
     blocked = {d.key for d in store.dossiers.blocked()}
