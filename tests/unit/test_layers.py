@@ -11,6 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 PACKAGES = ("dossierflow", "dispatcher", "reminder", "workers", "broker", "store")
+CONTRACT = "[[tool.importlinter.contracts]]"
+SAMPLED = ("layers", "amqp", "mongo", "acyclic")
 
 
 def _lint(cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,7 +39,10 @@ def test_the_import_contracts_hold() -> None:
 def _sample(tmp_path: Path, imports: dict[str, str]) -> Path:
     """The six packages with only the given imports, under our contracts."""
     config = (ROOT / "pyproject.toml").read_text()
-    (tmp_path / "pyproject.toml").write_text(config[config.index("[tool.importlinter]") :])
+    head, *contracts = config[config.index("[tool.importlinter]") :].split(CONTRACT)
+    # Only the package-wide contracts: the others name modules the sample does not have.
+    kept = [c for c in contracts if any(f'id = "{i}"' in c for i in SAMPLED)]
+    (tmp_path / "pyproject.toml").write_text(head + "".join(CONTRACT + c for c in kept))
     for package in PACKAGES:
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
