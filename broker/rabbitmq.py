@@ -225,13 +225,16 @@ class Channel:
         self._tags.append(tag)
         return tag
 
-    def declare_listener(self, exchange: str, *, max_length: int) -> str:
+    def declare_listener(self, exchange: str, *, max_length: int, declare: bool = True) -> str:
         """An exclusive, server-named queue bound to a fanout `exchange`; return its name.
 
         It goes away with the connection: a listener that was away missed what was sent.
+        `declare` False: the exchange is someone else's to declare (a login without
+        configure permission on it binds to it as it is; NOT_FOUND while it is missing).
         """
         with _mapped():
-            self._ch.exchange_declare(exchange, "fanout", durable=True)
+            if declare:
+                self._ch.exchange_declare(exchange, "fanout", durable=True)
             ok = self._ch.queue_declare(
                 "",
                 exclusive=True,

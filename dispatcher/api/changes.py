@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from broker import topology
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ChannelRefused
 from broker.rabbitmq import Connection
 
 _log = logging.getLogger(__name__)
@@ -96,7 +96,17 @@ class ChangeFeed:
             try:
                 conn = Connection.open(self._url, name=self._name, attempts=2)
                 ch = conn.channel(confirm=False)
-                queue = ch.declare_listener(topology.CHANGES_EXCHANGE, max_length=MAX_NOTICES)
+                try:
+                    queue = ch.declare_listener(topology.CHANGES_EXCHANGE, max_length=MAX_NOTICES)
+                except ChannelRefused as exc:
+                    # The API's own login may not declare the exchange (the dispatcher does,
+                    # deploy/rabbitmq/service-user.sh); it binds to it as it is.
+                    if exc.code != 403:
+                        raise
+                    ch = conn.channel(confirm=False)
+                    queue = ch.declare_listener(
+                        topology.CHANGES_EXCHANGE, max_length=MAX_NOTICES, declare=False
+                    )
                 ch.consume_transient(queue, self._on_notice)
                 with self._lock:
                     self._generation += 1
