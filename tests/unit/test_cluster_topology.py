@@ -48,7 +48,7 @@ def _local_cluster_env() -> dict[str, str]:
 
 def test_compose_runs_three_nodes_that_know_each_other() -> None:
     services = _yaml(COMPOSE / "compose.yaml")[0]["services"]
-    nodes = {name: s for name, s in services.items() if s.get("image", "").startswith("rabbitmq")}
+    nodes = {name: s for name, s in services.items() if "hostname" in s}  # the setup has none
     assert sorted(nodes) == ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
     assert [s["hostname"] for s in nodes.values()] == list(nodes)
     cookies = {s["environment"]["RABBITMQ_ERLANG_COOKIE"] for s in nodes.values()}
@@ -82,16 +82,44 @@ def test_compose_publishes_the_ports_of_the_local_cluster() -> None:
 
 def test_compose_clients_get_every_node_and_three_replicas() -> None:
     services = _yaml(COMPOSE / "compose.yaml")[0]["services"]
-    nodes = [n for n, s in services.items() if s.get("image", "").startswith("rabbitmq")]
+    nodes = [n for n, s in services.items() if "hostname" in s]
+    assert nodes == ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
     clients = [s for s in services.values() if s.get("image", "").startswith("dossierflow")]
     assert clients
     for client in clients:
         env = client["environment"]
         assert _hosts(env["DOSSIERFLOW_AMQP_URL"]) == [(n, 5672) for n in nodes]
-        assert _hosts(env["DOSSIERFLOW_RABBITMQ_API"]) == [(n, 15672) for n in nodes]
+        if "DOSSIERFLOW_RABBITMQ_API" in env:  # the dispatcher's sweeper; a connector has none
+            assert _hosts(env["DOSSIERFLOW_RABBITMQ_API"]) == [(n, 15672) for n in nodes]
         settings = Settings.from_env(env)
         assert settings.quorum_replicas == len(nodes)
         assert all(client["depends_on"][n]["condition"] == "service_healthy" for n in nodes)
+        # The logins exist (and guest is gone) before any process connects.
+        setup = client["depends_on"]["rabbitmq-setup"]["condition"]
+        assert setup == "service_completed_successfully"
+    assert "DOSSIERFLOW_RABBITMQ_API" in services["dispatcher"]["environment"]
+
+
+def test_compose_processes_log_in_as_themselves() -> None:
+    services = _yaml(COMPOSE / "compose.yaml")[0]["services"]
+    users = {
+        name: {urllib.parse.urlsplit(u).username for u in split_urls(env["DOSSIERFLOW_AMQP_URL"])}
+        for name, s in services.items()
+        if "DOSSIERFLOW_AMQP_URL" in (env := s.get("environment", {}))
+    }
+    assert users == {"dispatcher": {"dispatcher"}, "worker-office1": {"connector-office1"}}
+    setup = services["rabbitmq-setup"]
+    script = setup["command"][0]
+    for step in ("import_definitions", "service-user.sh dispatcher", "office-user.sh office1"):
+        assert step in script, step
+    assert "delete_user guest" in script
+    mounts = [v.split(":")[:2] for v in setup["volumes"]]
+    assert ["../rabbitmq", "/deploy/rabbitmq"] in mounts
+    assert (COMPOSE / "../rabbitmq/service-user.sh").resolve().is_file()
+    cookies = {
+        s["environment"]["RABBITMQ_ERLANG_COOKIE"] for s in services.values() if "hostname" in s
+    }
+    assert cookies == {setup["environment"]["RABBITMQ_ERLANG_COOKIE"]}
 
 
 def test_kubernetes_runs_the_same_three_nodes() -> None:
@@ -116,8 +144,10 @@ def test_kubernetes_runs_the_same_three_nodes() -> None:
 
     config = _yaml(K8S / "configmap.yaml")[0]["data"]
     assert int(config["DOSSIERFLOW_QUORUM_REPLICAS"]) == sts["replicas"]
-    secret = _yaml(K8S / "secret.example.yaml")[0]["stringData"]
-    assert _hosts(secret["DOSSIERFLOW_AMQP_URL"]) == [(pod, 5672) for pod in pods]
-    assert _hosts(secret["DOSSIERFLOW_RABBITMQ_API"]) == [(pod, 15672) for pod in pods]
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in _yaml(K8S / "secret.example.yaml")}
+    for name in ("dispatcher-broker", "api-broker"):
+        assert _hosts(secrets[name]["DOSSIERFLOW_AMQP_URL"]) == [(pod, 5672) for pod in pods]
+    api = secrets["dispatcher-broker"]["DOSSIERFLOW_RABBITMQ_API"]
+    assert _hosts(api) == [(pod, 15672) for pod in pods]
     worker = next(d for d in _yaml(K8S / "worker.yaml") if d["kind"] == "Secret")
     assert _hosts(worker["stringData"]["DOSSIERFLOW_AMQP_URL"]) == [(pod, 5672) for pod in pods]

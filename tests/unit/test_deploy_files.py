@@ -119,10 +119,44 @@ def test_configmap_names_real_settings() -> None:
 
     known = {PREFIX + f.name.upper() for f in fields(Settings)}
     config = documents(K8S / "configmap.yaml")[0]["data"]
-    secrets = documents(K8S / "secret.example.yaml")[0]["stringData"]
     assert set(config) <= known
-    assert set(secrets) <= known
-    Settings.from_env({k: str(v) for k, v in {**config, **secrets}.items()})
+    for doc in documents(K8S / "secret.example.yaml"):
+        secrets = doc["stringData"]
+        assert set(secrets) <= known
+        Settings.from_env({k: str(v) for k, v in {**config, **secrets}.items()})
+
+
+def test_each_process_has_its_own_broker_login() -> None:
+    """The dispatcher and the API log in as themselves (service-user.sh), nobody as guest."""
+    from urllib.parse import urlsplit
+
+    from broker.addresses import split_urls
+
+    secrets = {
+        d["metadata"]["name"]: d["stringData"] for d in documents(K8S / "secret.example.yaml")
+    }
+    assert "DOSSIERFLOW_AMQP_URL" not in secrets["dossierflow"]  # mailer, reminder: no broker
+    logins = {"dispatcher-broker": "dispatcher", "api-broker": "api"}
+    for name, login in logins.items():
+        urls = split_urls(secrets[name]["DOSSIERFLOW_AMQP_URL"])
+        assert len(urls) == 3 and {urlsplit(u).username for u in urls} == {login}
+    api_urls = split_urls(secrets["dispatcher-broker"]["DOSSIERFLOW_RABBITMQ_API"])
+    assert {urlsplit(u).username for u in api_urls} == {"dispatcher"}
+    assert "DOSSIERFLOW_RABBITMQ_API" not in secrets["api-broker"]
+    by_name = {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for path in K8S.glob("*.yaml")
+        for doc in documents(path)
+    }
+    for deployment, secret in (("dispatcher", "dispatcher-broker"), ("api", "api-broker")):
+        pod = by_name[("Deployment", deployment)]["spec"]["template"]["spec"]
+        refs = pod["containers"][0]["envFrom"]
+        # After the shared Secret, so its URL is the one the process sees.
+        assert refs[-1] == {"secretRef": {"name": secret}}
+    config = documents(K8S / "configmap.yaml")[0]["data"]
+    assert config["DOSSIERFLOW_COMMAND_PUBLISHERS"] == "api"
+    for path in [*K8S.rglob("*.yaml"), *COMPOSE.glob("*.yaml"), RABBITMQ / "definitions.json"]:
+        assert not re.search(r"//guest:|\bguest\b.*password", path.read_text()), path
 
 
 def test_definitions() -> None:
@@ -175,3 +209,44 @@ def test_office_user_patterns_are_anchored() -> None:
     assert re.match(patterns["topic_read"], "office1.*")
     for key in ("#", "office10.*", "office2.*", "office1.#"):
         assert not re.match(patterns["topic_read"], key)
+
+
+def service_patterns(role: str) -> dict[str, str]:
+    """The permissions service-user.sh gives `role`, read from the script."""
+    script = (RABBITMQ / "service-user.sh").read_text()
+    (body,) = re.findall(rf"^{role}\)\n(.*?)\n    ;;$", script, re.MULTILINE | re.DOTALL)
+    found = {}
+    for key in ("configure", "write", "read_"):
+        (raw,) = re.findall(rf"^    {key}=(.*)$", body, re.MULTILINE)
+        ours = re.fullmatch(r"\$\(ours '(.*)'\)", raw)
+        if ours:  # ours() in the script: `^dossierflow\.(PARTS)(\.[^.]+)?$`
+            found[key] = rf"^dossierflow\.({ours.group(1)})(\.[^.]+)?$"
+        else:
+            found[key] = raw.strip("'")
+    return found
+
+
+def test_service_user_patterns() -> None:
+    dispatcher, api = service_patterns("dispatcher"), service_patterns("api")
+    names = [
+        "dossierflow.control", "dossierflow.control.p00", "dossierflow.control.parked",
+        "dossierflow.work", "dossierflow.work.office1", "dossierflow.retry.10s",
+        "dossierflow.dead", "dossierflow.parked", "dossierflow.changes",
+    ]  # fmt: skip
+    for name in [*names, "dossierflow.events"]:
+        assert re.match(dispatcher["configure"], name), name
+    for name in names:
+        assert re.match(dispatcher["write"], name), name
+    # Only connectors publish events; nothing through the default exchange or elsewhere.
+    for name in ("dossierflow.events", "amq.default", "other", "xdossierflow.control"):
+        assert not re.match(dispatcher["write"], name), name
+    assert re.match(dispatcher["read_"], "dossierflow.events")  # the binding's source
+    # The API: commands to the control exchange and its own change-feed queue, nothing else.
+    assert re.match(api["write"], "dossierflow.control")
+    assert re.match(api["read_"], "dossierflow.changes")
+    for key in ("configure", "write", "read_"):
+        assert re.match(api[key], "amq.gen-AbC_12")
+        for name in [*names[1:], "dossierflow.events", "amq.default"]:
+            if (key, name) != ("read_", "dossierflow.changes"):
+                assert not re.match(api[key], name), (key, name)
+    assert not re.match(api["configure"], "dossierflow.control")
