@@ -3,21 +3,23 @@
 Each login is made by the script in this test's virtual host, under a name of this test's
 own, and deleted afterwards. A dispatcher on the dispatcher login declares the topology,
 sweeps (passive declares, the management API) and sequences; the API's code paths (the
-client that stores and announces, the page's change feed) run on the api login, and a
-connector of an office login runs the task. Then each login is shown the doors it must
-find shut.
+client that stores and announces, the page's change feed, then the `dossierflow api`
+process over HTTP) run on the api login, and a connector of an office login runs the
+tasks. Then each login is shown the doors it must find shut.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx2 as httpx
 import pika
 import pika.exceptions
 import pytest
@@ -31,8 +33,10 @@ from dispatcher.api.changes import ChangeFeed
 from dispatcher.client import Client
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
-from store import Store
+from dossierflow.tools.workload import booking, company_code
+from store import OfficeRecord, Role, Store, UserRecord
 from tests.e2e.helpers import package_with, process_log, submit_bookings
+from tests.integration.live_api import serve
 from tests.waiting import wait_for
 from workers.vocabulary import TaskStatus
 
@@ -138,10 +142,11 @@ def _publisher(exchange: str, key: str, user_id: str) -> Callable[[BlockingChann
 def test_dispatcher_and_api_logins_run_a_task_and_nothing_more(
     settings: Settings,
     store: Store,
-    name: str,
     make_cluster: Callable[..., Cluster],
     logins: Logins,
+    tmp_path: Path,
 ) -> None:
+    name = settings.mongo_db  # this test's virtual host and database (conftest)
     office = logins.office
     package_with(settings.simpackage_path, office, ["d1"])
     cluster = make_cluster(
@@ -188,6 +193,25 @@ def test_dispatcher_and_api_logins_run_a_task_and_nothing_more(
     finally:
         client.close()
         feed.close()
+
+    # The real `dossierflow api` process on the api login: a task submitted over HTTP runs.
+    store.offices.save(OfficeRecord(office, "Office"))
+    user = UserRecord(f"u-{name}", office, Role.PLATFORM)
+    store.users.save(user)
+    token = store.tokens.issue(user.id)
+    payload = booking(company_code(office, "d1"), "http-1", random.Random(7))
+    body = {"dossier": "d1", "kind": "booking_proposal.process", "payload": payload}
+    with serve(replace(settings, amqp_url=logins.api_url), tmp_path / "api.log") as (base, _):
+        answer = httpx.post(
+            f"{base}/v1/tasks", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        assert answer.status_code == 201, answer.text
+        over_http = str(answer.json()["id"])
+        wait_for(
+            lambda: (t := store.tasks.get(over_http)) is not None and t.status is TaskStatus.DONE,
+            90,
+            "the task submitted over HTTP done",
+        )
 
     # The sweeper reads queue figures from the management API on the dispatcher login
     # (`management` tag), and sweeps with passive declares: no refusal was logged.
