@@ -33,9 +33,9 @@ def _answering() -> Endpoints | None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 9 is open: a run may still end with a dossier stuck behind a head task left "
-    "queued with no release by an owner that lost its partition; the report is kept in "
-    "test-artifacts/",
+    reason="issue 9 is open: after a RabbitMQ restart the consistent-hash control exchange may "
+    "map a dossier to another partition, whose owner can number it out of order (README, "
+    "chaos); the report is kept in test-artifacts/",
 )
 def test_chaos_with_every_fault_loses_nothing_books_once_keeps_order_and_leaves_nothing_stuck(
     services: Endpoints, request: pytest.FixtureRequest
