@@ -31,13 +31,9 @@ from dossierflow.tools.chaosfaults import (
 )
 from dossierflow.tools.chaosreport import render
 from dossierflow.tools.cluster import Cluster
-from dossierflow.tools.faultplan import inject
+from dossierflow.tools.faultplan import fresh_world, inject
 from dossierflow.tools.workload import (
-    JOURNALS,
-    PERIODS,
-    VAT_CODES,
     Planned,
-    company_code,
     demo_tasks,
 )
 from dossierflow.tools.workload import dossiers as spread
@@ -96,7 +92,7 @@ def run_chaos(settings: Settings, options: Options) -> int:
         faults = tuple(f for f in faults if f not in CLUSTER_FAULTS)
     rng = random.Random(options.seed)
     cluster = Cluster(settings, "dossierflow-chaos", settings.mongo_db, STATE / "logs")
-    store, package = _fresh(settings, cluster, options.dossiers)
+    store, package = fresh_world(cluster, STATE, spread(OFFICES, options.dossiers))
     plan, originals = _workload(options, package)
     print(
         f"dossierflow chaos: seed {options.seed}, {options.tasks} tasks over {options.dossiers}"
@@ -170,19 +166,6 @@ def _submit_all(
         for k, task_id in enumerate(ids):
             fixer.originals[task_id] = originals[i + k]
         i += len(items)
-
-
-def _fresh(settings: Settings, cluster: Cluster, count: int) -> tuple[Store, SimulatedPackage]:
-    cluster.reset()
-    store = Store.connect(settings.mongo_url, settings.mongo_db)
-    store.drop()
-    store.ensure_indexes()
-    STATE.mkdir(parents=True, exist_ok=True)
-    package = SimulatedPackage(settings.simpackage_path)
-    package.reset()
-    for office, dossier in spread(OFFICES, count):
-        package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
-    return store, package
 
 
 def _start(cluster: Cluster) -> None:

@@ -21,15 +21,11 @@ from dispatcher.client import Client, Submission
 from dossierflow.settings import Settings
 from dossierflow.tools.apidemo import serve_for_demo
 from dossierflow.tools.cluster import Cluster
-from dossierflow.tools.faultplan import fix_blocked, inject
+from dossierflow.tools.faultplan import fix_blocked, fresh_world, inject
 from dossierflow.tools.maildemo import mail_failures
 from dossierflow.tools.progress import Progress
 from dossierflow.tools.workload import (
-    JOURNALS,
-    PERIODS,
-    VAT_CODES,
     Planned,
-    company_code,
     demo_tasks,
     dossiers,
 )
@@ -155,16 +151,8 @@ def _api_port(preferred: int = 8080) -> int:
 def _fresh_state(
     settings: Settings, cluster: Cluster, state: Path, dossiers_count: int
 ) -> tuple[Store, SimulatedPackage]:
-    cluster.reset()
     shutil.rmtree(state / "mail", ignore_errors=True)  # the mails of the previous run
-    store = Store.connect(settings.mongo_url, settings.mongo_db)
-    store.drop()
-    store.ensure_indexes()
-    state.mkdir(parents=True, exist_ok=True)
-    package = SimulatedPackage(settings.simpackage_path)
-    package.reset()
-    for office, dossier in dossiers(OFFICES, dossiers_count):
-        package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
+    store, package = fresh_world(cluster, state, dossiers(OFFICES, dossiers_count))
     for n, office in enumerate(OFFICES):
         language = ("nl", "fr")[n % 2]
         store.offices.save(

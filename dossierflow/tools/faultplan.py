@@ -11,10 +11,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dispatcher.client import Client
-from dossierflow.tools.workload import Planned, company_code
+from dossierflow.tools.cluster import Cluster
+from dossierflow.tools.workload import JOURNALS, PERIODS, VAT_CODES, Planned, company_code
 from store import ActionRecord, Role, Store
 from workers.accounting.simulated import SimulatedPackage
 from workers.vocabulary import TaskStatus
@@ -32,6 +34,23 @@ class Fault:
     fix: str  # restart | restart-corrected | cancel | resolve
     repair: Callable[[SimulatedPackage, str], None]  # what the person does in the package
     role: Role = Role.ADMIN
+
+
+def fresh_world(
+    cluster: Cluster, state: Path, pairs: list[tuple[str, str]]
+) -> tuple[Store, SimulatedPackage]:
+    """An empty virtual host, database and simulated package, with a company per dossier."""
+    settings = cluster.settings
+    cluster.reset()
+    store = Store.connect(settings.mongo_url, settings.mongo_db)
+    store.drop()
+    store.ensure_indexes()
+    state.mkdir(parents=True, exist_ok=True)
+    package = SimulatedPackage(settings.simpackage_path)
+    package.reset()
+    for office, dossier in pairs:
+        package.create_company(company_code(office, dossier), PERIODS, JOURNALS, VAT_CODES)
+    return store, package
 
 
 def _nothing(_package: SimulatedPackage, _code: str) -> None:
