@@ -255,7 +255,7 @@ def _bad_messages(task_ids: list[str]) -> list[tuple[str, bytes, str]]:
         ("bad", variant(task_id=None), "m6"),
         ("bad", variant(data={"kind": "coffee.make", "payload": {}}), "m7"),
         ("bad", variant(data={"kind": "dossier.sync", "payload": {"dossier_code": 5}}), "m8"),
-        ("bad", variant(data={"kind": "dossier.sync", "payload": {"x": "y" * 400_000}}), "m9"),
+        ("bad", variant(data={"kind": "dossier.sync", "payload": {"x": "y" * 200_000}}), "m9"),
         ("bad", variant(office="office2"), "m10"),
         ("bad", variant(type="task.done"), "m11"),
     ]
