@@ -110,16 +110,23 @@ class Channel:
             self._ch.exchange_declare(
                 topology.CONTROL_EXCHANGE, topology.CONTROL_EXCHANGE_TYPE, durable=True
             )
+            self._ch.exchange_declare(
+                topology.PARTITIONS_EXCHANGE,
+                "headers",
+                durable=True,
+                arguments={"alternate-exchange": topology.CONTROL_EXCHANGE},
+            )
             self._ch.exchange_declare(topology.WORK_EXCHANGE, "topic", durable=True)
             self._ch.exchange_declare(topology.DEAD_EXCHANGE, "fanout", durable=True)
             self._ch.exchange_declare(topology.CHANGES_EXCHANGE, "fanout", durable=True)
-
-            # Exchange-to-exchange: a dead-lettered task keeps its `office.dossier`
-            # routing key and so lands in its own dossier's partition.
-            self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "")
-            # The connectors' events reach the dossier's partition the same way.
             self._ch.exchange_declare(topology.EVENTS_EXCHANGE, "topic", durable=True)
-            self._ch.exchange_bind(topology.CONTROL_EXCHANGE, topology.EVENTS_EXCHANGE, "#")
+            # Exchange-to-exchange: a dead-lettered task keeps its `partition` header and
+            # so lands in its own dossier's partition; the connectors' events carry the
+            # header of the work message they report on. Bindings of earlier versions into
+            # the control exchange go, or each such message would arrive twice.
+            for source, key in ((topology.DEAD_EXCHANGE, ""), (topology.EVENTS_EXCHANGE, "#")):
+                self._ch.exchange_unbind(topology.CONTROL_EXCHANGE, source, key)
+                self._ch.exchange_bind(topology.PARTITIONS_EXCHANGE, source, key)
             self._ch.exchange_declare(topology.PARKED_EXCHANGE, "fanout", durable=True)
             self._ch.queue_declare(
                 topology.PARKED_QUEUE,
@@ -141,6 +148,11 @@ class Channel:
                 self._ch.queue_declare(name, durable=True, arguments=args)
                 self._ch.queue_bind(
                     name, topology.CONTROL_EXCHANGE, routing_key=str(topology.PARTITION_WEIGHT)
+                )
+                self._ch.queue_bind(
+                    name,
+                    topology.PARTITIONS_EXCHANGE,
+                    arguments=topology.partition_binding(topology.partition_index(name)),
                 )
 
     def declare_work_queue(self, office: str, topo: topology.Topology) -> str:
@@ -304,6 +316,15 @@ class Outgoing:
     headers: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Forward:
+    """A received message sent on as it is, to `exchange` with other `headers`."""
+
+    exchange: str
+    delivery: Delivery
+    headers: Mapping[str, Any]
+
+
 def _properties(envelope: Envelope, headers: Mapping[str, Any] | None, user: str) -> Any:
     return pika.BasicProperties(
         content_type="application/json",
@@ -334,11 +355,12 @@ class BatchPublisher:
         self._ch = raw
         self._impl = raw._impl
         self._next_tag = 1
-        self._pending: dict[int, Outgoing | None] = {}  # None: a notice
+        self._pending: dict[int, Outgoing | Forward | None] = {}  # None: a notice
 
-        self._nacked: list[Outgoing] = []
+        self._nacked: list[Outgoing | Forward] = []
         self._returned: list[tuple[str, str]] = []  # (message id, routing key)
         self._sent: list[Outgoing] = []
+        self._forwarded: list[Forward] = []
         selected: list[bool] = []
         with _mapped():
             self._impl.confirm_delivery(
@@ -379,6 +401,33 @@ class BatchPublisher:
                 self._sent.append(item)
                 self._next_tag += 1
 
+    def forward(self, items: list[Forward]) -> None:
+        """Publish received messages on without waiting, body and message id unchanged.
+
+        They go out as this publisher's login (`user_id`); what the receiver must know of
+        the original sender goes in `headers`. `wait` collects their confirms, and raises
+        Unroutable if one came back.
+        """
+        with _mapped():
+            for item in items:
+                d = item.delivery
+                self._impl.basic_publish(
+                    exchange=item.exchange,
+                    routing_key=d.routing_key,
+                    body=d.body,
+                    properties=pika.BasicProperties(
+                        content_type="application/json",
+                        delivery_mode=pika.DeliveryMode.Persistent,
+                        user_id=self._user or None,
+                        message_id=d.message_id or None,
+                        headers=dict(item.headers),
+                    ),
+                    mandatory=True,
+                )
+                self._pending[self._next_tag] = item
+                self._forwarded.append(item)
+                self._next_tag += 1
+
     def wait(self) -> list[Outgoing]:
         """Wait for the confirms of everything sent; return the items no queue took.
 
@@ -386,6 +435,7 @@ class BatchPublisher:
         connection or channel broke before every confirm arrived.
         """
         sent, self._sent = self._sent, []
+        forwarded, self._forwarded = self._forwarded, []
         with _mapped():
             self._ch._flush_output(lambda: not self._pending)
         if self._pending:
@@ -394,6 +444,8 @@ class BatchPublisher:
         returned, self._returned = set(self._returned), []
         if nacked:
             raise PublishNotConfirmed(f"broker nacked {len(nacked)} message(s)", nacked)
+        if any((f.delivery.message_id, f.delivery.routing_key) in returned for f in forwarded):
+            raise Unroutable("a forwarded message found no queue")
         return [i for i in sent if (i.envelope.id, i.envelope.routing_key) in returned]
 
     def notify(self, exchange: str, body: bytes) -> None:

@@ -7,12 +7,27 @@ arguments. Changing an argument of an existing queue is refused by RabbitMQ
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-# Commands and events of all dossiers. Consistent hashing on the routing key
-# (`office.dossier`) sends everything about one dossier to one partition, so one
-# sequencer handles a dossier's messages one after the other.
+# Commands and events of all dossiers reach their dossier's partition through the
+# partitions exchange: a headers exchange on the `partition` header, which every publisher
+# computes itself from the dossier key (`partition_of`, a pure function of the key and the
+# partition count). The broker keeps no state for this routing, so a broker restart cannot
+# move a dossier to another partition, and two owners never number the same dossier.
+# Work messages carry the header too, and so do what comes of them: a connector's events
+# copy it from the work message, dead letters and expired retry timers keep it.
+PARTITIONS_EXCHANGE = "dossierflow.partitions"
+PARTITION_HEADER = "partition"
+
+# Before the partitions exchange, consistent hashing on the routing key sent everything of a
+# dossier to its partition. Its ring is broker state rebuilt at each start of the broker
+# application, and a dossier could come back mapped to another partition (rabbitmq-server
+# #3386, rabbitmq-consistent-hash-exchange #32/#45/#46); the chaos run found tasks numbered
+# out of order by two owners that way. It stays as the partitions exchange's alternate
+# exchange, for a message without the header (one published by an older version during an
+# upgrade): it still reaches some partition, whose owner forwards it to the right one.
 CONTROL_EXCHANGE = "dossierflow.control"
 CONTROL_EXCHANGE_TYPE = "x-consistent-hash"
 # Ring points per partition binding: with one point per queue the spread over a few
@@ -45,10 +60,48 @@ def retry_exchange(delay_s: int) -> str:
     """Exchange (fanout) and queue of the delayed retries waiting `delay_s` seconds.
 
     Fixed-delay queues keep expiry in FIFO order (RabbitMQ expires only at the head); an
-    expired message dead-letters into the control exchange with its `office.dossier`
-    routing key, so the retry comes back through the dossier's own partition.
+    expired message dead-letters into the partitions exchange with its `partition` header,
+    so the retry comes back through the dossier's own partition. (The `dossierflow.retry.*`
+    queues of earlier versions dead-letter into the control exchange; see `CONTROL_EXCHANGE`.)
     """
-    return f"dossierflow.retry.{delay_s}s"
+    return f"dossierflow.delay.{delay_s}s"
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Jump consistent hash (Lamping and Veach, 2014): `key`'s bucket among `buckets`.
+
+    Deterministic, evenly spread, and on growing from n to n+1 buckets only about 1/(n+1)
+    of the keys move, all of them to the new bucket.
+    """
+    if buckets < 1:
+        raise ValueError(f"buckets must be at least 1, not {buckets}")
+    b, j = -1, 0
+    while j < buckets:
+        b = j
+        key = (key * 2862933555777941757 + 1) % 2**64
+        j = int((b + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return b
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of a dossier key (`office.dossier`): the same on every host and run."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return jump_hash(int.from_bytes(digest, "big"), partitions)
+
+
+def partition_headers(key: str, partitions: int) -> dict[str, str]:
+    """The header that routes a message of dossier `key` to its partition."""
+    return {PARTITION_HEADER: str(partition_of(key, partitions))}
+
+
+def partition_binding(index: int) -> dict[str, str]:
+    """The partitions exchange's binding arguments of partition `index`."""
+    return {"x-match": "all", PARTITION_HEADER: str(index)}
+
+
+def partition_index(queue: str) -> int:
+    """The index of a partition queue (`partition_queue`'s inverse)."""
+    return int(queue.rsplit(".p", 1)[1])
 
 
 def retry_arguments(delay_s: int, replicas: int = 0) -> dict[str, Any]:
@@ -63,12 +116,12 @@ def retry_arguments(delay_s: int, replicas: int = 0) -> dict[str, Any]:
         return {
             "x-queue-type": "classic",
             "x-message-ttl": delay_s * 1000,
-            "x-dead-letter-exchange": CONTROL_EXCHANGE,
+            "x-dead-letter-exchange": PARTITIONS_EXCHANGE,
         }
     return {
         **quorum_arguments(replicas),
         "x-message-ttl": delay_s * 1000,
-        "x-dead-letter-exchange": CONTROL_EXCHANGE,
+        "x-dead-letter-exchange": PARTITIONS_EXCHANGE,
         # An expired retry must reach its partition even if a node goes down meanwhile.
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
@@ -169,3 +222,7 @@ class Topology:
     def partition_queues(self) -> list[str]:
         """All control partition queue names."""
         return [partition_queue(i) for i in range(self.partitions)]
+
+    def route(self, key: str) -> dict[str, str]:
+        """The headers of a message about dossier `key` (`office.dossier`): its partition."""
+        return partition_headers(key, self.partitions)

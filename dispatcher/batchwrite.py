@@ -72,6 +72,9 @@ class Collector:
     def add(self, d: core.Dossier, part: str, epoch: int, effects: list[core.Effect]) -> None:
         """Record the effects of one message (or a repair) of dossier `d`."""
         self._dossiers[d.key] = (d, epoch)
+        # Work and timers carry the partition: what comes of them (events, dead letters,
+        # expired timers) comes back here (broker/topology.py, PARTITIONS_EXCHANGE).
+        route = {topology.PARTITION_HEADER: str(topology.partition_index(part))}
         for effect in effects:
             if isinstance(effect, core.Release):
                 self.releasing.add(part)
@@ -80,9 +83,11 @@ class Collector:
             elif isinstance(effect, core.TaskChange) and "finished_at" in effect.fields:
                 where = (d.office, part)
                 self.write.finished[where] = self.write.finished.get(where, 0) + 1
-            self._effect(d, epoch, effect)
+            self._effect(d, epoch, effect, route)
 
-    def _effect(self, d: core.Dossier, epoch: int, effect: core.Effect) -> None:
+    def _effect(
+        self, d: core.Dossier, epoch: int, effect: core.Effect, route: dict[str, str]
+    ) -> None:
         w = self.write
         if isinstance(effect, (core.TaskChange, core.Instruct, core.CloseInstructions)):
             self.changed_tasks[d.office].add(effect.task_id)
@@ -93,7 +98,7 @@ class Collector:
             history.extend(HistoryRow(*entry) for entry in effect.history)
         elif isinstance(effect, core.Release):
             env = release_envelope(d, effect.task, effect.run, self.now)
-            self.outgoing.append(Outgoing(topology.WORK_EXCHANGE, env))
+            self.outgoing.append(Outgoing(topology.WORK_EXCHANGE, env, route))
         elif isinstance(effect, core.Timer):
             env = Envelope(
                 MessageType.RETRY_DUE,
@@ -103,7 +108,7 @@ class Collector:
                 self.now,
                 {"retry": effect.retry, "run": effect.run},
             )
-            self.outgoing.append(Outgoing(topology.retry_exchange(effect.delay_s), env))
+            self.outgoing.append(Outgoing(topology.retry_exchange(effect.delay_s), env, route))
             due = self.now + timedelta(seconds=effect.delay_s)
             w.timers.append((effect.task_id, effect.retry, effect.run, due))
         elif isinstance(effect, core.Instruct):

@@ -156,7 +156,10 @@ class Client:
         A retried command is marked `recheck`: the first attempt may have reached the
         broker before the connection broke, and the sequencer must not take it twice.
         """
-        items = [Outgoing(topology.CONTROL_EXCHANGE, e) for e in envelopes]
+        items = [
+            Outgoing(topology.PARTITIONS_EXCHANGE, e, self._topo.route(e.routing_key))
+            for e in envelopes
+        ]
         try:
             if not self._conn.is_open:
                 raise ConnectionLost("idle connection closed")
@@ -165,7 +168,7 @@ class Client:
         except ConnectionLost as exc:
             log.info("client.reconnecting", error=str(exc))
         self._fresh()
-        self._publish([Outgoing(i.exchange, _rechecked(i.envelope)) for i in items])
+        self._publish([Outgoing(i.exchange, _rechecked(i.envelope), i.headers) for i in items])
 
     def _publish(self, items: list[Outgoing]) -> None:
         if self._batch is None:

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 import structlog
 
 from broker import topology
-from broker.errors import Unroutable
+from broker.errors import PublishNotConfirmed, Unroutable
 from broker.messages import RAW_KEEP_BYTES, utcnow, valid_id
-from broker.rabbitmq import Connection, Delivery, Outgoing
+from broker.rabbitmq import Connection, Delivery, Forward, Outgoing
 from dispatcher import core
 from dispatcher.batchwrite import Collector
 from dispatcher.fairness import next_batch, office_of
@@ -77,6 +77,8 @@ class OwnerConfig:
 # accepting a dossier's submission, that no task submitted before it is still unaccepted
 # (see `Owner._accept_earlier`).
 SETTLE_S = 30.0
+# What an owner that forwards a message of another partition's dossier knows of its sender.
+FORWARDED_HEADER = "forwarded"
 
 
 @dataclass
@@ -179,6 +181,26 @@ class Owner:
         now = self._now()
         self._batches += 1
         items = [_Item(d, self._queue_of[d.consumer_tag], self._decode(d)) for d in batch]
+        misrouted = [i for i in items if self._misrouted(i)]
+        returned: set[int] = set()
+        if misrouted:
+            returned = self._forward(misrouted)
+            items = [i for i in items if i not in misrouted]
+        parked, count = self._run(items, now, len(batch)) if items else (set(), None)
+        parked |= returned
+        self._ack([d.delivery_tag for d in batch if d.delivery_tag not in parked])
+        self.handled += len(batch)
+        if count is not None:
+            count()  # the metrics, once the batch is acknowledged
+
+    def _run(
+        self, items: list[_Item], now: datetime, size: int
+    ) -> tuple[set[int], Callable[[], None]]:
+        """Run the rules over a batch's messages, write and publish their effects.
+
+        Returns the delivery tags of what was parked (rejected) instead of handled, and
+        what feeds the metrics (a failed batch is counted by its replay).
+        """
         parts = {i.part for i in items}
         self._take_new(parts, now)
         part_docs = self._stored(lambda: self._seq.partitions(parts))
@@ -236,9 +258,7 @@ class Owner:
         marks = {p: (self._held[p].epoch, self._batches) for p in out.releasing}
         if marks:
             self._stored(lambda: self._seq.confirm(marks))
-        self._ack([d.delivery_tag for d in batch if d.delivery_tag not in parked])
-        self.handled += len(batch)
-        self._count(len(batch), seen, dossiers)
+        return parked, partial(self._count, size, seen, dossiers)
 
     def _ack(self, tags: list[int]) -> None:
         """Acknowledge a handled batch: at once, unless older messages wait in the buffer."""
@@ -296,8 +316,96 @@ class Owner:
             if int(docs.get(part, {}).get("epoch", 0)) != held.epoch:
                 raise Fenced(f"partition {part} has a newer owner")
 
+    # -- messages of another partition ------------------------------------------------
+    def _misrouted(self, item: _Item) -> bool:
+        """Whether a readable message belongs to another partition than the one it came on.
+
+        Every publisher of this version routes by the partition header, so this is a
+        message without it (from an earlier version, through the control exchange's hash)
+        or one a connector's event sent with another work message's header. Only the
+        dossier's own partition may handle it: two owners would number its tasks apart.
+        """
+        if item.decoded.message is None:
+            return False  # dropped wherever it lands
+        home = topology.partition_of(item.decoded.key, self._topo.partitions)
+        if home == topology.partition_index(item.part):
+            return False
+        if FORWARDED_HEADER in item.delivery.headers:
+            # Forwarded here by an owner that computes partitions otherwise: dispatchers
+            # disagree on DOSSIERFLOW_PARTITIONS. Handled here rather than sent round.
+            log.error("control.misrouted_again", key=item.decoded.key, came_on=item.part)
+            return False
+        return True
+
+    def _forward(self, items: list[_Item]) -> set[int]:
+        """Send misrouted messages on to their partitions, confirmed before the batch's ack.
+
+        They go out under this owner's login, so what the receiving owner must know of the
+        original sender (the exchange it was published to, its login, the broker's x-death)
+        travels in the `forwarded` header, which an owner believes only from a login that
+        may send commands (`_unforwarded`). Returns the delivery tags of what the broker
+        refused, which are parked (rejected), not acknowledged.
+        """
+        forwards = []
+        for item in items:
+            d = item.delivery
+            home = topology.partition_of(item.decoded.key, self._topo.partitions)
+            headers = {k: v for k, v in d.headers.items() if not k.startswith("x-")}
+            facts: dict[str, Any] = {"exchange": d.exchange, "user_id": d.user_id}
+            if d.headers.get("x-death"):
+                facts["x-death"] = d.headers["x-death"]
+            headers[topology.PARTITION_HEADER] = str(home)
+            headers[FORWARDED_HEADER] = facts
+            forwards.append(Forward(topology.PARTITIONS_EXCHANGE, d, headers))
+            log.info(
+                "control.forwarded",
+                key=item.decoded.key,
+                message_id=d.message_id,
+                came_on=item.part,
+                to=topology.partition_queue(home),
+            )
+        self._publisher.forward(forwards)
+        try:
+            if self._publisher.wait():
+                raise Unroutable("a message sent with forwards found no queue")
+        except PublishNotConfirmed as exc:
+            # The home partition is full (its byte limit). Giving the message back would
+            # loop while partitions full of each other's messages wait on each other, so
+            # it is parked for ops, as a message this owner cannot handle is. Only a
+            # connector of an earlier version, or one that is not ours, sends events that
+            # need forwarding; the sweeper announces again what a parked command was for.
+            refused = [f.delivery.delivery_tag for f in exc.refused if isinstance(f, Forward)]
+            log.error("control.forward_refused", count=len(refused))
+            for tag in refused:
+                self._consume_ch.reject(tag, requeue=False)
+            return set(refused)
+        return set()
+
+    def _unforwarded(self, delivery: Delivery) -> Delivery:
+        """A message another owner forwarded, as its original sender sent it.
+
+        Marked redelivered: a forwarded command may arrive after later ones of its dossier
+        and is placed by its task id (`core._place_late`).
+        """
+        facts = delivery.headers.get(FORWARDED_HEADER)
+        if delivery.exchange != topology.PARTITIONS_EXCHANGE or not isinstance(facts, Mapping):
+            return delivery
+        if self._senders.connector_prefix and delivery.user_id not in self._senders.commanders:
+            return delivery  # not from an owner: judged as what it is
+        headers = {k: v for k, v in delivery.headers.items() if k != FORWARDED_HEADER}
+        if facts.get("x-death"):
+            headers["x-death"] = facts["x-death"]
+        return replace(
+            delivery,
+            exchange=_text(facts.get("exchange")),
+            user_id=_text(facts.get("user_id")),
+            headers=headers,
+            redelivered=True,
+        )
+
     def _decode(self, delivery: Delivery) -> Inbound:
         """Decode; a message from a sender that may not send it is dropped (see `senders`)."""
+        delivery = self._unforwarded(delivery)
         limit = self._cfg.max_message_bytes
         if limit and len(delivery.body) > limit:
             decoded = self._oversized(delivery, limit)
@@ -570,3 +678,10 @@ def _task_of(msg: Message | None) -> str:
     if isinstance(msg, Unreadable):
         return msg.message_id
     return msg.task_id if msg is not None else ""
+
+
+def _text(value: object) -> str:
+    """A header value as text (pika gives bytes for what is not valid UTF-8)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""

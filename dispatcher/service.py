@@ -269,10 +269,8 @@ class Dispatcher:
                 )
             times = self._republished.get(key, (0, 0.0))[0] + 1
             self._republished[key] = (times, now + self._settings.sweep_grace_s * 2**times)
-            channel.publish(
-                topology.CONTROL_EXCHANGE,
-                Envelope(kind, task_id, office, dossier, at=utcnow(), data=data),
-            )
+            env = Envelope(kind, task_id, office, dossier, at=utcnow(), data=data)
+            channel.publish(topology.PARTITIONS_EXCHANGE, env, self._topo.route(env.routing_key))
         if due:
             log.warning("sweeper.republished", count=len(due), stale=len(pending))
         return len(due)

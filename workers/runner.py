@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -178,6 +179,7 @@ class _Slot:
             self._w.metrics.unreadable(self._cfg.office)
             return
         attempt = delivery.delivery_count + 1
+        report = partial(self._report, env, _route(delivery, self._cfg.partitions, env.routing_key))
         ref = TaskRef(env.task_id, env.office, env.dossier, spec.kind, attempt)
         bound = log.bind(
             office=env.office,
@@ -187,7 +189,7 @@ class _Slot:
             attempt=attempt,
         )
         # `started` goes out without waiting: its confirm is awaited with the result's.
-        self._report(env, MessageType.STARTED, {"attempt": attempt, "worker": self._name})
+        report(MessageType.STARTED, {"attempt": attempt, "worker": self._name})
         bound.debug("task.started")
         metrics, run = self._w.metrics, env.data.get("run")
         metrics.started(env.task_id, spec.kind, run if isinstance(run, int) else 0, attempt)
@@ -206,11 +208,11 @@ class _Slot:
             took = time.monotonic() - began
             metrics.finished(env.office, spec.kind, outcome, took, failure.code.value)
             bound.warning("task.failed", code=failure.code.value, transient=failure.transient)
-            self._report(env, MessageType.FAILED, {"attempt": attempt, "error": failure.to_dict()})
+            report(MessageType.FAILED, {"attempt": attempt, "error": failure.to_dict()})
         else:
             metrics.finished(env.office, spec.kind, "done", time.monotonic() - began)
             bound.debug("task.done")
-            self._report(env, MessageType.DONE, {"attempt": attempt, "result": result})
+            report(MessageType.DONE, {"attempt": attempt, "result": result})
         # The result is confirmed before the work message is acknowledged.
         self._confirmed(conn)
         if self._w._stop.is_set():
@@ -266,11 +268,28 @@ class _Slot:
                 result: dict[str, Any] = handler(ref, payload, self._package)
         return result
 
-    def _report(self, env: Envelope, kind: MessageType, data: dict[str, Any]) -> None:
+    def _report(
+        self, env: Envelope, route: dict[str, str], kind: MessageType, data: dict[str, Any]
+    ) -> None:
         # Every event goes through the events exchange, the only one a connector's login
         # may write to on the control side, and carries the login as `user_id`.
         run = env.data.get("run")
         if isinstance(run, int):
             data = {**data, "run": run}  # which release this is about: stale ones are ignored
         event = Envelope(kind, env.task_id, env.office, env.dossier, at=utcnow(), data=data)
-        self._pub.send([Outgoing(topology.EVENTS_EXCHANGE, event)])
+        self._pub.send([Outgoing(topology.EVENTS_EXCHANGE, event, route)])
+
+
+def _route(delivery: Delivery, partitions: int, key: str) -> dict[str, str]:
+    """The partition header for the events about a work message.
+
+    The work message's own header: events go back to the partition that released the
+    work. A work message without one (released by an earlier version) gets the partition
+    computed from the dossier key, as every publisher of this version does.
+    """
+    value = delivery.headers.get(topology.PARTITION_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str) and value.isdigit():
+        return {topology.PARTITION_HEADER: value}
+    return topology.partition_headers(key, partitions)

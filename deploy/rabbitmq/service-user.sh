@@ -29,29 +29,33 @@ user=${LOGIN:-$role}
 [ -n "$password" ] || die "empty password"
 
 # Every name of ours is `dossierflow.<part>` or `dossierflow.<part>.<suffix>`; the suffixes
-# (partition p00, parked, retry 10s, office id) hold no dot.
+# (partition p00, parked, delay 10s, office id) hold no dot.
 ours() { echo "^dossierflow\\.($1)(\\.[^.]+)?\$"; }
 case $role in
 dispatcher)
     # configure: declare the whole topology (broker/topology.py, Channel.declare_control):
-    #   the control, work, dead-letter, changes, events, parked and retry exchanges, the
-    #   partitions, the parked and retry queues, and each office's work queue at its first
-    #   release (Owner._publish).
-    configure=$(ours 'control|work|dead|changes|events|parked|retry')
-    # write: publish to the control exchange (sweeper: republished commands,
-    #   task.release_lost), the work exchange (releases), the retry exchanges (timers) and
-    #   the changes exchange (notices); be the destination of its bindings (queue.bind needs
-    #   write on the queue, exchange.bind on the destination exchange); and name the
-    #   dead-letter exchanges of what it declares (RabbitMQ wants write on
-    #   `x-dead-letter-exchange`: dead for the work queues, parked for the partitions,
-    #   control for the retry queues). Never the events exchange: only connectors publish
-    #   events, and the default exchange is not matched (no publishing straight into a queue).
-    write=$(ours 'control|work|dead|changes|parked|retry')
+    #   the partitions, control, work, dead-letter, changes, events, parked and delay
+    #   exchanges, the partition, parked and delay queues, and each office's work queue at
+    #   its first release (Owner._publish). `retry` covers the delay queues of earlier
+    #   versions (dossierflow.retry.<n>s), for deleting them once they are empty.
+    configure=$(ours 'partitions|control|work|dead|changes|events|parked|delay|retry')
+    # write: publish to the partitions exchange (sweeper: republished commands,
+    #   task.release_lost; owners: messages forwarded to their own partition), the work
+    #   exchange (releases), the delay exchanges (timers) and the changes exchange
+    #   (notices); be the destination of its bindings (queue.bind needs write on the queue,
+    #   exchange.bind and unbind on the destination exchange); and name the dead-letter and
+    #   alternate exchanges of what it declares (RabbitMQ wants write on them: dead for the
+    #   work queues, parked for the partitions, partitions for the delay queues, control as
+    #   the partitions exchange's alternate). Never the events exchange: only connectors
+    #   publish events, and the default exchange is not matched (no publishing straight
+    #   into a queue).
+    write=$(ours 'partitions|control|work|dead|changes|parked|delay|retry')
     # read: consume the partitions; be the source of its bindings (queue.bind and
-    #   exchange.bind need read on the source: control, work, parked, retry, dead, events);
-    #   and read on each queue declared with a dead-letter exchange (RabbitMQ checks it with
-    #   the DLX), which covers the work queues too: it declares them, so it could read them.
-    read_=$(ours 'control|work|dead|events|parked|retry')
+    #   exchange.bind need read on the source: partitions, control, work, parked, delay,
+    #   dead, events); and read on each queue declared with a dead-letter exchange (RabbitMQ
+    #   checks it with the DLX), which covers the work queues too: it declares them, so it
+    #   could read them.
+    read_=$(ours 'partitions|control|work|dead|events|parked|delay|retry')
     # The sweeper reads the work queues' unacknowledged counts from the management API
     # (DOSSIERFLOW_RABBITMQ_API, Admin.queue_if_any): `management` shows the queues of the
     # virtual hosts the login has permissions in and nothing else (`monitoring` would show
@@ -66,9 +70,9 @@ api)
     #   declares nothing of the topology: it uses what the dispatcher declared (and may not
     #   delete it).
     configure='^amq\.gen-[^.]*$'
-    # write: publish commands (submitted, restart, cancel, resolve) to the control exchange,
-    #   and bind its feed queue (queue.bind needs write on the queue).
-    write='^(dossierflow\.control|amq\.gen-[^.]*)$'
+    # write: publish commands (submitted, restart, cancel, resolve) to the partitions
+    #   exchange, and bind its feed queue (queue.bind needs write on the queue).
+    write='^(dossierflow\.partitions|amq\.gen-[^.]*)$'
     # read: bind its feed queue to the changes exchange (read on the source) and consume it.
     #   No partition, work, retry or dead-letter queue.
     read_='^(dossierflow\.changes|amq\.gen-[^.]*)$'

@@ -110,7 +110,12 @@ def _the_broker_refuses(url: str, login: str, other: str, forged: list[Envelope]
     """
     retry = topology.retry_exchange(Settings().retry_delays[0])
     for event in forged:
-        for exchange in (topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, retry):
+        for exchange in (
+            topology.PARTITIONS_EXCHANGE,
+            topology.CONTROL_EXCHANGE,
+            topology.DEAD_EXCHANGE,
+            retry,
+        ):
             code, text = _refused(url, exchange, event, login)
             assert code == 403 and "ACCESS_REFUSED" in text, exchange
         if event is not forged[-1]:

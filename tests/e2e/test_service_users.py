@@ -243,11 +243,12 @@ def test_dispatcher_and_api_logins_run_a_task_and_nothing_more(
 
 
 def _api_refused(logins: Logins, settings: Settings) -> None:
-    """The api login publishes commands to the control exchange and nothing else."""
+    """The api login publishes commands to the partitions exchange and nothing else."""
     api, office = logins.api_url, logins.office
     partition = topology.partition_queue(0)
     work_key = f"{office}.d1"
     for exchange in (
+        topology.CONTROL_EXCHANGE,  # the hash route of earlier versions
         topology.WORK_EXCHANGE,  # no work for a connector behind the dispatcher's back
         topology.EVENTS_EXCHANGE,  # no connector's events
         topology.DEAD_EXCHANGE,
@@ -263,14 +264,14 @@ def _api_refused(logins: Logins, settings: Settings) -> None:
         assert "ACCESS_REFUSED" in _refused(api, lambda ch, q=queue: ch.basic_get(q))
     assert "ACCESS_REFUSED" in _refused(api, lambda ch: ch.queue_delete(partition))
     assert "ACCESS_REFUSED" in _refused(
-        api, lambda ch: ch.exchange_delete(topology.CONTROL_EXCHANGE)
+        api, lambda ch: ch.exchange_delete(topology.PARTITIONS_EXCHANGE)
     )
     assert "ACCESS_REFUSED" in _refused(
         api, lambda ch: ch.queue_declare("dossierflow.control.p99", durable=True)
     )
     # A command with a connector's user_id: RabbitMQ refuses the forgery itself.
     text = _refused(
-        api, _publisher(topology.CONTROL_EXCHANGE, work_key, f"connector-{office}"), code=406
+        api, _publisher(topology.PARTITIONS_EXCHANGE, work_key, f"connector-{office}"), code=406
     )
     assert "user_id" in text
 
@@ -284,7 +285,7 @@ def _dispatcher_refused(logins: Logins, name: str) -> None:
     text = _refused(dispatcher, _publisher(topology.EVENTS_EXCHANGE, work_key, logins.dispatcher))
     assert "ACCESS_REFUSED" in text
     text = _refused(
-        dispatcher, _publisher(topology.CONTROL_EXCHANGE, work_key, f"connector-{office}"), 406
+        dispatcher, _publisher(topology.PARTITIONS_EXCHANGE, work_key, f"connector-{office}"), 406
     )
     assert "user_id" in text
     text = _refused(dispatcher, _publisher("", topology.work_queue(office), logins.dispatcher))

@@ -113,6 +113,7 @@ def test_connector_reaches_only_its_office(settings: Settings, connector_url: st
     plain.close()
     # Events only, only under its own office's keys: no command, timer or dead letter.
     for exchange, key in (
+        (topology.PARTITIONS_EXCHANGE, "officex.d1"),
         (topology.CONTROL_EXCHANGE, "officex.d1"),
         (topology.DEAD_EXCHANGE, "officex.d1"),
         (topology.retry_exchange(settings.retry_delays[0]), "officex.d1"),

@@ -199,7 +199,10 @@ def test_office_user_patterns_are_anchored() -> None:
             assert not re.match(pattern, other), (pattern, other)
     # Events only through the events exchange: no commands, timers or dead letters.
     assert re.match(patterns["write"], "dossierflow.events")
-    for exchange in ("dossierflow.control", "dossierflow.dead", "dossierflow.retry.10s"):
+    for exchange in (
+        "dossierflow.partitions", "dossierflow.control", "dossierflow.dead",
+        "dossierflow.delay.10s", "dossierflow.retry.10s",
+    ):  # fmt: skip
         assert not re.match(patterns["write"], exchange), exchange
     assert re.match(patterns["topic_events"], "office1.d1")
     for key in ("office10.d1", "office2.d1", "xoffice1.d1", "office1", "#"):
@@ -229,9 +232,10 @@ def service_patterns(role: str) -> dict[str, str]:
 def test_service_user_patterns() -> None:
     dispatcher, api = service_patterns("dispatcher"), service_patterns("api")
     names = [
-        "dossierflow.control", "dossierflow.control.p00", "dossierflow.control.parked",
-        "dossierflow.work", "dossierflow.work.office1", "dossierflow.retry.10s",
-        "dossierflow.dead", "dossierflow.parked", "dossierflow.changes",
+        "dossierflow.partitions", "dossierflow.control", "dossierflow.control.p00",
+        "dossierflow.control.parked", "dossierflow.work", "dossierflow.work.office1",
+        "dossierflow.delay.10s", "dossierflow.retry.10s", "dossierflow.dead",
+        "dossierflow.parked", "dossierflow.changes",
     ]  # fmt: skip
     for name in [*names, "dossierflow.events"]:
         assert re.match(dispatcher["configure"], name), name
@@ -241,12 +245,13 @@ def test_service_user_patterns() -> None:
     for name in ("dossierflow.events", "amq.default", "other", "xdossierflow.control"):
         assert not re.match(dispatcher["write"], name), name
     assert re.match(dispatcher["read_"], "dossierflow.events")  # the binding's source
-    # The API: commands to the control exchange and its own change-feed queue, nothing else.
-    assert re.match(api["write"], "dossierflow.control")
+    # The API: commands to the partitions exchange and its own change-feed queue, nothing else.
+    assert re.match(api["write"], "dossierflow.partitions")
+    assert not re.match(api["write"], "dossierflow.control")
     assert re.match(api["read_"], "dossierflow.changes")
     for key in ("configure", "write", "read_"):
         assert re.match(api[key], "amq.gen-AbC_12")
-        for name in [*names[1:], "dossierflow.events", "amq.default"]:
+        for name in [*names[2:], "dossierflow.events", "amq.default"]:
             if (key, name) != ("read_", "dossierflow.changes"):
                 assert not re.match(api[key], name), (key, name)
-    assert not re.match(api["configure"], "dossierflow.control")
+    assert not re.match(api["configure"], "dossierflow.partitions")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from broker import topology
 from broker.messages import Envelope, MessageType, encode, format_ts
 from dispatcher import core
 from dispatcher.batchwrite import Collector
@@ -14,6 +15,7 @@ from workers.vocabulary import TaskStatus
 
 NOW = datetime(2026, 12, 2, 11, 0, tzinfo=UTC)
 RULES = core.Rules(retry_delays=(10,))
+PART = topology.partition_queue(0)
 S = timedelta(seconds=1)
 
 
@@ -157,10 +159,10 @@ def test_a_batch_notes_each_release_before_the_task_and_drops_the_note_when_it_l
         Submitted("t1", "dossier.sync", {"dossier_code": "c"}),
         Submitted("t2", "dossier.sync", {"dossier_code": "c"}),
     ):
-        out.add(d, "p0", 1, core.step(d, msg, NOW, RULES))
+        out.add(d, PART, 1, core.step(d, msg, NOW, RULES))
     write = out.finish()
     assert write.releases == [("t1", "o1.d1", 1, NOW)] and write.landed == []
     out = Collector(NOW, batch=2)
-    out.add(d, "p0", 1, core.step(d, Done("t1", 1, {}, NOW), NOW, RULES))
+    out.add(d, PART, 1, core.step(d, Done("t1", 1, {}, NOW), NOW, RULES))
     write = out.finish()
     assert write.landed == ["t1"] and write.releases == [("t2", "o1.d1", 1, NOW)]

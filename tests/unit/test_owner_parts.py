@@ -59,7 +59,7 @@ def test_a_task_released_started_and_done_in_one_batch_is_written_once() -> None
         Submitted("t1", "dossier.sync", {"dossier_code": "c"}),
         Done("t1", 1, {"ok": True}, NOW),
     ):
-        out.add(d, "p0", 3, core.step(d, msg, NOW, rules))
+        out.add(d, topology.partition_queue(0), 3, core.step(d, msg, NOW, rules))
     write = out.finish()
     ((task_id, epoch, fields, history),) = write.tasks
     assert (task_id, epoch, fields["status"], fields["batch"]) == ("t1", 3, "done", 7)
@@ -74,8 +74,18 @@ def test_a_batch_notice_names_the_tasks_and_dossiers_it_wrote_by_office() -> Non
     rules = core.Rules()
     d1, d2 = core.Dossier("o1", "d1"), core.Dossier("o2", "d2")
     out = Collector(NOW, batch=8)
-    out.add(d1, "p0", 1, core.step(d1, Submitted("t1", "dossier.sync", {}), NOW, rules))
-    out.add(d2, "p0", 1, core.step(d2, Submitted("t2", "dossier.sync", {}), NOW, rules))
+    out.add(
+        d1,
+        topology.partition_queue(0),
+        1,
+        core.step(d1, Submitted("t1", "dossier.sync", {}), NOW, rules),
+    )
+    out.add(
+        d2,
+        topology.partition_queue(0),
+        1,
+        core.step(d2, Submitted("t2", "dossier.sync", {}), NOW, rules),
+    )
     out.finish()
     notice = json.loads(out.notice() or b"{}")
     assert notice == {

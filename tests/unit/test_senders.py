@@ -75,7 +75,13 @@ def test_an_x_death_on_anything_published_to_the_events_exchange_is_refused(
 
 @pytest.mark.parametrize("message", EVENTS + OTHERS)
 @pytest.mark.parametrize(
-    "exchange", [topology.CONTROL_EXCHANGE, topology.DEAD_EXCHANGE, "dossierflow.retry.10s"]
+    "exchange",
+    [
+        topology.PARTITIONS_EXCHANGE,
+        topology.CONTROL_EXCHANGE,
+        topology.DEAD_EXCHANGE,
+        topology.retry_exchange(10),
+    ],
 )
 def test_the_control_side_believes_only_the_dispatcher_and_the_api(
     exchange: str, message: Message
