@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import Callable
 
 import pytest
 
+from broker import topology
 from dossierflow.settings import Settings
 from dossierflow.tools.cluster import Cluster
 from store import Store
 from tests.e2e.helpers import (
     client_for,
     package_with,
+    process_log,
     start_active_and_standby,
     submit_bookings,
     wait_all_done,
@@ -187,3 +190,34 @@ def test_sigterm_lets_a_connector_finish_its_task_and_take_no_new_one(
     assert package.booking_count(first) == 1
     assert store.tasks.get(second).status is TaskStatus.QUEUED  # type: ignore[union-attr]
     assert all(e.task_id != second for e in package.executions())
+
+
+@dataclasses.dataclass(frozen=True)
+class _EarlierVersion(topology.Topology):
+    """The topology as a client of an earlier version used it: no partition header."""
+
+    def route(self, key: str) -> dict[str, str]:
+        return {}
+
+
+def test_commands_of_an_earlier_version_are_forwarded_to_their_partition_and_keep_order(
+    settings: Settings, store: Store, make_cluster: Callable[..., Cluster]
+) -> None:
+    """During an upgrade, a client without the partition header: the control exchange's
+    hash puts its commands on some partition, whose owner forwards each to its home."""
+    dossiers = _dossiers(12)
+    package = package_with(settings.simpackage_path, OFFICE, dossiers)
+    cluster = make_cluster(simpackage_latency_ms="2,10")
+    cluster.start_dispatcher()
+    cluster.start_worker(OFFICE, "worker-0")
+    client = client_for(cluster, store)
+    client._topo = _EarlierVersion(**dataclasses.asdict(client._topo))
+    expected = submit_bookings(client, OFFICE, dossiers, count=96)
+    client.close()
+
+    wait_all_done(store, 96, timeout=180)
+    report = package.check_order(expected)
+    assert report.lost == () and report.out_of_order == 0 and report.double_booked == 0
+    log = process_log(cluster, "dispatcher")
+    assert '"control.forwarded"' in log, "every command landed on its home partition by chance"
+    assert "control.misrouted_again" not in log and "control.forward_refused" not in log
