@@ -101,13 +101,19 @@ class DeadLettered:
 
 @dataclass(frozen=True)
 class Unreadable:
-    """The broker dead-lettered bytes that are no envelope."""
+    """The broker dead-lettered bytes that are no envelope.
+
+    No run can be read from such bytes. `redelivered` is the one fact that tells a new
+    dead letter from a replay of one the rules have handled: a first delivery was never
+    handled (True when not known: it may be a replay).
+    """
 
     message_id: str
     reason: str
     queue: str
     raw: bytes = b""
     orphan: bool = False  # set by the owner: no task of this dossier has that id
+    redelivered: bool = True
 
 
 @dataclass(frozen=True)
@@ -236,7 +242,8 @@ def inbound(
         if death is None or not (valid_id(office) and valid_id(dossier)):
             # Not from a work queue of ours: nothing to tie it to.
             return Inbound(office, dossier, None, f"unreadable: {exc.reason}")
-        return Inbound(office, dossier, Unreadable(message_id, death.reason, death.queue, body))
+        bad = Unreadable(message_id, death.reason, death.queue, body, redelivered=redelivered)
+        return Inbound(office, dossier, bad)
     if env.routing_key != routing_key and death is None:
         # Routed to another dossier's partition than it names: not ours to believe.
         return Inbound(env.office, env.dossier, None, "routing key differs from the envelope")

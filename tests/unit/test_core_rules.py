@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -441,15 +442,35 @@ def test_a_new_run_starts_counting_attempts_again() -> None:
 def test_replaying_an_unreadable_message_after_a_restart_changes_nothing() -> None:
     d = core.Dossier("o", "d")
     submit(d, "t1")
-    poison = Unreadable("t1", "delivery_limit", QUEUE, b"\xff")
+    poison = Unreadable("t1", "delivery_limit", QUEUE, b"\xff", redelivered=False)
     fail = of_type(step(d, poison), core.TaskChange)[0]
     assert len(fail.fields["dead_letters"]) == 1  # stored: a successor knows it too
     step(d, Act("t1", "a1", ActionType.RESTART, {"fixed": True}))  # run 2 queued
     before = copy.deepcopy(d)
-    assert step(d, poison) == []
+    assert step(d, replace(poison, redelivered=True)) == []
     assert d == before
-    # Other damaged bytes are a new dead letter: they fail the new run.
+    # Other damaged bytes are a new dead letter, even redelivered: they fail the new run.
     assert of_type(step(d, Unreadable("t1", "rejected", QUEUE, b"\xfe")), core.Instruct)
+
+
+def test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_still_fails_the_task() -> None:
+    # Once taken for a replay of run 1's dead letter: run 2 stayed queued with no message
+    # anywhere and the dossier was stuck without an instruction.
+    d = core.Dossier("o", "d")
+    submit(d, "t1", "t2")
+    damaged = b"\xff\xfe"  # e.g. a body cut at a fixed size, the same for every run
+    first = Unreadable("t1", "delivery_limit", QUEUE, damaged, redelivered=False)
+    step(d, first)  # run 1: failed, instructed
+    step(d, Act("t1", "a1", ActionType.RESTART))  # run 2 released
+    # Run 2's message is damaged the same way and dead-lettered: the same bytes, but a
+    # first delivery, so no replay of run 1's (that one would come redelivered).
+    effects = step(d, Unreadable("t1", "delivery_limit", QUEUE, damaged, redelivered=False))
+    (instruct,) = of_type(effects, core.Instruct)
+    assert (instruct.id, instruct.severity, instruct.raw) == ("t1/2", "red", damaged)
+    assert d.blocked and statuses(d) == {"t1": "failed", "t2": "waiting"}
+    before = copy.deepcopy(d)
+    for again in (first, replace(first, redelivered=True)):  # either run's, once more
+        assert step(d, again) == [] and d == before
 
 
 def test_replaying_a_refused_action_changes_nothing() -> None:
@@ -484,28 +505,6 @@ def test_a_late_dead_letter_of_a_finished_task_of_ours_is_ignored() -> None:
     # The owner looked t1 up: ours, finished. No instruction for support.
     assert step(d, late) == []
     assert step(d, Unreadable("t1", "rejected", QUEUE, b"\xff")) == []
-
-
-# -- open: for the lead --------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: an Unreadable whose bytes equal an earlier one's is taken for a redelivery "
-    "even when it is the dead letter of a later run, so that run stays queued with no message "
-    "anywhere and the dossier is stuck without an instruction",
-)
-def test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_still_fails_the_task() -> None:
-    d = core.Dossier("o", "d")
-    submit(d, "t1", "t2")
-    damaged = b"\xff\xfe"  # e.g. a body cut at a fixed size, the same for every run
-    step(d, Unreadable("t1", "delivery_limit", QUEUE, damaged))  # run 1: failed, instructed
-    step(d, Act("t1", "a1", ActionType.RESTART))  # run 2 released
-    # Run 2's message is damaged the same way and dead-lettered: nothing else will ever
-    # report on run 2. As the core sees it, this is the same message as a redelivery of
-    # run 1's dead letter (test_replaying_an_unreadable_message_after_a_restart_changes_
-    # nothing): telling them apart needs something per dead-lettering (the run in the
-    # AMQP message id or a header, the x-death count), so this test will need that field.
-    effects = step(d, Unreadable("t1", "delivery_limit", QUEUE, damaged))
-    assert d.blocked and of_type(effects, core.Instruct), statuses(d)
 
 
 def _late(task_id: str) -> Submitted:

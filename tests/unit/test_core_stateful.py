@@ -237,6 +237,15 @@ def _diff(stored: core.Dossier, memory: core.Dossier) -> list[str]:
     return out
 
 
+def redelivered(msg: Message) -> Message:
+    """A message as the broker delivers it again (`inbound` marks what it may have seen)."""
+    if isinstance(msg, Submitted):
+        return Submitted(msg.task_id, msg.kind, msg.payload, recheck=True)
+    if isinstance(msg, Unreadable):
+        return replace(msg, redelivered=True)
+    return msg
+
+
 class CoreMachine(RuleBasedStateMachine):
     """Two dossiers, one owner, connectors, timers, a sweeper and people."""
 
@@ -452,10 +461,13 @@ class CoreMachine(RuleBasedStateMachine):
         if outcome == "unreadable":  # the bytes were damaged on the way
             self.work.remove(item)
             # A run's body holds its run and time, so its damaged bytes differ from another
-            # run's. (The same bytes for two runs leave the task stuck: see test_core_rules,
-            # test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_still_fails_the_task.)
+            # run's. (The same bytes for two runs fail the later run on its first delivery,
+            # see test_core_rules, test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_
+            # still_fails_the_task; redelivered, they are taken for a replay.)
             damaged = b"\xff" + f"{task_id}:{run}".encode()
-            self.deliver(key, Unreadable(task_id, "rejected", WORK_QUEUE, damaged))
+            self.deliver(
+                key, Unreadable(task_id, "rejected", WORK_QUEUE, damaged, redelivered=False)
+            )
             return
         item.attempts += 1
         if outcome == "done_only":
@@ -552,8 +564,7 @@ class CoreMachine(RuleBasedStateMachine):
     def redeliver(self, data: st.DataObject) -> None:
         """Any earlier message comes again: same state, only idempotent effects."""
         key, msg = data.draw(st.sampled_from(self.delivered))
-        if isinstance(msg, Submitted):
-            msg = Submitted(msg.task_id, msg.kind, msg.payload, recheck=True)  # redelivered
+        msg = redelivered(msg)
         d = self.dossier(key)
         before = copy.deepcopy(d)
         view = copy.deepcopy(self.view)
@@ -638,10 +649,7 @@ class CoreMachine(RuleBasedStateMachine):
                     self.batch.keys.append(key)
                 self.record(key, None, effect)
         for key, msg in unacked:
-            again = msg
-            if isinstance(msg, Submitted):
-                again = Submitted(msg.task_id, msg.kind, msg.payload, recheck=True)
-            self.deliver(key, again, first=False)
+            self.deliver(key, redelivered(msg), first=False)
 
     # -- invariants ------------------------------------------------------------------------
     @invariant()
