@@ -20,6 +20,9 @@ from typing import Any
 # copy it from the work message, dead letters and expired retry timers keep it.
 PARTITIONS_EXCHANGE = "dossierflow.partitions"
 PARTITION_HEADER = "partition"
+# The run a work message was released under: its dead letter then says which run failed,
+# even when its bytes are no envelope (dispatcher/senders.py, death_of).
+RUN_HEADER = "run"
 
 # Before the partitions exchange, consistent hashing on the routing key sent everything of a
 # dossier to its partition. Its ring is broker state rebuilt at each start of the broker

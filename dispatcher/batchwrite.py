@@ -98,7 +98,11 @@ class Collector:
             history.extend(HistoryRow(*entry) for entry in effect.history)
         elif isinstance(effect, core.Release):
             env = release_envelope(d, effect.task, effect.run, self.now)
-            self.outgoing.append(Outgoing(topology.WORK_EXCHANGE, env, route))
+            self.outgoing.append(
+                Outgoing(
+                    topology.WORK_EXCHANGE, env, {**route, topology.RUN_HEADER: str(effect.run)}
+                )
+            )
         elif isinstance(effect, core.Timer):
             env = Envelope(
                 MessageType.RETRY_DUE,

@@ -306,12 +306,15 @@ def _unreadable(d: Dossier, msg: Unreadable, now: datetime, out: list[Effect]) -
         return
     if task.status not in IN_FLIGHT:
         return  # the failure is known already, or a late dead letter of a failed run
-    # No run in bytes that are no envelope. A task in flight has had no dead letter in
-    # this run (one fails it), so a dead letter for it is this run's, unless it is a
-    # replay of an earlier run's: redelivered, with bytes already handled. A run's
-    # bytes may equal an earlier run's (damaged the same way): its first delivery fails it.
+    if msg.run is not None and msg.run != task.run:
+        return  # the dead letter of an earlier run (its work message's `run` header)
+    # Work released by an earlier version has no run header, and bytes that are no
+    # envelope hold none. A task in flight has had no dead letter in this run (one fails
+    # it), so a dead letter for it is this run's, unless it is a replay of an earlier
+    # run's: redelivered, with bytes already handled. A run's bytes may equal an earlier
+    # run's (damaged the same way): its first delivery fails it.
     digest = hashlib.sha256(msg.raw).hexdigest()[:24]
-    if msg.redelivered and digest in task.dead:
+    if msg.redelivered and digest in task.dead and msg.run is None:
         return
     task.dead.add(digest)
     failure = Failure.of(ErrorCode.UNREADABLE_MESSAGE, "unreadable", reason=msg.reason)

@@ -114,6 +114,7 @@ class Unreadable:
     raw: bytes = b""
     orphan: bool = False  # set by the owner: no task of this dossier has that id
     redelivered: bool = True
+    run: int | None = None  # the run of the work message (its header), when it has one
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,9 @@ class Death:
     reason: str
     queue: str
     count: int
+    # The run its work message was released under (the `run` header the owner publishes
+    # work with), None for work released by an earlier version.
+    run: int | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,9 @@ def inbound(
         if death is None or not (valid_id(office) and valid_id(dossier)):
             # Not from a work queue of ours: nothing to tie it to.
             return Inbound(office, dossier, None, f"unreadable: {exc.reason}")
-        bad = Unreadable(message_id, death.reason, death.queue, body, redelivered=redelivered)
+        bad = Unreadable(
+            message_id, death.reason, death.queue, body, redelivered=redelivered, run=death.run
+        )
         return Inbound(office, dossier, bad)
     if env.routing_key != routing_key and death is None:
         # Routed to another dossier's partition than it names: not ours to believe.

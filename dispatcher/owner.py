@@ -438,7 +438,16 @@ class Owner:
             return Inbound(office, dossier, None, why)
         raw = delivery.body[:RAW_KEEP_BYTES]
         return Inbound(
-            office, dossier, Unreadable(delivery.message_id, death.reason, death.queue, raw)
+            office,
+            dossier,
+            Unreadable(
+                delivery.message_id,
+                death.reason,
+                death.queue,
+                raw,
+                redelivered=delivery.redelivered,
+                run=death.run,
+            ),
         )
 
     def _take_new(self, parts: set[str], now: datetime) -> None:

@@ -473,6 +473,27 @@ def test_a_new_dead_letter_with_the_bytes_of_an_earlier_one_still_fails_the_task
         assert step(d, again) == [] and d == before
 
 
+def test_a_dead_letter_says_its_run_so_an_earlier_runs_never_fails_the_current_one() -> None:
+    # Work messages carry the run they were released under (the `run` header, kept in
+    # the dead letter): what the redelivered flag can only guess, the run settles.
+    d = core.Dossier("o", "d")
+    submit(d, "t1", "t2")
+    damaged = b"\xff\xfe"
+    run1 = Unreadable("t1", "delivery_limit", QUEUE, damaged, redelivered=False, run=1)
+    step(d, run1)
+    step(d, Act("t1", "a1", ActionType.RESTART))  # run 2 released
+    # A second copy of run 1's dead letter (at-least-once dead-lettering), in a first
+    # delivery: without the run it would fail run 2.
+    assert step(d, run1) == [] and statuses(d)["t1"] == "queued"
+    # Run 2's own dead letter fails it, even redelivered with bytes seen before (the
+    # owner that took it first died before handling it).
+    run2 = replace(run1, redelivered=True, run=2)
+    (instruct,) = of_type(step(d, run2), core.Instruct)
+    assert instruct.id == "t1/2" and statuses(d)["t1"] == "failed"
+    before = copy.deepcopy(d)
+    assert step(d, run2) == [] and d == before
+
+
 def test_replaying_a_refused_action_changes_nothing() -> None:
     d = core.Dossier("o", "d")
     submit(d, "t1", "t2")

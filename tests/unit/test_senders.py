@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -106,3 +107,14 @@ def test_an_x_death_is_a_dead_letter_only_through_the_dead_letter_exchange() -> 
         assert death_of(_delivery(exchange, "dossierflow.work.a")) is None
     # An expired retry timer comes back through the control exchange: no dead letter.
     assert death_of(_delivery(topology.CONTROL_EXCHANGE, "dossierflow.retry.10s")) is None
+
+
+def test_a_dead_letter_names_the_run_its_work_message_was_released_under() -> None:
+    d = _delivery(topology.DEAD_EXCHANGE, "dossierflow.work.a")
+    assert death_of(d) is not None and death_of(d).run is None  # released by an earlier version
+    for value in ("3", b"3"):
+        headers = {**d.headers, topology.RUN_HEADER: value}
+        found = death_of(dataclasses.replace(d, headers=headers))
+        assert found is not None and found.run == 3
+    bad = dataclasses.replace(d, headers={**d.headers, topology.RUN_HEADER: "x"})
+    assert death_of(bad) is not None and death_of(bad).run is None
