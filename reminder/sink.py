@@ -3,6 +3,9 @@
 It accepts any sender and recipient, never relays, and writes each message with the
 envelope recipients prepended as `X-Sink-Rcpt-To` headers (like an MDA's Delivered-To),
 so a reader sees who the mail was handed to even when headers say otherwise.
+
+A `SinkWatch` may look at each message as it arrives (the chaos run kills the mailer
+there, just before the sink keeps the message or just after).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import ssl
 import threading
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiosmtpd.controller import Controller
@@ -24,11 +27,22 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 log = structlog.get_logger("dossierflow.reminder")
 
 
+class SinkWatch(Protocol):
+    """Called on the server's thread for each message, once its data has arrived."""
+
+    def before_store(self) -> bool:
+        """False: the message is dropped and refused (451), as if it never got through."""
+
+    def after_store(self) -> None:
+        """The message is kept; the client has not had the 250 reply yet."""
+
+
 class _Maildir:
     """aiosmtpd handler: one file per message, named in arrival order."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, watch: SinkWatch | None = None) -> None:
         self.directory = directory
+        self._watch = watch
         self._lock = threading.Lock()
         self._counter = itertools.count(len(list(directory.glob("*.eml"))) + 1)
 
@@ -38,6 +52,8 @@ class _Maildir:
             b"X-Sink-Rcpt-To: " + address.encode("utf-8", "replace") + b"\r\n"
             for address in envelope.rcpt_tos
         )
+        if self._watch is not None and not self._watch.before_store():
+            return "451 Requested action aborted: local error in processing"
         with self._lock:
             name = f"{next(self._counter):06d}.eml"
         tmp = self.directory / f".{name}.tmp"
@@ -45,6 +61,8 @@ class _Maildir:
         # Rename is atomic: a reader never sees half a message.
         os.replace(tmp, self.directory / name)
         log.debug("sink.stored", file=name, recipients=len(envelope.rcpt_tos))
+        if self._watch is not None:
+            self._watch.after_store()
         return "250 Message accepted for delivery"
 
 
@@ -79,6 +97,7 @@ class SmtpSink:
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         login: tuple[str, str] | None = None,
+        watch: SinkWatch | None = None,
     ) -> None:
         if login is not None and (tls is None or implicit_tls):
             raise ValueError("the sink requires a login only together with STARTTLS")
@@ -88,6 +107,7 @@ class SmtpSink:
         self._tls = tls
         self._implicit_tls = implicit_tls
         self._login = login
+        self._watch = watch
         self._controller: Controller | None = None
 
     def _security(self) -> dict[str, Any]:
@@ -106,7 +126,7 @@ class SmtpSink:
             return
         self.maildir.mkdir(parents=True, exist_ok=True)
         controller = Controller(
-            _Maildir(self.maildir),
+            _Maildir(self.maildir, self._watch),
             hostname=self.host,
             port=self.port,
             ready_timeout=10.0,
