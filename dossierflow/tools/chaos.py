@@ -1,10 +1,11 @@
 """`dossierflow chaos`: the real processes under a seeded schedule of faults, then checked.
 
-Two dispatchers and connectors for two offices run on the simulated package under a
-supervisor (a killed process is started again). The workload is submitted while faults
-drawn from the seed hit the processes, the broker, the store and the package; then
-everything is healed, blocked dossiers are fixed as their instructions say, and once
-nothing moves the checker reads the package's log and the store.
+Two dispatchers, connectors for two offices on the simulated package and the instruction
+mailer (`reminder mail`, into a local SMTP sink) run under a supervisor (a killed process
+is started again). The workload is submitted while faults drawn from the seed hit the
+processes, the broker, the store and the package; then everything is healed, blocked
+dossiers are fixed as their instructions say, and once nothing moves the checker reads
+the package's log, the store and the mails the sink received.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dossierflow.tools.chaosfaults import (
     Injector,
     Services,
 )
+from dossierflow.tools.chaosmail import MailSide, add_people
 from dossierflow.tools.chaosreport import render
 from dossierflow.tools.cluster import Cluster
 from dossierflow.tools.faultplan import fresh_world, inject
@@ -81,31 +83,32 @@ def run_chaos(settings: Settings, options: Options) -> int:
     # Our own connections die with the broker on purpose: pika's tracebacks are noise here.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
     services = Services(settings)
-    faults = options.faults
-    if set(faults) & set(SERVICE_FAULTS) and not services.controls_settings():
-        print("  services.sh does not run this broker and store: no broker or store faults")
-        faults = tuple(f for f in faults if f not in SERVICE_FAULTS)
-    on_cluster = bool(set(faults) & set(CLUSTER_FAULTS)) and services.controls_cluster()
-    if set(faults) & set(CLUSTER_FAULTS) and not on_cluster:
-        if options.faults != KNOWN_FAULTS:  # asked for by name, not as one of "every fault"
-            print("  the broker is not `services.sh cluster`: no node-loss fault")
-        faults = tuple(f for f in faults if f not in CLUSTER_FAULTS)
+    faults, on_cluster = _possible(options.faults, services)
     rng = random.Random(options.seed)
     cluster = Cluster(settings, "dossierflow-chaos", settings.mongo_db, STATE / "logs")
     store, package = fresh_world(cluster, STATE, spread(OFFICES, options.dossiers))
+    add_people(store, spread(OFFICES, options.dossiers))
+    mail = MailSide(cluster, (STATE / "mail").resolve(), settings.support_mailbox)
     plan, originals = _workload(options, package)
     print(
         f"dossierflow chaos: seed {options.seed}, {options.tasks} tasks over {options.dossiers}"
         f" dossiers, faults {', '.join(faults)} for {options.duration_s:.0f} s"
     )
-    print(f"  logs in {cluster.log_dir}/")
-    _start(cluster)
+    print(f"  logs in {cluster.log_dir}/, mails in {mail.maildir}/")
+    _start(cluster, mail)
     _wait_ready(cluster)
     begin = time.time()
     submitter = Submitter(settings, cluster, store)
     fixer = Fixer(settings, cluster, store, package, {})
     injector = Injector(
-        cluster, services, package, rng, OFFICES, spread(OFFICES, options.dossiers), fixer.round
+        cluster,
+        services,
+        package,
+        rng,
+        OFFICES,
+        spread(OFFICES, options.dossiers),
+        fixer.round,
+        kill_mailer=mail.kill_mid_send,
     )
     try:
         schedule = draw_schedule(rng, faults, options.duration_s)
@@ -121,18 +124,39 @@ def run_chaos(settings: Settings, options: Options) -> int:
         if on_cluster:
             services.start_cluster()
         package.set_unreachable(0)
-        _settle(store, package, fixer)
+        _settle(store, package, fixer, mail)
     finally:
         submitter.close()
         codes = cluster.stop()
+        mail.stop()
     elapsed = time.time() - begin
     print(f"  restarts by the supervisor: {dict(sorted(cluster.restarts.items()))}")
     print(f"  exit codes at the end: {sorted(set(codes.values()))}; actions {dict(fixer.done)}")
-    observed = observe(store, package, submitter.accepted, fixer.records, injector.poison)
+    observed = observe(
+        store, package, submitter.accepted, fixer.records, injector.poison, mail=mail
+    )
+    print(
+        f"  mails: {len(observed.mails)} received by the sink,"
+        f" {len(observed.expected_mails)} called for by the instructions"
+    )
     verdict = cc.check(observed)
     for line in render(verdict, injector.windows, len(submitter.accepted), elapsed):
         print(line)
     return 0 if verdict.ok else 1
+
+
+def _possible(asked: tuple[str, ...], services: Services) -> tuple[tuple[str, ...], bool]:
+    """The faults these services allow, and whether the broker is the three-node cluster."""
+    faults = asked
+    if set(faults) & set(SERVICE_FAULTS) and not services.controls_settings():
+        print("  services.sh does not run this broker and store: no broker or store faults")
+        faults = tuple(f for f in faults if f not in SERVICE_FAULTS)
+    on_cluster = bool(set(faults) & set(CLUSTER_FAULTS)) and services.controls_cluster()
+    if set(faults) & set(CLUSTER_FAULTS) and not on_cluster:
+        if asked != KNOWN_FAULTS:  # asked for by name, not as one of "every fault"
+            print("  the broker is not `services.sh cluster`: no node-loss fault")
+        faults = tuple(f for f in faults if f not in CLUSTER_FAULTS)
+    return faults, on_cluster
 
 
 def _workload(options: Options, package: SimulatedPackage) -> tuple[list[Planned], list[Planned]]:
@@ -168,7 +192,7 @@ def _submit_all(
         i += len(items)
 
 
-def _start(cluster: Cluster) -> None:
+def _start(cluster: Cluster, mail: MailSide) -> None:
     cluster.start_dispatcher("dispatcher-1")
     time.sleep(1.0)  # the first to register is the active one; the second stands by
     cluster.start_dispatcher("dispatcher-2")
@@ -181,6 +205,7 @@ def _start(cluster: Cluster) -> None:
             *("worker", "--office", office, "--adapter", "simulated"),
             env={"DOSSIERFLOW_SIMPACKAGE_LATENCY_MS": "200,1500"},
         )
+    mail.start()
     cluster.supervise()
 
 
@@ -221,21 +246,28 @@ def _inject_all(injector: Injector, schedule: list[tuple[float, str]], begin: fl
         print(f"  fault {name} at {window.start - begin:.0f} s ({took:.1f} s): {window.detail}")
 
 
-def _settle(store: Store, package: SimulatedPackage, fixer: Fixer, timeout_s: float = 900) -> None:
-    """Until nothing moves and no dossier is blocked: wait for quiet, fix what is blocked."""
+def _settle(
+    store: Store, package: SimulatedPackage, fixer: Fixer, mail: MailSide, timeout_s: float = 900
+) -> None:
+    """Until nothing moves (mails included) and no dossier is blocked: wait, fix what is."""
     rng = random.Random(0)
     deadline = time.monotonic() + timeout_s
     last: object = None
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         try:
-            now = (store.tasks.count(), len(package.executions()), len(store.dossiers.blocked()))
+            now = (
+                store.tasks.count(),
+                len(package.executions()),
+                mail.received_count(),
+                len(store.dossiers.blocked()),
+            )
         except StoreError:
             now = None
         if now != last:
             last, quiet_since = now, time.monotonic()
         elif time.monotonic() - quiet_since >= QUIET_S:
-            if now is not None and now[2] == 0:
+            if now is not None and now[-1] == 0:
                 return
             fixer.round(rng)
             quiet_since = time.monotonic()
@@ -249,8 +281,10 @@ def observe(
     accepted: list[cc.Accepted],
     actions: list[ActionRecord],
     poison: list[cc.Poison],
+    *,
+    mail: MailSide | None = None,
 ) -> cc.Observed:
-    """Read what the checker needs from the package and the store."""
+    """Read what the checker needs from the package, the store and the mail sink."""
     decided = [store.actions.get(a.id) for a in actions]
     applied = [
         cc.AppliedAction(a.task_id, a.type.value)
@@ -271,4 +305,6 @@ def observe(
             for i in store.instructions.find()
         ],
         poison=poison,
+        mails=mail.received(store) if mail else [],
+        expected_mails=mail.expected(store) if mail else [],
     )

@@ -2,7 +2,8 @@
 
 Like Jepsen's checkers it never asks the processes what they did: the simulated package's
 execution log and bookings say what ran and was booked; the store says how each task ended,
-which actions a person took and which instructions exist.
+which actions a person took and which instructions exist. Mails are what the local SMTP
+sink received (its files), against the mails the instructions call for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from dataclasses import dataclass, field
 from workers.accounting.ordercheck import Execution
 from workers.vocabulary import ActionType, TaskStatus
 
-COUNTERS = ("lost", "double-booked", "out of order", "stuck", "duplicated", "unexplained")
+COUNTERS = (
+    "lost",
+    "double-booked",
+    "out of order",
+    "stuck",
+    "duplicated",
+    "unexplained",
+    "unmailed",
+)
 # Execution outcomes that are no failure: done, retried in place, or cut off by a crash.
 NOT_FAILED = ("ok", "transient", None)
 RAW_KEPT = 4096  # bytes of an unreadable message the instruction keeps
@@ -80,6 +89,21 @@ class Poison:
 
 
 @dataclass(frozen=True)
+class Mail:
+    """One instruction mail to one address: received by the sink, or called for.
+
+    `key` is the outbox key the mail's Message-ID stands for (`instruction:<id>:<user>`),
+    or the Message-ID itself when no instruction of the store explains it; `at` is when
+    the sink kept it (received) or when it was decided or the instruction created (called
+    for).
+    """
+
+    key: str
+    recipient: str  # the envelope address (RCPT TO)
+    at: float | None = None
+
+
+@dataclass(frozen=True)
 class FaultWindow:
     """One injected fault: from `start` until it was healed at `end` (wall time)."""
 
@@ -101,7 +125,10 @@ class Observed:
     actions: Sequence[AppliedAction] = ()
     instructions: Sequence[Instruction] = ()
     poison: Sequence[Poison] = ()
-    mail_keys: Sequence[str] = ()  # one per mail sent (outbox entry), when mails are in play
+    # When mails are in play: every mail the SMTP sink received (one per envelope address,
+    # in arrival order), and the mails the run's instructions call for.
+    mails: Sequence[Mail] = ()
+    expected_mails: Sequence[Mail] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +160,7 @@ class Verdict:
 def check(obs: Observed) -> Verdict:
     """Run every check over the observed run."""
     verdict = Verdict()
-    for rule in (lost, double_booked, out_of_order, stuck, duplicated, unexplained):
+    for rule in (lost, double_booked, out_of_order, stuck, duplicated, unexplained, unmailed):
         verdict.findings.extend(rule(obs))
     return verdict
 
@@ -255,11 +282,32 @@ def duplicated(obs: Observed) -> list[Finding]:
         for raw, n in sorted(_orphans(obs).items())
         if n > sent[raw]
     ]
-    found += [
-        Finding("duplicated", key, None, f"mail sent {n} times")
-        for key, n in sorted(Counter(obs.mail_keys).items())
-        if n > 1
+    return found + _mailed_twice(obs.mails)
+
+
+def _mailed_twice(mails: Iterable[Mail]) -> list[Finding]:
+    """A mail the sink received again for the same instruction and address.
+
+    Counted at its second arrival, so the fault that made the mailer send it again is
+    the suspect in the per-fault table.
+    """
+    arrivals: defaultdict[tuple[str, str], list[float | None]] = defaultdict(list)
+    for m in mails:
+        arrivals[(m.key, m.recipient)].append(m.at)
+    return [
+        Finding("duplicated", key, times[1], f"mail to {to} received {len(times)} times")
+        for (key, to), times in sorted(arrivals.items())
+        if len(times) > 1
     ]
+
+
+def unmailed(obs: Observed) -> list[Finding]:
+    """A mail an instruction calls for that the sink never received (after quiescence)."""
+    got = {(m.key, m.recipient) for m in obs.mails}
+    found = []
+    for m in obs.expected_mails:
+        if (m.key, m.recipient) not in got:
+            found.append(Finding("unmailed", m.key, m.at, f"no mail to {m.recipient}"))
     return found
 
 

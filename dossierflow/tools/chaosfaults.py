@@ -42,6 +42,7 @@ FAULTS = (
     "connector-kill",
     "dispatcher-kill",
     "dispatcher-pause",
+    "mailer-kill",
     *SERVICE_FAULTS,
     "package-unreachable",
     "poison",
@@ -217,6 +218,8 @@ class Injector:
     fix: Callable[[random.Random], int]  # one round of fixing blocked dossiers
     windows: list[FaultWindow] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
+    # SIGKILLs the mailer mid-send; what it did (None: the run has no mailer).
+    kill_mailer: Callable[[random.Random, Callable[[], str]], str] | None = None
 
     def inject(self, name: str) -> FaultWindow:
         """Inject the fault `name`, hold it, heal it; the window it lasted."""
@@ -261,6 +264,11 @@ class Injector:
         self.cluster.kill(name)
         self._wait_restarted(name, pid)
         return name
+
+    def _mailer_kill(self) -> str:
+        if self.kill_mailer is None:
+            raise RuntimeError("this run has no mailer")
+        return self.kill_mailer(self.rng, self._poison)
 
     def _dispatcher_pause(self) -> str:
         name = self.active_dispatcher()

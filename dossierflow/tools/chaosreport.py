@@ -31,7 +31,7 @@ def render(
     verdict: Verdict, faults: Sequence[FaultWindow], tasks: int, elapsed_s: float
 ) -> list[str]:
     """The table per fault, a sample of findings, and the last line of the run."""
-    heads = ["lost", "dbl", "order", "stuck", "dup", "unexpl"]
+    heads = ["lost", "dbl", "order", "stuck", "dup", "unexpl", "unmail"]
     lines = [f"  {'fault':<22} {'times':>5} {'secs':>6} " + " ".join(f"{h:>6}" for h in heads)]
     for name, times, secs, counts in per_fault(verdict, faults):
         cells = " ".join(f"{counts[c]:>6}" for c in COUNTERS)
@@ -40,7 +40,9 @@ def render(
         shown = [f for f in verdict.findings if f.counter == counter]
         lines += [f"  {counter}: {f.subject} {f.detail}" for f in shown[:5]]
     c = verdict.count
-    lines.append(f"  {c('duplicated')} duplicated, {c('unexplained')} unexplained")
+    lines.append(
+        f"  {c('duplicated')} duplicated, {c('unexplained')} unexplained, {c('unmailed')} unmailed"
+    )
     lines.append(
         f"dossierflow chaos: {tasks} tasks, {len(faults)} faults, {c('lost')} lost, "
         f"{c('double-booked')} double-booked, {c('out of order')} out of order, "

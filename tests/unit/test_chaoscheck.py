@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiosmtpd.smtp import Envelope
 
 from dossierflow.tools.chaoscheck import (
     Accepted,
     AppliedAction,
     FaultWindow,
     Instruction,
+    Mail,
     Observed,
     Poison,
     StoredTask,
     check,
 )
+from dossierflow.tools.chaosmail import read_maildir
 from dossierflow.tools.chaosreport import per_fault, render
+from reminder.render import compose, message_id_for, render_instruction, render_support
+from reminder.service import instruction_key
+from reminder.sink import _Maildir
+from store.records import InstructionRecord, OfficeRecord
 from workers.accounting.ordercheck import Execution
+from workers.vocabulary import InstructionStatus, Severity
 
 D = ("office1", "d0001")
 
@@ -125,9 +138,122 @@ def test_two_instructions_for_one_failure_are_duplicated_but_one_per_restart_is_
     assert check(obs).ok
 
 
-def test_a_mail_sent_twice_is_duplicated() -> None:
-    obs = replace(clean(), mail_keys=["a/1:anna", "a/1:anna", "b/1:anna"])
+OFFICE = OfficeRecord("office1", "Accountancy office1", "Europe/Brussels", "nl")
+ANNA, BERT, SUPPORT = "manager-a@office1.test", "admin@office1.test", "support@dossierflow.local"
+
+
+def instruction(task: str, severity: Severity = Severity.ORANGE) -> InstructionRecord:
+    """An instruction as the sequencer writes it for a failed booking of dossier D."""
+    return InstructionRecord(
+        id=f"{task}/1", task_id=task, office="office1", dossier="d0001",
+        kind="booking_proposal.process", code="invalid_period", severity=severity,
+        facts={"period": "2024-05"}, status=InstructionStatus.OPEN,
+        created_at=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def deliver(
+    maildir: Path, item: InstructionRecord, user: str, to: str, at: float, *, keep: bool = True
+) -> str:
+    """Hand the mailer's message for (item, user) to the sink's writer, as SMTP DATA would.
+
+    The message is composed the way the outbox holds it; the sink writes its file (its
+    envelope recipient prepended). `keep=False`: the sink's watch drops it (the mailer was
+    killed before the end of DATA). The outbox key.
+    """
+    key = instruction_key(item.id, user)
+    if item.severity == Severity.RED:
+        mail = render_support(item, OFFICE, "http://page")
+    else:
+        mail = render_instruction(item, OFFICE, "fr", "http://page")
+    envelope = Envelope()
+    envelope.rcpt_tos = [to]
+    envelope.original_content = compose(
+        key, "noreply@dossierflow.local", [to], mail, datetime.now(UTC)
+    )
+
+    class Watch:
+        def before_store(self) -> bool:
+            return keep
+
+        def after_store(self) -> None:
+            return None
+
+    before = set(maildir.glob("*.eml"))
+    reply = asyncio.run(_Maildir(maildir, Watch()).handle_DATA(None, None, envelope))  # type: ignore[arg-type]
+    assert reply.startswith("250" if keep else "451")
+    for path in set(maildir.glob("*.eml")) - before:
+        os.utime(path, (at, at))
+    return key
+
+
+def mails_of(maildir: Path, *items: InstructionRecord) -> list[Mail]:
+    """What the chaos run reads back: every kept file, named through the store's instructions."""
+    keys = {}
+    for item in items:
+        for user in ("support", "anna", "bert"):
+            keys[message_id_for(instruction_key(item.id, user))] = instruction_key(item.id, user)
+    return read_maildir(maildir, keys)
+
+
+def test_an_instruction_mail_the_sink_received_twice_is_duplicated_at_its_second_arrival(
+    tmp_path: Path,
+) -> None:
+    a, b = instruction("a"), instruction("b", Severity.RED)
+    key = deliver(tmp_path, a, "anna", ANNA, 100.0)
+    deliver(tmp_path, a, "bert", BERT, 100.5)  # the same instruction to its second person
+    deliver(tmp_path, b, "support", SUPPORT, 101.0)
+    expected = [Mail(key, ANNA, 99.0), Mail("instruction:a/1:bert", BERT, 99.0)]
+    expected += [Mail("instruction:b/1:support", SUPPORT, 99.0)]
+    obs = replace(clean(), mails=mails_of(tmp_path, a, b), expected_mails=expected)
+    assert [m.key for m in obs.mails] == [key, "instruction:a/1:bert", "instruction:b/1:support"]
+    assert check(obs).ok
+    deliver(tmp_path, a, "anna", ANNA, 130.0)  # resent: the mailer died before its `sent` mark
+    obs.mails = mails_of(tmp_path, a, b)
+    verdict = check(obs)
     assert counts(obs) == {"duplicated": 1}
+    [found] = verdict.findings
+    assert (found.subject, found.at) == (key, 130.0)
+    assert found.detail == f"mail to {ANNA} received 2 times"
+    rows = {name: c for name, _, _, c in per_fault(verdict, [FaultWindow("mailer-kill", 125, 129)])}
+    assert rows["mailer-kill"]["duplicated"] == 1
+
+
+def test_a_mail_of_no_known_instruction_is_known_by_its_message_id(tmp_path: Path) -> None:
+    a = instruction("a")
+    deliver(tmp_path, a, "anna", ANNA, 100.0)
+    deliver(tmp_path, a, "anna", ANNA, 101.0)
+    [first, second] = mails_of(tmp_path)  # the store names no instruction
+    assert first.key == second.key == message_id_for(instruction_key("a/1", "anna"))
+    assert counts(replace(clean(), mails=[first, second])) == {"duplicated": 1}
+
+
+def test_a_mail_called_for_that_the_sink_never_kept_is_unmailed(tmp_path: Path) -> None:
+    a = instruction("a")
+    key = deliver(tmp_path, a, "anna", ANNA, 100.0, keep=False)  # mailer killed mid-DATA
+    expected = [Mail(key, ANNA, 99.0)]
+    obs = replace(clean(), mails=mails_of(tmp_path, a), expected_mails=expected)
+    assert obs.mails == []
+    assert counts(obs) == {"unmailed": 1}
+    assert check(obs).findings[0].at == 99.0
+    deliver(tmp_path, a, "anna", ANNA, 102.0)  # the restarted mailer sends it again
+    obs.mails = mails_of(tmp_path, a)
+    assert check(obs).ok
+    obs.expected_mails = [*expected, Mail(key, BERT, 99.0)]  # kept, but for another address
+    assert counts(obs) == {"unmailed": 1}
+
+
+def test_the_report_counts_unmailed_and_keeps_the_last_line() -> None:
+    obs = replace(clean(), expected_mails=[Mail("instruction:a/1:anna", ANNA, 1.5)])
+    lines = render(check(obs), [FaultWindow("mailer-kill", 1.0, 2.0)], 3, 42.4)
+    assert lines[0].split()[-1] == "unmail"
+    assert lines[1].split() == ["mailer-kill", "1", "1.0", "0", "0", "0", "0", "0", "0", "1"]
+    assert "  unmailed: instruction:a/1:anna no mail to manager-a@office1.test" in lines
+    assert lines[-2] == "  0 duplicated, 0 unexplained, 1 unmailed"
+    assert lines[-1] == (
+        "dossierflow chaos: 3 tasks, 1 faults, 0 lost, 0 double-booked, 0 out of order, "
+        "0 stuck in 42 s"
+    )
 
 
 def test_a_failure_without_an_instruction_is_unexplained() -> None:
