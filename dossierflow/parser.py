@@ -165,7 +165,11 @@ def _tools(sub: Any) -> None:
     chaos.add_argument("--tasks", type=int, default=1000)
     chaos.add_argument("--dossiers", type=int, default=50)
     chaos.add_argument("--seed", type=int, default=1)
-    chaos.add_argument("--faults", default="", help="comma-separated; default: all")
+    chaos.add_argument(
+        "--faults",
+        default="",
+        help="comma-separated; default: all but mailer-kill (node-loss on a cluster only)",
+    )
     chaos.add_argument("--duration", type=float, default=90.0, help="seconds of faults")
 
 
