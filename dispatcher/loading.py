@@ -72,6 +72,8 @@ def load_dossiers(
     for found in seq.open_tasks(need) if need else []:
         tasks.setdefault(f"{found['office']}.{found['dossier']}", []).append(_task(found))
         stamps[found["_id"]] = found
+    idle = [k for k in need if k not in tasks]
+    last_seqs = seq.last_seqs(idle) if idle else {}
     dossiers: dict[str, core.Dossier] = {}
     repairs: dict[str, list[core.Effect]] = {}
     for key in missing:
@@ -83,7 +85,7 @@ def load_dossiers(
             # The document is written only when readers' view changes: after a batch that
             # finished the last open tasks but died before that write, it still counts
             # from when the dossier became busy. The tasks know how far numbering went.
-            last = seq.last_seq(key)
+            last = last_seqs.get(key)
             next_seq = max(next_seq, last + 1 if last is not None else 0)
         d = core.Dossier(office, dossier, next_seq, {t.id: t for t in open_})
         if doc is not None:

@@ -14,8 +14,10 @@ a newer epoch raises Fenced: its caller drops it (and its memory) and reconnects
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 import structlog
 
 from broker import topology
-from broker.errors import PublishNotConfirmed, Unroutable
+from broker.errors import BrokerError, PublishNotConfirmed, Unroutable
 from broker.messages import RAW_KEEP_BYTES, utcnow, valid_id
 from broker.rabbitmq import Connection, Delivery, Forward, Outgoing
 from dispatcher import core
@@ -50,6 +52,8 @@ T = TypeVar("T")
 # A dossier, the task its message was about as it was before the rules ran, the effects.
 _Seen = tuple[core.Dossier, core.OpenTask | None, list[core.Effect]]
 STORE_WAIT_S = 60.0
+# How long the owner pumps the broker connection at a time while a store step runs.
+PUMP_S = 0.5
 # Accepted and unfinished: a task in one of these is part of its dossier's order.
 OPEN_STATUSES = (
     TaskStatus.WAITING,
@@ -113,8 +117,13 @@ class Owner:
         clock: Callable[[], datetime] = utcnow,
         metrics: SequencerMetrics | None = None,
         senders: Senders | None = None,
+        store_thread: Executor | None = None,
     ) -> None:
         self._seq = store.sequencing
+        # Where store steps run while this thread pumps the connection (`_pumped`); the
+        # dispatcher gives each partition thread one for all its owners in turn, so an
+        # old owner's step still running ends before the next owner's first one starts.
+        self._store_thread = store_thread or ThreadPoolExecutor(1, "owner-store")
         self._senders = senders or Senders()
         self._conn = conn
         self._topo = topo
@@ -297,7 +306,7 @@ class Owner:
         wait = 0.2
         while True:
             try:
-                return step()
+                return self._pumped(step)
             except StoreUnavailable as exc:
                 if time.monotonic() + wait > deadline:
                     raise
@@ -306,10 +315,31 @@ class Owner:
                 wait = min(wait * 2, 5.0)
                 self._still_ours()
 
+    def _pumped(self, step: Callable[[], T]) -> T:
+        """Run a store step in the owner's store thread while this thread keeps the broker
+        connection alive (heartbeats; deliveries go to the buffer for later batches).
+
+        A slow store step (a server scanning a big collection, a long bulk write) would
+        otherwise hold the thread past the heartbeat timeout: the broker closes the
+        connection, a standby takes the partition, meets the same slow step and loses it
+        in turn, and no owner gets a batch through.
+        """
+        future = self._store_thread.submit(step)
+        future.add_done_callback(self._wake)
+        while not future.done():
+            self._conn.pump(PUMP_S)
+        return future.result()
+
+    def _wake(self, _done: object) -> None:
+        """From the store thread: end the owner's current pump (a broken connection has
+        nothing to wake; the owner finds it broken itself)."""
+        with contextlib.suppress(BrokerError):
+            self._conn.call_threadsafe(_nothing)
+
     def _still_ours(self) -> None:
         """Raise Fenced if a newer owner took one of our partitions (checked after a failure)."""
         try:
-            docs = self._seq.partitions(self._held)
+            docs = self._pumped(lambda: self._seq.partitions(self._held))
         except StoreUnavailable:
             return  # still down: the retry will tell
         for part, held in self._held.items():
@@ -687,6 +717,10 @@ def _task_of(msg: Message | None) -> str:
     if isinstance(msg, Unreadable):
         return msg.message_id
     return msg.task_id if msg is not None else ""
+
+
+def _nothing() -> None:
+    """Wakes the owner's pump when a store step is done."""
 
 
 def _text(value: object) -> str:

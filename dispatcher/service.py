@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -169,6 +170,7 @@ class Dispatcher:
             prefetch=self._settings.partition_prefetch,
             max_message_bytes=self._settings.message_limit_bytes,
         )
+        store_thread = ThreadPoolExecutor(1, f"owner-store-{index}")  # see Owner._pumped
         while not self._stop.is_set():
             conn: Connection | None = None
             try:
@@ -189,6 +191,7 @@ class Dispatcher:
                     config,
                     metrics=self.metrics,
                     senders=senders,
+                    store_thread=store_thread,
                 )
                 self._owners[index] = owner
                 owner.serve(self._stop.is_set)
@@ -208,6 +211,7 @@ class Dispatcher:
             if not self._stop.is_set():
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+        store_thread.shutdown(wait=False)
 
     def sweep(self) -> int:
         """Publish again what the sequencer should have seen by now; return how many.

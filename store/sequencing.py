@@ -18,7 +18,7 @@ import pymongo
 from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from store.base import Doc, Repository, mapped
 from store.errors import Conflict, Fenced, StoreUnavailable
@@ -97,6 +97,10 @@ class BatchWrite:
         )
 
 
+# The server's answer to an operator it does not have (FerretDB: `$max` in `$group`).
+NOT_IMPLEMENTED = 238
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -122,6 +126,7 @@ class Sequencing(Repository):
         self._load = OfficeLoad(db)
         self._releases: Collection[Doc] = db[RELEASES]
         self._chunk = chunk
+        self._group_max = True  # until the server says it has no `$max` (`last_seqs`)
 
     # -- ownership ----------------------------------------------------------------------
     def acquire(self, partition: str, owner: str, at: datetime) -> int:
@@ -185,16 +190,44 @@ class Sequencing(Repository):
             docs = list(self._tasks.find(query))
         return [d for d in docs if (d["office"], d["dossier"]) in pairs]
 
-    def last_seq(self, key: str) -> int | None:
-        """The highest sequence number any task of the dossier ever got (None: none)."""
-        office, _, dossier = key.partition(".")
+    def last_seqs(self, keys: Iterable[str]) -> dict[str, int]:
+        """The highest sequence number any task of each dossier ever got (absent: none).
+
+        One command for all of them: a server that scans the tasks for a filter (the
+        FerretDB test server does) scans once, not once per dossier, so an owner reading
+        the dossiers of a takeover batch does not hold its thread for minutes. MongoDB
+        groups on the server; a server without `$max` in `$group` (FerretDB v1 has only
+        `$count` and `$sum`) sends the numbers of those dossiers' tasks instead.
+        """
+        pairs = {tuple(k.split(".", 1)) for k in keys}
+        if not pairs:
+            return {}
+        match: Doc = {
+            "office": {"$in": sorted({o for o, _ in pairs})},
+            "dossier": {"$in": sorted({d for _, d in pairs})},
+            "seq": {"$exists": True},
+        }
+        group: Doc = {"_id": {"office": "$office", "dossier": "$dossier"}, "seq": {"$max": "$seq"}}
         with mapped():
-            doc = self._tasks.find_one(
-                {"office": office, "dossier": dossier, "seq": {"$exists": True}},
-                {"seq": 1},
-                sort=[("seq", -1)],
-            )
-        return int(doc["seq"]) if doc is not None and doc.get("seq") is not None else None
+            if self._group_max:
+                try:
+                    docs = [
+                        {**d["_id"], "seq": d["seq"]}
+                        for d in self._tasks.aggregate([{"$match": match}, {"$group": group}])
+                    ]
+                except OperationFailure as exc:
+                    if exc.code != NOT_IMPLEMENTED:
+                        raise
+                    self._group_max = False
+            if not self._group_max:
+                projection = {"_id": 0, "office": 1, "dossier": 1, "seq": 1}
+                docs = list(self._tasks.find(match, projection))
+        found: dict[str, int] = {}
+        for doc in docs:
+            if (doc["office"], doc["dossier"]) in pairs and doc.get("seq") is not None:
+                key = f"{doc['office']}.{doc['dossier']}"
+                found[key] = max(found.get(key, -1), int(doc["seq"]))
+        return found
 
     def tasks(self, ids: Iterable[str]) -> dict[str, Doc]:
         """Task documents by id."""
