@@ -6,12 +6,14 @@ import argparse
 
 from dossierflow import logs
 from dossierflow.settings import Settings
+from dossierflow.signals import exit_on_sigterm
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Run the whole system on a demo workload and check the outcome."""
     from dossierflow.tools.demo import run_demo
 
+    exit_on_sigterm()
     # The demo's own output is its report; its processes log to files.
     logs.configure(settings.log_format, "warning")
 
@@ -22,6 +24,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     """Measure throughput and submit-to-start latency with a no-op package."""
     from dossierflow.tools.bench import BenchOptions, run_bench
 
+    exit_on_sigterm()
     options = BenchOptions(args.tasks, args.dossiers, args.workers, args.rate, args.batch)
     return run_bench(settings, options)
 
@@ -31,6 +34,7 @@ def cmd_chaos(settings: Settings, args: argparse.Namespace) -> int:
     from dossierflow.tools.chaos import Options, run_chaos
     from dossierflow.tools.chaosfaults import DEFAULT_FAULTS, KNOWN_FAULTS
 
+    exit_on_sigterm()
     # Every fault but the opt-in ones (mailer-kill) by default; those the services do not
     # allow (node-loss without the three-node cluster) are left out by the run.
     faults = tuple(f for f in args.faults.split(",") if f) if args.faults else DEFAULT_FAULTS
