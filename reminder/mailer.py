@@ -15,6 +15,16 @@ lost after it has queued the mail (RFC 1047), so the sender cannot tell "not sen
 instruction mail: marking `sent` before sending would make a crash lose the mail. The
 unique keys make every other case once only: running a command twice, two overlapping
 runs deciding the same mail, and retries after the SMTP server was down.
+
+A mail the server accepted is never sent again by the same mailer, even when its `sent`
+mark is lost. FerretDB (v1, SQLite) applies an update by reading the document and writing
+the whole of it back, without holding it in between: two updates of one entry from two
+processes both match `status: pending`, and the later write puts back the fields the
+earlier one changed. A failure recorded by another mailer at the moment this one marks
+the mail sent can so leave it `pending` (the 10,000-task chaos run mailed support twice
+that way, the other mailer being a stray one of an earlier run). The mailer therefore
+remembers the entries the server accepted from it: finding one pending again, it marks
+it sent again (`mail.sent_mark_lost`) instead of sending it.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +45,8 @@ from reminder.errors import MailRejected, MailUnavailable
 from store.outbox import Outbox, OutboxEntry
 
 log = structlog.get_logger("dossierflow.reminder")
+
+ACCEPTED_MEMORY = 10_000  # entries accepted by the server a mailer remembers (see above)
 
 
 class Transport(Protocol):
@@ -145,12 +158,21 @@ class Mailer:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
+        # Entry -> when the server accepted it, the latest ACCEPTED_MEMORY of them: a lost
+        # `sent` mark comes back within one update's time, long before these are forgotten.
+        self._accepted: OrderedDict[str, datetime] = OrderedDict()
 
     def deliver(self, limit: int = 500) -> DeliveryReport:
         """Send what is pending; stop at the first entry the server stays unreachable for."""
         report = DeliveryReport()
         pending = self._outbox.pending(limit)
         for index, entry in enumerate(pending):
+            accepted_at = self._accepted.get(entry.id)
+            if accepted_at is not None:
+                # The server has it from us: only our mark was lost (see the module's doc).
+                self._outbox.mark_sent(entry.id, accepted_at)
+                log.warning("mail.sent_mark_lost", entry=entry.id, kind=entry.kind)
+                continue
             try:
                 self._send_with_retries(entry)
             except MailRejected as exc:
@@ -164,10 +186,16 @@ class Mailer:
                 )
                 return report
             else:
-                self._outbox.mark_sent(entry.id, self._clock())
+                self._remember(entry.id, self._clock())
+                self._outbox.mark_sent(entry.id, self._accepted[entry.id])
                 log.info("mail.sent", entry=entry.id, kind=entry.kind, office=entry.office)
                 report.sent += 1
         return report
+
+    def _remember(self, entry_id: str, accepted_at: datetime) -> None:
+        self._accepted[entry_id] = accepted_at
+        while len(self._accepted) > ACCEPTED_MEMORY:
+            self._accepted.popitem(last=False)
 
     def _send_with_retries(self, entry: OutboxEntry) -> None:
         def attempt() -> None:

@@ -5,6 +5,9 @@ Keys are chosen by the reminder package (`instruction:<id>:<user>`,
 so deciding to send a mail and recording that decision is a single insert. Each document
 holds the fully rendered message (with its fixed Message-ID), so a retry sends exactly
 the bytes of the first attempt. Only the mailer updates entries, one at a time, by `_id`.
+The `status: pending` in the updates' filters is no guard between processes on FerretDB v1,
+which reads a document and writes the whole of it back: two mailers' updates of one entry
+both match, and the later write undoes the earlier one (see `reminder.mailer`).
 """
 
 from __future__ import annotations

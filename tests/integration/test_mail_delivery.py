@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
 from dossierflow.tools.maildemo import mail_failures
 from reminder.errors import MailRejected
@@ -14,7 +16,7 @@ from reminder.mailer import Mailer, SmtpTransport
 from reminder.render import message_id_for
 from reminder.service import enqueue_instruction_mails, instruction_key
 from store import Role
-from store.outbox import OutboxStatus
+from store.outbox import OUTBOX, OutboxStatus
 from tests.integration.test_mail_digest import FAST, MailWorld, body, world
 
 pytestmark = pytest.mark.integration
@@ -127,6 +129,39 @@ def test_a_crash_after_the_server_took_the_mail_resends_it_with_the_same_message
     first, second = world.received(2)
     assert first["Message-ID"] == second["Message-ID"] == message_id_for(entry.id)
     assert first.as_bytes().split(b"\n", 1)[1] == second.as_bytes().split(b"\n", 1)[1]
+
+
+def test_a_sent_mark_lost_to_another_mailers_failure_record_does_not_resend_the_mail(
+    world: MailWorld,
+) -> None:
+    """The duplicated support mail of the 10,000-task chaos run, replayed step by step.
+
+    A second mailer (a stray one of an earlier run, its SMTP server gone) recorded a failed
+    attempt while this one marked the mail sent. FerretDB v1 applies an update by reading
+    the document and writing the whole of it back: the failure record, read before the
+    mark and written after it, put the entry back to pending, and the next pass sent it
+    again.
+    """
+    office_with_people(world)
+    world.instruction("C", NOW)
+    enqueue_instruction_mails(world.store, world.outbox, world.ctx)
+    [entry] = world.outbox.pending()
+    client: MongoClient[dict[str, Any]] = MongoClient(world.settings.mongo_url)
+    docs = client[world.settings.mongo_db][OUTBOX]
+    stale = docs.find_one({"_id": entry.id})  # what the other mailer read ...
+    assert stale is not None
+    mailer = world.mailer()
+    assert mailer.deliver().sent == 1
+    error = "cannot reach the SMTP server: ConnectionRefusedError"
+    docs.replace_one({"_id": entry.id}, {**stale, "attempts": 1, "last_error": error})
+    client.close()  # ... and wrote back after our mark
+    assert [e.id for e in world.outbox.pending()] == [entry.id]
+    assert mailer.deliver().sent == 0
+    [mail] = world.received(1)
+    assert mail["Message-ID"] == entry.message_id
+    again = world.outbox.entry(entry.id)
+    assert again is not None and again.status is OutboxStatus.SENT and again.last_error == ""
+    assert mailer.deliver().sent == 0 and world.outbox.pending() == []
 
 
 class Refusing:
