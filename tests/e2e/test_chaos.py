@@ -31,12 +31,6 @@ def _answering() -> Endpoints | None:
         return None
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 is open: after a RabbitMQ restart the consistent-hash control exchange may "
-    "map a dossier to another partition, whose owner can number it out of order (README, "
-    "chaos); the report is kept in test-artifacts/",
-)
 def test_chaos_with_every_fault_loses_nothing_books_once_keeps_order_and_leaves_nothing_stuck(
     services: Endpoints, request: pytest.FixtureRequest
 ) -> None:
