@@ -58,6 +58,10 @@ class Delivery:
     consumer_tag: str = ""
     user_id: str = ""
 
+    def header(self, name: str) -> str:
+        """A header's value as text, "" when it is absent or no text."""
+        return header_text(self.headers.get(name))
+
     @property
     def delivery_count(self) -> int:
         """How often this message was delivered before (0 the first time).
@@ -314,6 +318,13 @@ class Outgoing:
     exchange: str
     envelope: Envelope
     headers: Mapping[str, Any] | None = None
+
+
+def header_text(value: object) -> str:
+    """A header value as text (pika gives bytes for what is not valid UTF-8), else ""."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True)

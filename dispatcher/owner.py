@@ -28,7 +28,7 @@ import structlog
 from broker import topology
 from broker.errors import BrokerError, PublishNotConfirmed, Unroutable
 from broker.messages import RAW_KEEP_BYTES, utcnow, valid_id
-from broker.rabbitmq import Connection, Delivery, Forward, Outgoing
+from broker.rabbitmq import Connection, Delivery, Forward, Outgoing, header_text
 from dispatcher import core
 from dispatcher.batchwrite import Collector
 from dispatcher.fairness import next_batch, office_of
@@ -427,8 +427,8 @@ class Owner:
             headers["x-death"] = facts["x-death"]
         return replace(
             delivery,
-            exchange=_text(facts.get("exchange")),
-            user_id=_text(facts.get("user_id")),
+            exchange=header_text(facts.get("exchange")),
+            user_id=header_text(facts.get("user_id")),
             headers=headers,
             redelivered=True,
         )
@@ -721,10 +721,3 @@ def _task_of(msg: Message | None) -> str:
 
 def _nothing() -> None:
     """Wakes the owner's pump when a store step is done."""
-
-
-def _text(value: object) -> str:
-    """A header value as text (pika gives bytes for what is not valid UTF-8)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value if isinstance(value, str) else ""

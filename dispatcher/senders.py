@@ -79,12 +79,10 @@ def death_of(delivery: Delivery) -> Death | None:
         return None  # not dead-lettered, or an expired retry timer (exchange: control)
     if not str(death.get("queue", "")).startswith("dossierflow.work."):
         return None
-    run = delivery.headers.get(topology.RUN_HEADER)
-    if isinstance(run, bytes):
-        run = run.decode("ascii", "replace")
+    run = delivery.header(topology.RUN_HEADER)
     return Death(
         reason=str(death.get("reason", "")),
         queue=str(death.get("queue", "")),
         count=max(int(death.get("count", 1) or 1), delivery.delivery_count),
-        run=int(run) if isinstance(run, str) and run.isdigit() else None,
+        run=int(run) if run.isascii() and run.isdigit() else None,
     )

@@ -287,9 +287,7 @@ def _route(delivery: Delivery, partitions: int, key: str) -> dict[str, str]:
     work. A work message without one (released by an earlier version) gets the partition
     computed from the dossier key, as every publisher of this version does.
     """
-    value = delivery.headers.get(topology.PARTITION_HEADER)
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    if isinstance(value, str) and value.isdigit():
+    value = delivery.header(topology.PARTITION_HEADER)
+    if value.isascii() and value.isdigit():
         return {topology.PARTITION_HEADER: value}
     return topology.partition_headers(key, partitions)
