@@ -85,6 +85,11 @@ class SubmitResult:
     new: bool = True  # False: coalesced into an equal task that still waits
 
 
+# A submission as stored and its coalescing key (None: its kind never coalesces), or why
+# it is refused.
+Checked = tuple[Submission, dict[str, Any], str | None] | InvalidSubmission
+
+
 class Client:
     """Stores tasks and announces them and actions to the sequencer. Not thread-safe.
 
@@ -219,18 +224,24 @@ class Client:
         tasks: list[TaskRecord] = []
         latest: dict[str, tuple[str, str | None]] = {}
         now = utcnow()
-        holders = self._holders([i.payload for i in items])
-        for item in items:
-            try:
-                clean, key = self._checked(item, holders)
-            except InvalidSubmission as exc:
-                if strict:
-                    raise
-                results.append(SubmitResult(None, str(exc), False))
+        checked = self._checked_all(items, strict)
+        # One lookup for the whole batch, and only when it holds a coalescible kind.
+        coalescing = {
+            f"{c[0].office}.{c[0].dossier}"
+            for c in checked
+            if not isinstance(c, InvalidSubmission) and c[2] is not None
+        }
+        waiting = (
+            self._stored(lambda: self._store.tasks.waiting_latest(coalescing)) if coalescing else {}
+        )
+        for entry in checked:
+            if isinstance(entry, InvalidSubmission):
+                results.append(SubmitResult(None, str(entry), False))
                 continue
+            item, clean, key = entry
             dossier_key = f"{item.office}.{item.dossier}"
             if key is not None:
-                merged = self._merged(dossier_key, key, tasks, latest)
+                merged = _merged(dossier_key, key, latest, waiting)
                 if merged is not None:
                     results.append(SubmitResult(merged, None, False))
                     continue
@@ -249,6 +260,9 @@ class Client:
             results.append(SubmitResult(task.id))
         if not tasks:
             return results
+        plain = {k for k, (_, c) in latest.items() if c is None}
+        if plain:
+            self._stored(lambda: self._store.tasks.forget_latest(plain))
         self._stored(lambda: self._store.tasks.insert_many(tasks))
         self._count(tasks)
         coalescible = {k: (t, c) for k, (t, c) in latest.items() if c is not None}
@@ -276,6 +290,19 @@ class Client:
         except StoreError as exc:
             log.warning("client.uncounted", tasks=len(tasks), error=type(exc).__name__)
 
+    def _checked_all(self, items: Sequence[Submission], strict: bool) -> list[Checked]:
+        """Each item as stored and its coalescing key, or why it is refused (strict: raised)."""
+        holders = self._holders([i.payload for i in items])
+        checked: list[Checked] = []
+        for item in items:
+            try:
+                checked.append((item, *self._checked(item, holders)))
+            except InvalidSubmission as exc:
+                if strict:
+                    raise
+                checked.append(exc)
+        return checked
+
     def _checked(self, item: Submission, holders: Holders) -> tuple[dict[str, Any], str | None]:
         for name, value in (("office", item.office), ("dossier", item.dossier)):
             if not valid_id(value):
@@ -286,20 +313,6 @@ class Client:
         if not spec_for(item.kind).coalescible:
             return clean, None
         return clean, coalesce_key(item.office, item.dossier, item.kind, clean)
-
-    def _merged(
-        self,
-        dossier_key: str,
-        key: str,
-        batch: list[TaskRecord],
-        latest: dict[str, tuple[str, str | None]],
-    ) -> str | None:
-        """The id of an equal waiting task this submission coalesces into, if any."""
-        if dossier_key in latest:  # an earlier item of this batch is the latest one
-            task_id, latest_key = latest[dossier_key]
-            return task_id if latest_key == key else None
-        waiting = self._stored(lambda: self._store.tasks.waiting_equal(dossier_key, key))
-        return waiting.id if waiting is not None else None
 
     def _holders(self, payloads: Sequence[Mapping[str, Any] | None]) -> Holders:
         """Which dossiers hold the codes the payloads name (see `dispatcher.codes`)."""
@@ -428,3 +441,17 @@ def _rechecked(env: Envelope) -> Envelope:
     if env.type is not MessageType.SUBMITTED:
         return env
     return replace(env, data={**env.data, "recheck": True})
+
+
+def _merged(
+    dossier_key: str,
+    key: str,
+    latest: Mapping[str, tuple[str, str | None]],
+    waiting: Mapping[str, TaskRecord],
+) -> str | None:
+    """The id of an equal waiting task this submission coalesces into, if any."""
+    if dossier_key in latest:  # an earlier item of this batch is the latest one
+        task_id, latest_key = latest[dossier_key]
+        return task_id if latest_key == key else None
+    task = waiting.get(dossier_key)
+    return task.id if task is not None and task.coalesce_key == key else None

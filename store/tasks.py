@@ -8,7 +8,7 @@ store/outstanding.py) and `coalescing` (each dossier's latest coalescible submis
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -148,32 +148,48 @@ class Tasks(Repository):
         with mapped():
             return self._docs.update_one({"_id": task_id}, update).matched_count == 1
 
-    def waiting_equal(self, key: str, coalesce_key: str) -> TaskRecord | None:
-        """The dossier's latest coalescible submission if it is equal and still the latest.
+    def waiting_latest(self, keys: Iterable[str]) -> dict[str, TaskRecord]:
+        """Per dossier key, its latest submission if that one is coalescible and unreleased.
 
-        Only the latest submission of the dossier may absorb an equal one: a sync
-        submitted after a booking must run after that booking, so it may not merge into
-        an equal sync that waits before it. Equal and not yet released, and no task of
-        the dossier submitted since (a lookup only coalescible submissions pay for).
+        Only the latest submission of a dossier may absorb an equal one: a sync submitted
+        after a booking must run after that booking, so it may not merge into an equal
+        sync that waits before it. `coalescing` names a dossier's latest submission while
+        that one is coalescible (`remember_latest`; any other submission removes the
+        dossier, `forget_latest`). The caller compares the task's `coalesce_key` with its
+        own. Two reads by `_id` for a whole batch of submissions, and only batches with a
+        coalescible kind pay for them.
         """
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
         with mapped():
-            doc = self._coalescing.find_one({"_id": key})
-        if doc is None or doc.get("key") != coalesce_key:
-            return None
-        task = self.get(str(doc["task"]))
-        if task is None or task.status not in (TaskStatus.SUBMITTED, TaskStatus.WAITING):
-            return None
+            latest = {
+                str(d["_id"]): (str(d["task"]), d.get("key"))
+                for d in self._coalescing.find({"_id": {"$in": wanted}})
+            }
+        if not latest:
+            return {}
         with mapped():
-            later = self._docs.find_one(
-                {
-                    "office": task.office,
-                    "dossier": task.dossier,
-                    "submitted_at": {"$gte": task.submitted_at},
-                    "_id": {"$ne": task.id},
-                },
-                {"_id": 1},
-            )
-        return task if later is None else None
+            docs = list(self._docs.find({"_id": {"$in": sorted(t for t, _ in latest.values())}}))
+        waiting: dict[str, TaskRecord] = {}
+        for doc in docs:
+            task = task_record(doc)
+            key = f"{task.office}.{task.dossier}"
+            if latest.get(key) == (task.id, task.coalesce_key) and task.status in (
+                TaskStatus.SUBMITTED,
+                TaskStatus.WAITING,
+            ):
+                waiting[key] = task
+        return waiting
+
+    def forget_latest(self, keys: Iterable[str]) -> None:
+        """These dossiers' latest submissions are not coalescible: nothing may merge into
+        an earlier one. Written before the new tasks: a client that dies in between only
+        loses a chance to coalesce."""
+        wanted = sorted(set(keys))
+        for start in range(0, len(wanted), BULK_CHUNK):
+            with mapped():
+                self._coalescing.delete_many({"_id": {"$in": wanted[start : start + BULK_CHUNK]}})
 
     def remember_latest(self, latest: Mapping[str, tuple[str, str]]) -> None:
         """Record dossiers' latest coalescible submissions: key -> (task id, coalescing key)."""
