@@ -37,7 +37,6 @@ OFFICES = ["office1", "office2"]
 CONNECTORS_PER_OFFICE = 3
 TERMINAL = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
 FINISHED = (TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
-MOVING = (TaskStatus.SUBMITTED, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT)
 
 
 def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -> int:
@@ -81,22 +80,29 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
         total = len(set(ids))
         print(f"  {len(ids) - total} sync(s) coalesced into an equal waiting one")
         _poison(cluster)
-        wait_finished(store, ids, "phase 1", settled=True)
+        keys = [(i, f"{p.office}.{p.dossier}") for i, p in zip(ids, plan, strict=True)]
+        wait_finished(store, keys, "phase 1", settled=1)
         _report_blocked(store)
         # Rule 4: one mail per new instruction, into a local SMTP sink.
         mails = mail_failures(settings, store, (state / "mail").resolve())
         print(f"  {mails.describe()}")
         print("  fixing: doing what each instruction says, then restart / cancel / resolve")
-        actions = fix_blocked(client, package, store, {ids[i]: originals[i] for i in faults})
+        actions = fix_blocked(
+            client,
+            package,
+            store,
+            {ids[i]: originals[i] for i in faults},
+            settle=lambda: wait_finished(store, keys, "fixing", settled=2, final=False),
+        )
         print(f"  actions taken: {dict(sorted(actions.items()))}")
-        counts = wait_finished(store, ids, "phase 2")
+        counts = wait_finished(store, keys, "phase 2")
     finally:
         client.close()
         stop_api()
         codes = cluster.stop()
     elapsed = time.monotonic() - start
-    submitted = list(zip(ids, plan, strict=True))
-    return _summary(store, package, submitted, counts=counts, codes=codes, elapsed=elapsed)
+    planned = list(zip(ids, plan, strict=True))
+    return _summary(store, package, planned, counts=counts, codes=codes, elapsed=elapsed)
 
 
 def _summary(
@@ -197,44 +203,51 @@ def _poison(cluster: Cluster) -> None:
 
 
 def wait_finished(
-    store: Store, ids: list[str], label: str, settled: bool = False, every: float = 0.5
+    store: Store,
+    submitted: list[tuple[str, str]],
+    label: str,
+    *,
+    settled: int = 0,
+    every: float = 0.5,
+    final: bool = True,
 ) -> dict[str, int]:
-    """Poll until every task finished (phase 2) or nothing moves any more (phase 1).
+    """Poll until every task finished, or (`settled`) nothing moves any more.
 
-    Reads only the tasks not finished yet, by `_id`, and polls less often when a read is
-    slow: the demo's own polling must not load the store it demonstrates (on the test
-    server, counting by status scans every task).
+    `submitted` holds (task id, dossier key) in submission order. A dossier runs its
+    tasks in that order and releases one only after every earlier one finished, so its
+    last task finished means all of them did: a poll reads one task per unfinished
+    dossier by `_id` (and, in phase 1, the blocked dossiers), never every task, and polls
+    less often when a read is slow: the demo's own polling must not load the store it
+    demonstrates. Settled is `settled` polls in a row in which every unfinished dossier
+    is blocked (after actions, two: a decision is written a moment before its dossier's
+    document). The statuses it returns (`final`) are read
+    once, at the end.
     """
-    bar = Progress(label, len(set(ids)))
+    tasks: dict[str, list[str]] = defaultdict(list)
+    for task_id, key in submitted:
+        if task_id not in tasks[key]:  # a coalesced submission names an earlier task
+            tasks[key].append(task_id)
+    total = sum(len(ids) for ids in tasks.values())
+    bar = Progress(label, total)
     deadline = time.monotonic() + 900
-    final = {s.value for s in FINISHED}
-    ended: Counter[str] = Counter()
-    pending = sorted(set(ids))
-    counts: dict[str, int] = {}
-    while time.monotonic() < deadline:
+    ended = {s.value for s in FINISHED}
+    unfinished = dict(tasks)
+    calm = 0
+    while unfinished and time.monotonic() < deadline:
         began = time.monotonic()
-        statuses = store.tasks.statuses(pending)
-        for status in statuses.values():
-            if status in final:
-                ended[status] += 1
-        pending = [t for t in pending if statuses.get(t) not in final]
-        counts = dict(ended + Counter(statuses[t] for t in pending if t in statuses))
-        finished = sum(ended.values())
-        bar.update(finished, f"failed {counts.get('failed', 0)}")
-        moving = sum(counts.get(s, 0) for s in MOVING)
-        if not pending or (settled and moving == 0 and _only_blocked_wait(store, counts)):
+        statuses = store.tasks.statuses([ids[-1] for ids in unfinished.values()])
+        unfinished = {k: ids for k, ids in unfinished.items() if statuses.get(ids[-1]) not in ended}
+        blocked = {d.key for d in store.dossiers.blocked()} & unfinished.keys()
+        bar.update(total - sum(len(ids) for ids in unfinished.values()), f"blocked {len(blocked)}")
+        calm = calm + 1 if unfinished.keys() <= blocked else 0
+        if settled and calm >= settled:
             break
         time.sleep(max(every, 2 * (time.monotonic() - began)))
     bar.close()
-    return counts
-
-
-def _only_blocked_wait(store: Store, counts: dict[str, int]) -> bool:
-    if not counts.get(TaskStatus.WAITING):
-        return True
-    waiting = store.tasks.find(statuses=[TaskStatus.WAITING])
-    blocked = {d.key for d in store.dossiers.blocked()}
-    return all(f"{t.office}.{t.dossier}" in blocked for t in waiting)
+    if not final:
+        return {}
+    every_id = [t for ids in tasks.values() for t in ids]
+    return dict(Counter(store.tasks.statuses(every_id).values()))
 
 
 def _report_blocked(store: Store) -> None:

@@ -7,7 +7,6 @@ to do, through the same client the ops CLI uses: correct and restart, cancel, re
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -146,20 +145,25 @@ def inject(plan: list[Planned], package: SimulatedPackage) -> dict[int, Fault]:
 
 
 def fix_blocked(
-    client: Client, package: SimulatedPackage, store: Store, originals: Mapping[str, Planned]
+    client: Client,
+    package: SimulatedPackage,
+    store: Store,
+    originals: Mapping[str, Planned],
+    settle: Callable[[], object],
 ) -> Counter[str]:
     """Do what each blocking task's instruction says, then act on the task.
 
     `originals` maps task ids to what the platform meant to submit, for the corrections.
     A fault of a whole company (a damaged database) can block its dossier more than once,
-    so this runs until no dossier is blocked or nothing more can be done.
+    so this runs until no dossier is blocked or nothing more can be done; `settle` waits
+    until what the actions set going has run or blocked again.
     """
     done: Counter[str] = Counter()
     for _round in range(20):
         if not store.dossiers.blocked():
             break
         done += fix_once(client, package, store, originals)
-        _settle(store)
+        settle()
     return done
 
 
@@ -207,15 +211,3 @@ def fix_once(
         taken.append(action)
         done[fault.fix] += 1
     return done
-
-
-def _settle(store: Store, timeout_s: float = 120.0) -> None:
-    """Wait until no task is on its way (what follows a restart ran or blocked again)."""
-    deadline = time.monotonic() + timeout_s
-    moving = [TaskStatus.SUBMITTED, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT]
-    while time.monotonic() < deadline:
-        if not store.tasks.count(moving):
-            waiting = store.tasks.find(statuses=[TaskStatus.WAITING], limit=1)
-            if not waiting or store.dossiers.blocked():
-                return
-        time.sleep(0.3)
