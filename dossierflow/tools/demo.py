@@ -92,17 +92,17 @@ def run_demo(settings: Settings, tasks: int = 2000, dossiers_count: int = 100) -
             package,
             store,
             {ids[i]: originals[i] for i in faults},
-            settle=lambda: wait_finished(store, keys, "fixing", settled=2, final=False),
+            settle=lambda: wait_finished(store, keys, "fixing", settled=2),
         )
         print(f"  actions taken: {dict(sorted(actions.items()))}")
-        counts = wait_finished(store, keys, "phase 2")
+        wait_finished(store, keys, "phase 2")
     finally:
         client.close()
         stop_api()
         codes = cluster.stop()
     elapsed = time.monotonic() - start
     planned = list(zip(ids, plan, strict=True))
-    return _summary(store, package, planned, counts=counts, codes=codes, elapsed=elapsed)
+    return _summary(store, package, planned, codes=codes, elapsed=elapsed)
 
 
 def _summary(
@@ -110,16 +110,16 @@ def _summary(
     package: SimulatedPackage,
     submitted: list[tuple[str, Planned]],
     *,
-    counts: dict[str, int],
     codes: dict[str, int],
     elapsed: float,
 ) -> int:
     """Check the outcome against the package, print it; 0 when nothing was lost or reordered."""
+    status = store.tasks.statuses(sorted({task_id for task_id, _ in submitted}))
+    counts = Counter(status.values())
     expected: dict[tuple[str, str], list[str]] = defaultdict(list)
     expect_ok: set[str] = set()
     for task_id, item in submitted:
-        task = store.tasks.get(task_id)
-        if task_id not in expect_ok and task is not None and task.status is TaskStatus.DONE:
+        if task_id not in expect_ok and status.get(task_id) == TaskStatus.DONE.value:
             expected[(item.office, item.dossier)].append(task_id)
             expect_ok.add(task_id)
     report = package.check_order(expected, expect_ok)
@@ -209,8 +209,7 @@ def wait_finished(
     *,
     settled: int = 0,
     every: float = 0.5,
-    final: bool = True,
-) -> dict[str, int]:
+) -> None:
     """Poll until every task finished, or (`settled`) nothing moves any more.
 
     `submitted` holds (task id, dossier key) in submission order. A dossier runs its
@@ -220,8 +219,7 @@ def wait_finished(
     less often when a read is slow: the demo's own polling must not load the store it
     demonstrates. Settled is `settled` polls in a row in which every unfinished dossier
     is blocked (after actions, two: a decision is written a moment before its dossier's
-    document). The statuses it returns (`final`) are read
-    once, at the end.
+    document).
     """
     tasks: dict[str, list[str]] = defaultdict(list)
     for task_id, key in submitted:
@@ -240,14 +238,10 @@ def wait_finished(
         blocked = {d.key for d in store.dossiers.blocked()} & unfinished.keys()
         bar.update(total - sum(len(ids) for ids in unfinished.values()), f"blocked {len(blocked)}")
         calm = calm + 1 if unfinished.keys() <= blocked else 0
-        if settled and calm >= settled:
+        if not unfinished or (settled and calm >= settled):
             break
         time.sleep(max(every, 2 * (time.monotonic() - began)))
     bar.close()
-    if not final:
-        return {}
-    every_id = [t for ids in tasks.values() for t in ids]
-    return dict(Counter(store.tasks.statuses(every_id).values()))
 
 
 def _report_blocked(store: Store) -> None:
