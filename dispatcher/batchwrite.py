@@ -8,7 +8,9 @@ with its final state, stamped with the owner's epoch and the batch number.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -162,11 +164,53 @@ class Collector:
 
         Ids only, by office: a reader reads those documents again by `_id`.
         """
-        if not self.changed_tasks and not self.changed_dossiers:
+        return _notice(self.changed_tasks, self.changed_dossiers)
+
+
+class Notices:
+    """An owner's change notices, at most one per `every_s`, each naming all changes since.
+
+    The first change after a quiet spell goes out with its batch; later ones wait for the
+    interval and go out together, with a batch or from the owner's idle loop (`due`).
+    Readers apply what changed at most once a second (`dispatcher.api.snapshot`), so a
+    notice per batch (several a second under load, to every reader) told them nothing
+    sooner; a notice is a broker message no task needs.
+    """
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._last = -every_s
+        self._tasks: dict[str, set[str]] = defaultdict(set)
+        self._dossiers: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, out: Collector) -> None:
+        """What a written batch changed."""
+        for office, ids in out.changed_tasks.items():
+            self._tasks[office] |= ids
+        for office, names in out.changed_dossiers.items():
+            self._dossiers[office] |= names
+
+    def due(self) -> bytes | None:
+        """The notice to publish now, if there are changes and the interval has passed."""
+        if not self._tasks and not self._dossiers:
             return None
-        body = {
-            "v": 1,
-            "tasks": {o: sorted(ids) for o, ids in self.changed_tasks.items()},
-            "dossiers": {o: sorted(names) for o, names in self.changed_dossiers.items()},
-        }
-        return json.dumps(body, separators=(",", ":")).encode()
+        now = self._clock()
+        if now - self._last < self._every_s:
+            return None
+        self._last = now
+        body = _notice(self._tasks, self._dossiers)
+        self._tasks = defaultdict(set)
+        self._dossiers = defaultdict(set)
+        return body
+
+
+def _notice(tasks: Mapping[str, set[str]], dossiers: Mapping[str, set[str]]) -> bytes | None:
+    if not tasks and not dossiers:
+        return None
+    body = {
+        "v": 1,
+        "tasks": {o: sorted(ids) for o, ids in tasks.items()},
+        "dossiers": {o: sorted(names) for o, names in dossiers.items()},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -30,7 +30,7 @@ from broker.errors import BrokerError, PublishNotConfirmed, Unroutable
 from broker.messages import RAW_KEEP_BYTES, utcnow, valid_id
 from broker.rabbitmq import Connection, Delivery, Forward, Outgoing, header_text
 from dispatcher import core
-from dispatcher.batchwrite import Collector
+from dispatcher.batchwrite import Collector, Notices
 from dispatcher.fairness import next_batch, office_of
 from dispatcher.inbound import (
     DeadLettered,
@@ -75,6 +75,9 @@ class OwnerConfig:
     # A bigger message is dropped unread (0: no check). The broker's `max_message_size`
     # refuses them first; this holds where a broker was set up without it.
     max_message_bytes: int = 0
+    # At most one change notice this often (`batchwrite.Notices`): the page reads what
+    # changed at most once a second (`dispatcher.api.snapshot.APPLY_EVERY_S`).
+    notice_every_s: float = 1.0
 
 
 # After taking over a partition from an earlier owner, this long the owner checks, before
@@ -129,6 +132,7 @@ class Owner:
         self._topo = topo
         self._queues = queues
         self._cfg = config
+        self._notices = Notices(config.notice_every_s)
         self._rules = core.Rules(topo.retry_delays)
         self._now = clock
         self._buffer: list[Delivery] = []
@@ -161,6 +165,8 @@ class Owner:
         while not stopping():
             if not self._buffer:
                 self._conn.pump(0.2)
+                if (notice := self._notices.due()) is not None:
+                    self._publish([], notice)  # what the last batches changed
                 continue
             deadline = time.monotonic() + self._cfg.linger_s
             while len(self._buffer) < self._cfg.batch_max:
@@ -258,7 +264,8 @@ class Owner:
             seen.append((dossier, before, effects))
         write = out.finish()
         self._stored(lambda: self._seq.write(write))
-        self._publish(out.outgoing, out.notice())
+        self._notices.add(out)
+        self._publish(out.outgoing, self._notices.due())
         published = self._now()  # confirmed: a later `ReleaseLost` must be about after this
         for task in out.released:
             task.published = published

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from broker import topology
 from broker.messages import Envelope, MessageType, encode
 from dispatcher import core
-from dispatcher.batchwrite import Collector
+from dispatcher.batchwrite import Collector, Notices
 from dispatcher.inbound import DeadLettered, Death, Done, Submitted, Unreadable, inbound
 from dispatcher.loading import load_dossiers
 from workers.vocabulary import TaskStatus
@@ -130,3 +130,32 @@ def test_rabbitmq_restart_a_release_written_by_a_lost_owner_is_published_again()
     confirmed = _Stored([_queued_head(epoch=3, batch=8)])
     _, none = load_dossiers(confirmed, {"o1.d1": False}, {"o1.d1": partition})  # type: ignore[arg-type]
     assert none == {} and dossiers["o1.d1"].active == "t1"
+
+
+def test_change_notices_go_at_most_once_a_second_and_name_every_change_since() -> None:
+    rules = core.Rules((1, 2))
+    now = [100.0]
+    notices = Notices(1.0, clock=lambda: now[0])
+    assert notices.due() is None  # nothing changed
+
+    def batch(task: str, dossier: str) -> Collector:
+        out = Collector(NOW, batch=1)
+        d = core.Dossier("o1", dossier)
+        step = core.step(d, Submitted(task, "dossier.sync", {}), NOW, rules)
+        out.add(d, topology.partition_queue(0), 1, step)
+        out.finish()
+        return out
+
+    notices.add(batch("t1", "d1"))
+    first = json.loads(notices.due() or b"{}")  # after a quiet spell: at once
+    assert first["tasks"] == {"o1": ["t1"]}
+    notices.add(batch("t2", "d2"))
+    now[0] += 0.5
+    assert notices.due() is None  # within the second: it waits
+    notices.add(batch("t3", "d3"))
+    now[0] += 0.5
+    later = json.loads(notices.due() or b"{}")
+    assert later["tasks"] == {"o1": ["t2", "t3"]}
+    assert later["dossiers"] == {"o1": ["d2", "d3"]}
+    now[0] += 5
+    assert notices.due() is None  # everything went out
