@@ -349,6 +349,10 @@ def _properties(envelope: Envelope, headers: Mapping[str, Any] | None, user: str
     )
 
 
+# The message id of every notice (`BatchPublisher.notify`): how its return is told apart.
+NOTICE_ID = "dossierflow-notice"
+
+
 class BatchPublisher:
     """Publishes many messages, then waits for all their confirms together.
 
@@ -370,6 +374,7 @@ class BatchPublisher:
 
         self._nacked: list[Outgoing | Forward] = []
         self._returned: list[tuple[str, str]] = []  # (message id, routing key)
+        self._notice_returned = False
         self._sent: list[Outgoing] = []
         self._forwarded: list[Forward] = []
         selected: list[bool] = []
@@ -394,6 +399,9 @@ class BatchPublisher:
                 self._nacked.append(item)
 
     def _on_return(self, _ch: Any, method: Any, props: Any, _body: bytes) -> None:
+        if props.message_id == NOTICE_ID:
+            self._notice_returned = True
+            return
         self._returned.append((props.message_id or "", method.routing_key))
 
     def send(self, items: list[Outgoing]) -> None:
@@ -460,19 +468,29 @@ class BatchPublisher:
         return [i for i in sent if (i.envelope.id, i.envelope.routing_key) in returned]
 
     def notify(self, exchange: str, body: bytes) -> None:
-        """Publish a transient notice, not `mandatory`: nobody listening is no error.
+        """Publish a transient notice: nobody listening is no error, but it is reported.
 
-        Its confirm is collected by the next `wait` like any other; a nack is ignored.
+        Its confirm is collected by the next `wait` like any other; a nack is ignored. It
+        is `mandatory`: after that `wait`, `unheard()` says whether it came back because
+        no queue is bound (nobody listens).
         """
         with _mapped():
             self._impl.basic_publish(
                 exchange=exchange,
                 routing_key="",
                 body=body,
-                properties=pika.BasicProperties(content_type="application/json", delivery_mode=1),
+                properties=pika.BasicProperties(
+                    content_type="application/json", delivery_mode=1, message_id=NOTICE_ID
+                ),
+                mandatory=True,
             )
             self._pending[self._next_tag] = None
             self._next_tag += 1
+
+    def unheard(self) -> bool:
+        """Whether a notice came back unrouted since the last call (then: nobody listens)."""
+        found, self._notice_returned = self._notice_returned, False
+        return found
 
     def publish_all(self, items: list[Outgoing]) -> list[Outgoing]:
         """Publish every item and wait for the confirms; return the items no queue took."""

@@ -167,6 +167,12 @@ class Collector:
         return _notice(self.changed_tasks, self.changed_dossiers)
 
 
+# While nobody listens to the change notices, how often a probe checks again.
+PROBE_EVERY_S = 5.0
+# The probe: a reader that gets it reads everything again (what went unsaid is unknown).
+RESYNC = b'{"v":1,"resync":true}'
+
+
 class Notices:
     """An owner's change notices, at most one per `every_s`, each naming all changes since.
 
@@ -175,17 +181,34 @@ class Notices:
     Readers apply what changed at most once a second (`dispatcher.api.snapshot`), so a
     notice per batch (several a second under load, to every reader) told them nothing
     sooner; a notice is a broker message no task needs.
+
+    While nobody listens (a notice came back unrouted, `heard(False)`), changes are not
+    collected: at most every `probe_every_s`, if anything changed, a probe asks whoever
+    listens by then to read everything again (`RESYNC`), which covers what went unsaid.
     """
 
-    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        every_s: float,
+        probe_every_s: float = PROBE_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._every_s = every_s
+        self._probe_every_s = probe_every_s
         self._clock = clock
-        self._last = -every_s
+        self._last = -max(every_s, probe_every_s)
         self._tasks: dict[str, set[str]] = defaultdict(set)
         self._dossiers: dict[str, set[str]] = defaultdict(set)
+        self._listened = True  # until a notice comes back unrouted
+        self._unsaid = False  # while nobody listens: something changed since the last probe
 
     def add(self, out: Collector) -> None:
         """What a written batch changed."""
+        if not out.changed_tasks and not out.changed_dossiers:
+            return
+        if not self._listened:
+            self._unsaid = True
+            return
         for office, ids in out.changed_tasks.items():
             self._tasks[office] |= ids
         for office, names in out.changed_dossiers.items():
@@ -193,9 +216,15 @@ class Notices:
 
     def due(self) -> bytes | None:
         """The notice to publish now, if there are changes and the interval has passed."""
+        now = self._clock()
+        if not self._listened:
+            if not self._unsaid or now - self._last < self._probe_every_s:
+                return None
+            self._unsaid = False
+            self._last = now
+            return RESYNC
         if not self._tasks and not self._dossiers:
             return None
-        now = self._clock()
         if now - self._last < self._every_s:
             return None
         self._last = now
@@ -203,6 +232,13 @@ class Notices:
         self._tasks = defaultdict(set)
         self._dossiers = defaultdict(set)
         return body
+
+    def heard(self, listened: bool) -> None:
+        """Whether the last notice reached a queue (False: it came back unrouted)."""
+        self._listened = listened
+        if not listened:
+            self._tasks = defaultdict(set)
+            self._dossiers = defaultdict(set)
 
 
 def _notice(tasks: Mapping[str, set[str]], dossiers: Mapping[str, set[str]]) -> bytes | None:

@@ -686,6 +686,9 @@ class Owner:
         if notice is not None:
             self._publisher.notify(topology.CHANGES_EXCHANGE, notice)
         if not outgoing:
+            if notice is not None:
+                self._publisher.wait()
+                self._notices.heard(not self._publisher.unheard())
             return
         offices = {o.envelope.office for o in outgoing if o.exchange == topology.WORK_EXCHANGE}
         for office in offices - self._declared:
@@ -698,6 +701,8 @@ class Owner:
                 self._declare_ch.declare_work_queue(office, self._topo)
             if self._publisher.publish_all(returned):
                 raise Unroutable(f"{len(returned)} message(s) found no queue")
+        if notice is not None:
+            self._notices.heard(not self._publisher.unheard())
 
 
 def _differs(d: core.Dossier, doc: Mapping[str, Any] | None) -> bool:

@@ -8,7 +8,9 @@ of the office (seconds at 10,000 tasks on a server that cannot use indexes).
 Notices are best effort. Whenever the feed (re)connects its `generation` moves on: what
 was published while nobody listened is unknown, so every copy older than the generation
 is read whole again. `live` is False while it is disconnected; readers then fall back to
-reading whole copies on a timer.
+reading whole copies on a timer. A sequencer that found nobody listening sends no notices,
+only, every few seconds while things change, a probe (`resync`) that does the same as a
+reconnection here (`dispatcher.batchwrite.Notices`).
 """
 
 from __future__ import annotations
@@ -140,6 +142,10 @@ class ChangeFeed:
             }
         except (ValueError, AttributeError, TypeError):
             _log.warning("page change feed: an unreadable notice; reading everything again")
+            self._lost()
+            return
+        if notice.get("resync"):
+            # Sent when a reader appears after nobody listened: what changed is unknown.
             self._lost()
             return
         with self._lock:

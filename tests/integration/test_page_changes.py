@@ -17,6 +17,7 @@ from broker.admin import Admin
 from broker.rabbitmq import Connection
 from dispatcher.api.changes import ChangeFeed
 from dispatcher.api.snapshot import Snapshots
+from dispatcher.batchwrite import RESYNC
 from dossierflow.settings import Settings
 from store import Store, TaskRecord
 from tests.waiting import wait_for
@@ -99,3 +100,39 @@ def test_a_copy_is_read_whole_after_the_feed_lost_its_connection(
     wait_for(lambda: feed.live and feed.generation > generation, 30, "the feed back")
     wait_for(lambda: _status(snapshots, ids[2]) is TaskStatus.DONE, 20, "a whole read")
     assert snapshots.whole_reads >= 2
+
+
+def test_a_notice_nobody_listens_to_is_reported_and_a_resync_makes_copies_read_whole(
+    settings: Settings, store: Store
+) -> None:
+    conn = Connection.open(settings.amqp_url, name="test-notifier")
+    try:
+        ch = conn.channel(confirm=True)
+        ch.declare_listener(
+            topology.CHANGES_EXCHANGE, max_length=10
+        )  # declares the exchange (and a queue)
+        conn.close()  # its exclusive queue goes: nobody listens now
+        conn = Connection.open(settings.amqp_url, name="test-notifier")
+        publisher = conn.publisher()
+        body = json.dumps({"v": 1, "tasks": {OFFICE: ["t1"]}, "dossiers": {}}).encode()
+        publisher.notify(topology.CHANGES_EXCHANGE, body)
+        publisher.wait()
+        assert publisher.unheard(), "a notice no queue took is reported"
+        assert not publisher.unheard(), "once"
+
+        feed = ChangeFeed(settings.amqp_url, name="test-page-changes").start()
+        try:
+            ids = _seed(store, 3)
+            snapshots = Snapshots(store.monitoring, changes=feed)
+            snapshots.of(OFFICE)
+            generation = feed.generation
+            store.tasks.update(ids[0], TaskStatus.DONE, AT)  # unsaid while nobody listened
+            publisher.notify(topology.CHANGES_EXCHANGE, RESYNC)
+            publisher.wait()
+            assert not publisher.unheard(), "the feed's queue took it"
+            wait_for(lambda: feed.generation > generation, 20, "the resync")
+            wait_for(lambda: _status(snapshots, ids[0]) is TaskStatus.DONE, 20, "a whole read")
+        finally:
+            feed.close()
+    finally:
+        conn.close()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from broker import topology
 from broker.messages import Envelope, MessageType, encode
 from dispatcher import core
-from dispatcher.batchwrite import Collector, Notices
+from dispatcher.batchwrite import RESYNC, Collector, Notices
 from dispatcher.inbound import DeadLettered, Death, Done, Submitted, Unreadable, inbound
 from dispatcher.loading import load_dossiers
 from workers.vocabulary import TaskStatus
@@ -159,3 +159,39 @@ def test_change_notices_go_at_most_once_a_second_and_name_every_change_since() -
     assert later["dossiers"] == {"o1": ["d2", "d3"]}
     now[0] += 5
     assert notices.due() is None  # everything went out
+
+
+def test_while_nobody_listens_changes_are_not_kept_and_a_probe_asks_for_a_resync() -> None:
+    rules = core.Rules((1, 2))
+    now = [100.0]
+    notices = Notices(1.0, probe_every_s=5.0, clock=lambda: now[0])
+
+    def batch(task: str) -> Collector:
+        out = Collector(NOW, batch=1)
+        d = core.Dossier("o1", f"d-{task}")
+        out.add(
+            d,
+            topology.partition_queue(0),
+            1,
+            core.step(d, Submitted(task, "dossier.sync", {}), NOW, rules),
+        )
+        out.finish()
+        return out
+
+    notices.add(batch("t1"))
+    assert notices.due() is not None
+    notices.heard(False)  # it came back: nobody listens
+    now[0] += 2
+    notices.add(batch("t2"))
+    assert notices.due() is None  # no notice per second while nobody listens
+    now[0] += 3
+    assert notices.due() == RESYNC  # a probe, every 5 s, when something changed
+    notices.heard(False)
+    now[0] += 10
+    assert notices.due() is None  # nothing changed since the last probe: no probe
+    notices.add(batch("t3"))
+    assert notices.due() == RESYNC
+    notices.heard(True)  # someone listens now, and reads everything again
+    notices.add(batch("t4"))
+    now[0] += 1
+    assert json.loads(notices.due() or b"{}")["tasks"] == {"o1": ["t4"]}
