@@ -721,9 +721,25 @@ cluster_wait_running() {
     done
 }
 
+cluster_node_alive() { # N -> whether node N's RabbitMQ (or its launcher) process lives
+    local dir=$CLUSTER_DIR/node$1/rabbitmq
+    pid_from "$dir/rabbitmq.pid" "$dir" >/dev/null || pid_from "$dir/launcher.pid" rabbitmq-server >/dev/null
+}
+
 cluster_start() {
     local n t0=$SECONDS rc=0 pids=()
     ensure_tools
+    # A cluster none of whose nodes runs starts afresh. Its nodes stopped together, and
+    # each may remember another as running after itself: on the next boot Mnesia reports
+    # a partitioned network and waits for tables that never come (seen:
+    # `inconsistent_database, starting_partitioned_network`, "a node did not start"). It
+    # holds only what tests and trials left; a node lost alone (`stop-node`) keeps its
+    # data and comes back with `start-node`.
+    local running=0
+    for n in $(seq "$CLUSTER_SIZE"); do cluster_node_alive "$n" && running=1; done
+    if [ "$running" = 0 ]; then
+        for n in $(seq "$CLUSTER_SIZE"); do rm -rf "$CLUSTER_DIR/node$n"; done
+    fi
     cluster_cookie
     # All at once: a node that was not the last to stop waits at boot for its peers.
     for n in $(seq "$CLUSTER_SIZE"); do
