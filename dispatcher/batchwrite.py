@@ -159,13 +159,6 @@ class Collector:
                 d.saved = d.shape
         return self.write
 
-    def notice(self) -> bytes | None:
-        """The batch's change notice (`topology.CHANGES_EXCHANGE`), None if it changed nothing.
-
-        Ids only, by office: a reader reads those documents again by `_id`.
-        """
-        return _notice(self.changed_tasks, self.changed_dossiers)
-
 
 # While nobody listens to the change notices, how often a probe checks again.
 PROBE_EVERY_S = 5.0
@@ -241,9 +234,9 @@ class Notices:
             self._dossiers = defaultdict(set)
 
 
-def _notice(tasks: Mapping[str, set[str]], dossiers: Mapping[str, set[str]]) -> bytes | None:
-    if not tasks and not dossiers:
-        return None
+def _notice(tasks: Mapping[str, set[str]], dossiers: Mapping[str, set[str]]) -> bytes:
+    """A change notice (`topology.CHANGES_EXCHANGE`): ids only, by office; a reader reads
+    those documents again by `_id`."""
     body = {
         "v": 1,
         "tasks": {o: sorted(ids) for o, ids in tasks.items()},

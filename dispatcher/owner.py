@@ -685,11 +685,14 @@ class Owner:
         """
         if notice is not None:
             self._publisher.notify(topology.CHANGES_EXCHANGE, notice)
-        if not outgoing:
-            if notice is not None:
-                self._publisher.wait()
-                self._notices.heard(not self._publisher.unheard())
-            return
+        if outgoing:
+            self._publish_work(outgoing)  # waits for the notice's confirm too
+        elif notice is not None:
+            self._publisher.wait()
+        if notice is not None:
+            self._notices.heard(not self._publisher.unheard())
+
+    def _publish_work(self, outgoing: list[Outgoing]) -> None:
         offices = {o.envelope.office for o in outgoing if o.exchange == topology.WORK_EXCHANGE}
         for office in offices - self._declared:
             self._declare_ch.declare_work_queue(office, self._topo)
@@ -701,8 +704,6 @@ class Owner:
                 self._declare_ch.declare_work_queue(office, self._topo)
             if self._publisher.publish_all(returned):
                 raise Unroutable(f"{len(returned)} message(s) found no queue")
-        if notice is not None:
-            self._notices.heard(not self._publisher.unheard())
 
 
 def _differs(d: core.Dossier, doc: Mapping[str, Any] | None) -> bool:

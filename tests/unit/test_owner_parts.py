@@ -91,13 +91,17 @@ def test_a_batch_notice_names_the_tasks_and_dossiers_it_wrote_by_office() -> Non
         core.step(d2, Submitted("t2", "dossier.sync", {}), NOW, rules),
     )
     out.finish()
-    notice = json.loads(out.notice() or b"{}")
+    notices = Notices(1.0)
+    notices.add(out)
+    notice = json.loads(notices.due() or b"{}")
     assert notice == {
         "v": 1,
         "tasks": {"o1": ["t1"], "o2": ["t2"]},
         "dossiers": {"o1": ["d1"], "o2": ["d2"]},  # both became busy: their documents changed
     }
-    assert Collector(NOW, batch=9).notice() is None  # a batch that wrote nothing says nothing
+    quiet = Notices(1.0)
+    quiet.add(Collector(NOW, batch=9))
+    assert quiet.due() is None  # a batch that wrote nothing says nothing
 
 
 class _Stored:
